@@ -1,0 +1,206 @@
+"""hostagent on real systemd hosts: Debian VMs under qemu (TCG), one per cgroup tier.
+
+Tiers: bookworm-v2 (Debian 12, pure cgroup v2), bullseye-v1 (Debian 11 booted
+with systemd.unified_cgroup_hierarchy=0, pure cgroup v1), trixie-v2 (Debian 13,
+v2 only; opt-in with HOSTAGENT_VM_TRIXIE=1 because CI's time budget holds two
+VM tiers, see bench/vm_boot.py for the figures).
+
+One VM per tier serves the module's tests in order:
+  test_boot: SSH works, systemd is up, the cgroup mode is the tier's, and a
+    host snapshot survives a reboot unchanged (so "snapshot equal" after
+    uninstall means something).
+  test_lifecycle: hostagent goes on the VM the README's way (venv + pip from a
+    wheelhouse), then install -> suite -> reboot -> suite -> self-upgrade-style
+    binary replacement + restart -> caps back -> uninstall -> snapshot equal.
+
+How hostagent gets onto bullseye (3.9) and trixie (3.13): see vm_image.py's
+docstring (binary wheels for the target's Python are fetched or built in a
+throwaway chroot of that suite; the image has no compiler).
+
+Run: sudo .venv/bin/python -m pytest -m vm tests/system/test_vm_e2e.py -s
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests import hostsnap
+from tests.images.vm import VMHost, cgroup_mode
+from tests.images.vm_image import TIERS, Tier, build_image, target_wheels
+
+pytestmark = [pytest.mark.vm, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+AGENT = "/usr/sbin/deepflow-agent"
+UNIT = "deepflow-agent"
+# The testinfra suite (tests/system/), pointed at the VM over ssh.
+SUITE = REPO / "tests" / "system" / "test_host_state.py"
+
+TIER_NAMES = ["bookworm-v2", "bullseye-v1"]
+if os.environ.get("HOSTAGENT_VM_TRIXIE") == "1":
+    TIER_NAMES.append("trixie-v2")
+
+
+def _missing_prerequisite() -> str:
+    if os.geteuid() != 0:
+        return "needs root (mmdebstrap --mode=root)"
+    for tool in ("qemu-system-x86_64", "qemu-img", "mmdebstrap", "mkfs.ext4", "ssh", "ssh-keygen"):
+        if shutil.which(tool) is None:
+            return f"{tool} not installed (see .ci/apt-packages.txt)"
+    return ""
+
+
+@pytest.fixture(scope="module", params=TIER_NAMES)
+def tier(request) -> Tier:
+    reason = _missing_prerequisite()
+    if reason:
+        pytest.skip(reason)
+    return TIERS[request.param]
+
+
+@pytest.fixture(scope="module")
+def vm(tier: Tier, tmp_path_factory):
+    started = time.monotonic()
+    image = build_image(tier)
+    built = time.monotonic() - started
+    with VMHost(image, tmp_path_factory.mktemp(f"vm-{tier.name}")) as host:
+        print(f"\n[{tier.name}] image ready in {built:.0f} s, boot-to-ssh {host.boot_seconds[0]:.0f} s")
+        host.put(REPO / "tests" / "hostsnap.py", "/root/hostsnap.py")
+        yield host
+
+
+def snapshot(vm: VMHost) -> dict:
+    # -B: writing .pyc files under /usr would show up in the snapshot itself.
+    return json.loads(vm.run("python3 -B /root/hostsnap.py").stdout)
+
+
+def test_boot(vm: VMHost, tier: Tier):
+    state = vm.wait_until_running()
+    failed = vm.run("systemctl --failed --no-legend --plain", check=False).stdout
+    assert state == "running", f"systemd is {state!r}; failed units:\n{failed}"
+
+    mode = cgroup_mode(vm)
+    assert mode == tier.cgroup, f"{tier.name} booted with cgroup {mode}"
+    if tier.cgroup == "v1":
+        for controller in ("cpu", "memory"):
+            fstype = vm.run(f"stat -f -c %T /sys/fs/cgroup/{controller}/").stdout.strip()
+            assert fstype == "cgroupfs", f"/sys/fs/cgroup/{controller} is {fstype}"
+    else:
+        controllers = vm.run("cat /sys/fs/cgroup/cgroup.controllers").stdout.split()
+        assert {"cpu", "memory"} <= set(controllers), controllers
+
+    python = vm.run("python3 -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'").stdout.strip()
+    assert python == tier.python
+
+    before = snapshot(vm)
+    took = vm.reboot()
+    print(f"[{tier.name}] reboot-to-ssh {took:.0f} s")
+    vm.wait_until_running()
+    assert hostsnap.diff(before, snapshot(vm)) == []
+
+
+# ------------------------------------------------------------------ lifecycle
+
+def _hostagent(vm: VMHost, *args: str, expect_rc: int = 0) -> dict:
+    """Run the CLI with --json; on an unexpected exit, fail with everything needed to debug it."""
+    cmd = "/opt/hostagent/bin/hostagent " + " ".join(args) + " --json"
+    result = vm.run(cmd, check=False, timeout=600)
+    try:
+        report = json.loads(result.stdout)
+    except ValueError:
+        report = None
+    if result.returncode != expect_rc or report is None:
+        journal = vm.run(f"journalctl --no-pager -n 150 -u {UNIT}", check=False).stdout
+        pytest.fail(f"{cmd} exited {result.returncode} (expected {expect_rc})\nstdout:\n{result.stdout}\n"
+                    f"stderr:\n{result.stderr[-4000:]}\njournal of {UNIT}:\n{journal}")
+    for key in ("command", "ok", "changed", "dry_run", "steps", "error"):
+        assert key in report, f"--json output lacks {key!r}: {report}"
+    for step in report["steps"]:
+        assert {"id", "title", "status", "diff"} <= set(step), step
+    return report
+
+
+def _suite(vm: VMHost, phase: str) -> None:
+    """The testinfra suite over ssh, as for any host."""
+    if not SUITE.exists():
+        pytest.fail(f"testinfra suite {SUITE} is missing")
+    cmd = [sys.executable, "-m", "pytest", str(SUITE), "-q", "-p", "no:cacheprovider",
+           *vm.testinfra_args, "--hostagent-state", phase]
+    result = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            timeout=900)
+    assert result.returncode == 0, f"suite ({phase}) failed:\n{result.stdout[-6000:]}"
+
+
+def _caps(vm: VMHost) -> str:
+    return vm.run(f"getcap {AGENT}").stdout.strip()
+
+
+def _agent_pids(vm: VMHost) -> str:
+    return vm.run(f"systemctl show -p MainPID --value {UNIT}").stdout.strip()
+
+
+def test_lifecycle(vm: VMHost, tier: Tier, tmp_path: Path):
+    pytest.importorskip("hostagent.cli", reason="the hostagent CLI is not in this tree yet")
+    from tests.fixtures.build import build_agent_double
+    from tests.images.wheelhouse import build_wheelhouse
+
+    timings: dict[str, float] = {}
+    mark = time.monotonic()
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.monotonic()
+        timings[name] = round(now - mark, 1)
+        mark = now
+
+    wheelhouse = build_wheelhouse(tmp_path / "wheelhouse")
+    extra = target_wheels(tier, wheelhouse)
+    double = build_agent_double()
+    lap("build wheels+double")
+    vm.run("rm -rf /root/wheelhouse /root/target-wheels")
+    vm.put(wheelhouse, "/root/wheelhouse")
+    vm.put(extra, "/root/target-wheels")
+    vm.put(double, "/root/deepflow-agent")
+    # The README's way onto a host without internet.
+    vm.run("python3 -m venv /opt/hostagent && /opt/hostagent/bin/pip install -q --no-index"
+           " --find-links /root/wheelhouse --find-links /root/target-wheels hostagent", timeout=900)
+    lap("put hostagent")
+
+    before = snapshot(vm)
+    report = _hostagent(vm, "install", "--agent-binary", "/root/deepflow-agent",
+                        "--controller-ip", "127.0.0.1", "--yes")
+    assert report["ok"] is True and report["changed"] is True, report
+    lap("install")
+    _suite(vm, "installed")
+    lap("suite")
+
+    vm.reboot()
+    vm.wait_until_running()
+    lap("reboot")
+    _suite(vm, "installed")
+    lap("suite after reboot")
+
+    # A self-upgrade writes a new file and renames it over the old one: no file caps.
+    vm.run(f"cp /root/deepflow-agent {AGENT}.new && chmod 755 {AGENT}.new && mv -f {AGENT}.new {AGENT}")
+    assert _caps(vm) == "" or "=" not in _caps(vm), "a fresh file should carry no caps"
+    old_pid = _agent_pids(vm)
+    vm.run(f"systemctl restart {UNIT}")
+    assert _caps(vm), "restart did not put the file caps back"
+    assert _agent_pids(vm) not in ("", "0", old_pid)
+    _suite(vm, "installed")
+    lap("upgrade+restart+suite")
+
+    report = _hostagent(vm, "uninstall", "--yes")
+    assert report["ok"] is True, report
+    _suite(vm, "absent")
+    after = snapshot(vm)
+    assert hostsnap.diff(before, after) == []
+    lap("uninstall+suite")
+    print(f"[{tier.name}] lifecycle timings (s): {timings}")

@@ -1,0 +1,25 @@
+"""The agent's static config file, emitted with pyyaml from data."""
+from __future__ import annotations
+
+from typing import Optional
+
+from hostagent import paths
+
+HEADER = b"# Managed by hostagent: `hostagent uninstall` restores what was here before.\n"
+
+
+def config_data(controller_ips: tuple[str, ...], controller_port: int, cluster_id: Optional[str],
+                agent_group_id: Optional[str]) -> dict:
+    data: dict = {"controller-ips": list(controller_ips), "controller-port": controller_port}
+    if cluster_id:
+        data["kubernetes-cluster-id"] = cluster_id
+    if agent_group_id:
+        data["vtap-group-id-request"] = agent_group_id
+    data["log-file"] = paths.LOG_FILE
+    return data
+
+
+def render(data: dict) -> bytes:
+    import yaml
+
+    return HEADER + yaml.safe_dump(data, default_flow_style=False, sort_keys=False).encode()

@@ -1,0 +1,152 @@
+"""The agent's cgroup directories, prepared so the agent's own cgroup code succeeds as a non-root user.
+
+The agent (cgroups-rs) hard-codes <cpu mount>/deepflow-agent and <memory mount>/deepflow-agent on v1,
+and /sys/fs/cgroup/deepflow-agent on v2. It writes its pid into cgroup.procs, then the CPU limit
+(read back; a failure there makes it exit and crash-loop) and the memory limit. So the dirs and those
+files must be owned by the agent's user. Used by the install step and by the launcher at every start
+(cgroupfs is in memory: the dirs are gone after a reboot).
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+from hostagent import paths
+from hostagent.facts import CgroupLayout
+
+CPU_PERIOD_US = 100_000
+V1_FILES = ("cgroup.procs", "tasks", "cpu.cfs_period_us", "cpu.cfs_quota_us", "memory.limit_in_bytes")
+V2_FILES = ("cgroup.procs", "cgroup.threads", "cgroup.subtree_control", "cpu.max", "memory.max")
+
+
+@dataclass(frozen=True)
+class Limits:
+    cpu_millicores: int
+    memory_mib: int
+
+    @property
+    def cpu_quota_us(self) -> int:
+        return self.cpu_millicores * 100  # the agent's own conversion (period 100 ms)
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.memory_mib << 20
+
+    def wanted_files(self, layout: CgroupLayout) -> dict[str, str]:
+        """Limit file name → value, as the kernel prints it back."""
+        if layout.mode == "v2":
+            return {"cpu.max": f"{self.cpu_quota_us} {CPU_PERIOD_US}", "memory.max": str(self.memory_bytes)}
+        return {"cpu.cfs_period_us": str(CPU_PERIOD_US), "cpu.cfs_quota_us": str(self.cpu_quota_us),
+                "memory.limit_in_bytes": str(self.memory_bytes)}
+
+
+def _write(path: str, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def read(path: str) -> Optional[str]:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def enabled_v2_controllers() -> set[str]:
+    return set((read(f"{paths.CGROUP_ROOT}/cgroup.subtree_control") or "").split())
+
+
+def enable_v2_controllers() -> list[str]:
+    """Enable cpu and memory for children of the root; returns those this call turned on."""
+    turned_on = []
+    for controller in ("cpu", "memory"):
+        if controller not in enabled_v2_controllers():
+            _write(f"{paths.CGROUP_ROOT}/cgroup.subtree_control", f"+{controller}")
+            turned_on.append(controller)
+    return turned_on
+
+
+def _owned_files(directory: str, layout: CgroupLayout) -> list[str]:
+    names = V2_FILES if layout.mode == "v2" else V1_FILES
+    return [n for n in names if os.path.exists(os.path.join(directory, n))]
+
+
+def ensure(layout: CgroupLayout, limits: Limits, uid: int, gid: int) -> list[str]:
+    """Create and hand over the agent's cgroup dirs, set limits; returns the dirs this call created."""
+    created = []
+    if layout.mode == "v2":
+        enable_v2_controllers()
+    for directory in layout.agent_dirs():
+        if os.path.islink(directory):
+            raise OSError(f"{directory} is a symlink")
+        if not os.path.isdir(directory):
+            os.mkdir(directory, 0o755)
+            created.append(directory)
+        os.chown(directory, uid, gid, follow_symlinks=False)
+        for name in _owned_files(directory, layout):
+            os.chown(os.path.join(directory, name), uid, gid, follow_symlinks=False)
+        for name, value in limits.wanted_files(layout).items():
+            path = os.path.join(directory, name)
+            if os.path.exists(path) and read(path) != value:
+                _write(path, value)
+    return created
+
+
+def drift(layout: CgroupLayout, limits: Limits, uid: int, gid: int) -> list[str]:
+    """What differs from ensure()'s result; empty when the dirs are right."""
+    problems = []
+    if layout.mode == "v2":
+        missing = {"cpu", "memory"} - enabled_v2_controllers()
+        if missing:
+            problems.append(f"controllers not enabled in {paths.CGROUP_ROOT}/cgroup.subtree_control: {', '.join(sorted(missing))}")
+    for directory in layout.agent_dirs():
+        try:
+            st = os.lstat(directory)
+        except FileNotFoundError:
+            problems.append(f"{directory} is missing")
+            continue
+        if (st.st_uid, st.st_gid) != (uid, gid):
+            problems.append(f"{directory} is owned by {st.st_uid}:{st.st_gid}, not {uid}:{gid}")
+        for name in _owned_files(directory, layout):
+            fst = os.lstat(os.path.join(directory, name))
+            if (fst.st_uid, fst.st_gid) != (uid, gid):
+                problems.append(f"{directory}/{name} is owned by {fst.st_uid}:{fst.st_gid}")
+        for name, value in limits.wanted_files(layout).items():
+            path = os.path.join(directory, name)
+            if os.path.exists(path) and read(path) != value:
+                problems.append(f"{path} is {read(path)!r}, want {value!r}")
+    return problems
+
+
+def join(layout: CgroupLayout, pid: int) -> None:
+    """Move pid into the agent's cgroups (as root; on v2 the kernel demands write access to the
+    common ancestor's cgroup.procs, which only root has)."""
+    for directory in layout.agent_dirs():
+        _write(os.path.join(directory, "cgroup.procs"), str(pid))
+
+
+def pids_in(directory: str) -> list[int]:
+    text = read(os.path.join(directory, "cgroup.procs")) or ""
+    return [int(x) for x in text.split()]
+
+
+def remove(directory: str, timeout: float = 10.0) -> None:
+    """rmdir once its processes are gone (they may take a moment to exit after a stop)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.rmdir(directory)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                left = pids_in(directory)
+                raise OSError(f"cannot remove {directory}: processes still inside: {left}")
+            time.sleep(0.05)

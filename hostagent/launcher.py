@@ -1,0 +1,129 @@
+"""`hostagent exec`: the privilege manager between the init system and the agent.
+
+Started as root (by systemd, SysV init or supervisord), it does the work only root can do at every
+start, then becomes the agent's user with exactly the agent's capabilities and execs the agent:
+  1. recreate the cgroup dirs (cgroupfs forgets them at reboot) with owner and limits;
+  2. move itself into them: on cgroup v2 the kernel only lets a writer of the common ancestor's
+     cgroup.procs (root) do that, so a non-root agent could never join on its own;
+  3. restore owner, mode and file capabilities of the binary if an upgrade replaced it;
+  4. drop to the user: bounding set = the profile, setresuid with keepcaps, then
+     permitted = effective = inheritable = ambient = the profile; exec.
+After the exec no process of the service runs as root, and the agent's own cgroup writes succeed
+because it is already inside its cgroup and owns the files.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import stat
+import sys
+
+from hostagent import caps, cgroups, facts, fsutil
+
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+
+
+def log(message: str) -> None:
+    print(f"hostagent exec: {message}", file=sys.stderr, flush=True)
+
+
+def _last_cap() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except OSError:
+        return max(caps.CAP_NAMES)
+
+
+def ensure_binary(binary: str, cap_names: tuple[str, ...], gid: int) -> bool:
+    """Owner root:gid, mode 0750 and the file caps; returns True if anything had to be fixed."""
+    fd = fsutil.open_nofollow(binary)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{binary} is not a regular file")
+        fixed = False
+        if (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) != (0, gid, 0o750):
+            os.fchown(fd, 0, gid)  # clears file caps, so they are set after
+            os.fchmod(fd, 0o750)
+            fixed = True
+        try:
+            current = os.getxattr(fd, caps.XATTR)
+        except OSError:
+            current = None
+        if not caps.file_caps_match(current, cap_names):
+            caps.write_file_caps(fd, cap_names)
+            fixed = True
+        return fixed
+    finally:
+        os.close(fd)
+
+
+def drop_privileges(uid: int, gid: int, cap_names: tuple[str, ...]) -> None:
+    import prctl
+
+    keep = {caps.CAP_NUMBERS[n] for n in cap_names}
+    for number in range(_last_cap() + 1):
+        if number not in keep and prctl.capbset_read(number):
+            prctl.capbset_drop(number)
+    prctl.set_keepcaps(True)
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    others = [n for n in range(_last_cap() + 1) if n not in keep and n in prctl.ALL_CAPS]
+    kept = sorted(keep)
+    prctl.set_caps(
+        (kept, prctl.CAP_PERMITTED, True), (kept, prctl.CAP_EFFECTIVE, True), (kept, prctl.CAP_INHERITABLE, True),
+        (others, prctl.CAP_PERMITTED, False), (others, prctl.CAP_EFFECTIVE, False), (others, prctl.CAP_INHERITABLE, False),
+    )
+    # Ambient caps carry the set across exec even if the binary's file caps are missing.
+    libc = ctypes.CDLL(None, use_errno=True)
+    for number in kept:
+        if libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, number, 0, 0) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"cannot raise ambient {caps.CAP_NAMES[number]}: {os.strerror(err)}")
+    prctl.set_keepcaps(False)
+    got = caps.proc_caps()
+    want = caps.mask(cap_names)
+    if os.getuid() != uid or got["CapEff"] != want or got["CapPrm"] != want or got["CapBnd"] != want:
+        raise OSError(f"privilege drop did not take: uid {os.getuid()}, caps {got}")
+
+
+def run_agent(user: str, cap_spec: str, cpu_millicores: int, memory_mib: int, argv: list[str]) -> None:
+    """Prepare, drop, exec. Never returns on success."""
+    if os.geteuid() != 0:
+        raise SystemExit("hostagent exec: must start as root (it drops to the agent's user itself)")
+    if not argv:
+        raise SystemExit("hostagent exec: no agent command given (hostagent exec [options] -- AGENT ARGS)")
+    account = facts.user(user)
+    if account is None:
+        raise SystemExit(f"hostagent exec: user {user} does not exist")
+    cap_names = caps.resolve(cap_spec, facts.kernel_version())
+    layout = facts.cgroup_layout()
+    limits = cgroups.Limits(cpu_millicores, memory_mib)
+    created = cgroups.ensure(layout, limits, account.uid, account.gid)
+    cgroups.join(layout, os.getpid())
+    log(f"cgroup {layout.mode}: {' '.join(layout.agent_dirs())}" + (" (recreated)" if created else ""))
+    binary = argv[0]
+    if binary.startswith("/") and ensure_binary(binary, cap_names, account.gid):
+        log(f"restored owner, mode and capabilities of {binary} (replaced by an upgrade?)")
+    env = {k: v for k, v in os.environ.items() if k != "IN_CONTAINER"}  # would make the agent skip cgroups
+    drop_privileges(account.uid, account.gid, cap_names)
+    log(f"running {binary} as {user} with {','.join(cap_names)}")
+    os.execve(binary, argv, env)
+
+
+def cleanup() -> None:
+    """After the service stops: on cgroup v2 the agent left the unit's cgroup, so systemd cannot
+    reach processes it forked; end whatever is left in its own cgroup."""
+    layout = facts.cgroup_layout()
+    if layout.mode != "v2":
+        return
+    for directory in layout.agent_dirs():
+        for pid in cgroups.pids_in(directory):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -1,0 +1,1 @@
+"""NIC layout detection: netlink dumps, namespaces, CNI config, classification."""

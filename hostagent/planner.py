@@ -1,0 +1,144 @@
+"""Preflight (read-only checks that refuse bad hosts and inputs) and the plan: options + facts → steps."""
+from __future__ import annotations
+
+import base64
+import os
+import stat
+from dataclasses import dataclass
+from typing import Optional
+
+from hostagent import agentconfig, caps, facts, fsutil, paths, unit
+from hostagent.errors import InputError
+from hostagent.facts import HostFacts
+from hostagent.options import InstallOptions
+from hostagent.steps import Step
+from hostagent.steps.accounts import Group, User
+from hostagent.steps.cgroup import AgentCgroups
+from hostagent.steps.files import Binary, Directory, File, FileCaps
+from hostagent.steps.service import Service
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Inputs looked up during preflight (server lookups), so planning itself is pure."""
+
+    caps: tuple[str, ...]
+    cluster_id: Optional[str]
+    agent_group_id: Optional[str]
+    group: str  # the user's primary group name
+    warnings: tuple[str, ...] = ()
+
+
+def check_binary(path: str, host: HostFacts) -> None:
+    st = fsutil.lstat_or_none(path)
+    if st is None:
+        raise InputError(f"agent binary {path} does not exist (give --agent-binary PATH)")
+    if stat.S_ISLNK(st.st_mode):
+        raise InputError(f"agent binary {path} is a symlink; give the real file")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"agent binary {path} is not a regular file")
+    info = facts.elf_info(path)
+    if not info.is_elf:
+        raise InputError(f"agent binary {path} is not an ELF executable")
+    if not facts.elf_matches_host(info, host.machine):
+        raise InputError(f"agent binary {path} is built for another architecture (ELF machine {info.machine}, host {host.machine})")
+
+
+def preflight(opts: InstallOptions, host: HostFacts, resolve_remote: bool = True) -> Resolved:
+    if not host.is_root:
+        raise InputError("hostagent install must run as root")
+    if not host.systemd:
+        raise InputError("systemd is not PID 1 on this host; use `hostagent exec` from your init system (see README)")
+    if host.cgroup.mode != "v2" and not (host.cgroup.cpu_mount and host.cgroup.memory_mount):
+        raise InputError("cgroup v1 cpu and memory controllers are not both mounted")
+    if host.cgroup.mode == "v2" and not {"cpu", "memory"} <= set(host.cgroup.v2_controllers):
+        raise InputError("cgroup v2 root does not offer the cpu and memory controllers")
+
+    check_binary(opts.agent_binary, host)
+    target = fsutil.lstat_or_none(paths.AGENT_BINARY)
+    if target is not None and not stat.S_ISREG(target.st_mode):
+        raise InputError(f"{paths.AGENT_BINARY} exists and is not a regular file (symlink?); refusing to replace it")
+    reason = facts.fs_keeps_file_caps(os.path.dirname(paths.AGENT_BINARY))
+    if reason:
+        raise InputError(f"cannot use file capabilities: {reason}")
+    for path in (paths.CONFIG_DIR, paths.LOG_DIR, paths.STATE_DIR):
+        st = fsutil.lstat_or_none(path)
+        if st is not None and not stat.S_ISDIR(st.st_mode):
+            raise InputError(f"{path} exists and is not a directory (symlink?); refusing to use it")
+    for path in (paths.CONFIG_FILE, paths.UNIT_FILE):
+        st = fsutil.lstat_or_none(path)
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            raise InputError(f"{path} exists and is not a regular file (symlink?); refusing to replace it")
+
+    account = facts.user(opts.user)
+    if account is not None:
+        reason = facts.unsafe_user_reason(account)
+        if reason:
+            raise InputError(f"existing user {opts.user} {reason}; refusing to run the agent as it")
+        group = facts.group_name(account.gid) or str(account.gid)
+    else:
+        group = opts.user
+
+    cap_names = caps.resolve(opts.caps, host.kernel)
+    warnings = []
+    if "cap_syslog" in cap_names and host.selinux == "enforcing":
+        warnings.append("SELinux is enforcing: DeepFlow documents that eBPF needs it disabled")
+
+    cluster_id, group_id = opts.cluster_id, opts.agent_group
+    if resolve_remote and opts.watcher_domain:
+        from hostagent import server
+
+        cluster_id = server.domain_cluster_id(_server_url(opts), opts.watcher_domain, timeout=opts.domain_timeout)
+    if resolve_remote and group_id and not _is_group_id(group_id):
+        group_id = _resolve_group(opts, group_id)
+    return Resolved(cap_names, cluster_id, group_id, group, tuple(warnings))
+
+
+def _server_url(opts: InstallOptions) -> str:
+    from hostagent.options import server_url
+
+    assert opts.server
+    return server_url(opts.server)
+
+
+def _is_group_id(value: str) -> bool:
+    from hostagent.options import AGENT_GROUP_ID_RE
+
+    return bool(AGENT_GROUP_ID_RE.match(value))
+
+
+def _resolve_group(opts: InstallOptions, name: str) -> str:
+    try:
+        from hostagent.groupapi import ServerError, resolve_agent_group
+    except ImportError:
+        raise InputError("agent group names need the group API (hostagent.groupapi); give a g-XXXXXXXXXX id") from None
+    try:
+        return resolve_agent_group(_server_url(opts), name, timeout=10.0)
+    except ServerError as e:
+        raise InputError(str(e)) from None
+
+
+def plan(opts: InstallOptions, host: HostFacts, r: Resolved) -> list[Step]:
+    user, group = opts.user, r.group
+    config = agentconfig.render(agentconfig.config_data(opts.controller_ips, opts.controller_port, r.cluster_id, r.agent_group_id))
+    unit_text = unit.render(user, r.caps, opts.cpu_millicores, opts.memory_mib)
+    cg = host.cgroup
+    return [
+        Group(name=group),
+        User(name=user, group=group),
+        Binary(path=paths.AGENT_BINARY, source=opts.agent_binary, group=group),
+        Directory(path=paths.LOG_DIR, mode=0o750, owner=user, group=group, purge=True),
+        Directory(path=paths.CONFIG_DIR, mode=0o755, owner="root", group="root"),
+        File(path=paths.CONFIG_FILE, content_b64=_b64(config), mode=0o640, owner="root", group=group),
+        AgentCgroups(mode=cg.mode, cpu_mount=cg.cpu_mount, memory_mount=cg.memory_mount, user=user,
+                     cpu_millicores=opts.cpu_millicores, memory_mib=opts.memory_mib),
+        # Last change to the binary: chown clears capabilities.
+        FileCaps(path=paths.AGENT_BINARY, caps=list(r.caps)),
+        File(path=paths.UNIT_FILE, content_b64=_b64(unit_text), mode=0o644, owner="root", group="root",
+             reload_systemd=True),
+        Service(name=paths.UNIT_NAME, user=user, binary=paths.AGENT_BINARY),
+    ]
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()

@@ -1,0 +1,45 @@
+"""The systemd unit, rendered with jinja2 from systemd/deepflow-agent.service.j2."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from hostagent import paths
+
+# Capabilities the launcher uses as root before dropping to the user; never kept by the agent.
+LAUNCHER_CAPS = ("cap_chown", "cap_dac_override", "cap_fowner", "cap_setfcap", "cap_setgid",
+                 "cap_setpcap", "cap_setuid", "cap_kill")
+TEMPLATE = "deepflow-agent.service.j2"
+
+
+def _template_text() -> str:
+    try:
+        from importlib.resources import files
+
+        return (files("hostagent.systemd") / TEMPLATE).read_text()
+    except (ModuleNotFoundError, FileNotFoundError):
+        # Running from a source checkout that was not pip-installed.
+        return (Path(__file__).resolve().parent.parent / "systemd" / TEMPLATE).read_text()
+
+
+def launcher_command() -> str:
+    """How the unit calls `hostagent exec`: this interpreter, isolated from the environment."""
+    return f"{sys.executable} -I -m hostagent"
+
+
+def render(user: str, caps: tuple[str, ...], cpu_millicores: int, memory_mib: int,
+           binary: str = paths.AGENT_BINARY, config: str = paths.CONFIG_FILE) -> bytes:
+    import jinja2
+
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    text = env.from_string(_template_text()).render(
+        user=user, caps=caps, cpu_millicores=cpu_millicores, memory_mib=memory_mib, binary=binary,
+        config=config, launcher=launcher_command(),
+        launcher_caps=[c for c in LAUNCHER_CAPS if c not in caps],
+        ebpf="cap_syslog" in caps,
+        # A launcher installed under /root or /home must stay readable to the unit.
+        protect_home="read-only" if sys.prefix.startswith(("/root", "/home")) else "yes",
+    )
+    return text.encode()

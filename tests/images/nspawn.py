@@ -1,0 +1,431 @@
+"""A booted Debian test host under systemd-nspawn, with hostagent installed the README's way.
+
+    with NspawnHost() as host:                 # copy of the cached image, booted, hostagent in /opt/hostagent
+        rc, out, err = host.run("hostagent install ... --json")
+        host.reboot()
+
+Design notes (traps found on these machines):
+- This machine's PID 1 is not systemd, so nspawn runs with --register=no --keep-unit.
+  Before exec it moves itself into a fresh child cgroup of ours in every hierarchy;
+  the container's cgroup namespace is rooted there, so everything the container makes
+  (its units, /sys/fs/cgroup/*/deepflow-agent) lands under that dir, removed on exit.
+  The container shares this machine's v1 hierarchies, so only one lives at a time:
+  it holds the flock /run/lock/hostagent-tests-cgroup.lock.
+- nspawn mounts the v1 controllers read-only; a real v1 host lets root write them.
+  The image has a oneshot unit, before sysinit.target, that remounts cpu and memory rw.
+- nspawn's default bounding set lacks cap_net_admin, cap_ipc_lock (and the eBPF
+  profile's caps); a file-capability binary with a cap outside the bounding set fails
+  exec with EPERM, so the container gets them with --capability=.
+- No --private-network: services on this machine's 127.0.0.1 are reachable, and the
+  optional sshd listens on 127.0.0.1:PORT here.
+- Commands run through `systemd-run --pipe --wait` inside (via nsenter): they get the
+  container's bounding set, cgroup and environment, like a root shell on that host.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+from tests.images.rootfs import Recipe, build_rootfs, clone_rootfs, remove_tree
+from tests.images.wheelhouse import build_wheelhouse
+
+CGROUP_LOCK = Path("/run/lock/hostagent-tests-cgroup.lock")
+HOSTAGENT_VENV = "/opt/hostagent"
+# Every capability a hostagent profile may put on the binary (ebpf profile included),
+# plus what nspawn keeps by default. cap_setfcap is there already (bit 31).
+EXTRA_CAPABILITIES = (
+    "cap_net_admin", "cap_ipc_lock", "cap_sys_admin", "cap_sys_ptrace", "cap_net_raw",
+    "cap_setfcap", "cap_sys_resource", "cap_syslog", "cap_bpf", "cap_perfmon",
+)
+
+_CGROUP_RW_UNIT = """\
+[Unit]
+Description=Make the v1 cpu and memory hierarchies writable, as on a real v1 host
+DefaultDependencies=no
+Before=sysinit.target local-fs.target
+ConditionVirtualization=container
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/hostagent-test-cgroup-rw
+
+[Install]
+WantedBy=sysinit.target
+"""
+# Real mount points from mountinfo: cpu may be "cpu,cpuacct" or "cpu" alone.
+_CGROUP_RW_SCRIPT = """\
+#!/bin/sh
+grep ' - cgroup ' /proc/self/mountinfo | while read -r _ _ _ _ mnt _; do
+    opts=$(grep " $mnt " /proc/self/mountinfo | sed 's/.* - cgroup [^ ]* //')
+    case ",$opts," in
+        *,cpu,*|*,memory,*) mount -o remount,bind,rw "$mnt" ;;
+    esac
+done
+exit 0
+"""
+
+
+def _write_file_hook(path: str, content: str, mode: str) -> str:
+    return f'printf %s {shlex.quote(content)} > "$1{path}" && chmod {mode} "$1{path}"'
+
+
+NSPAWN_RECIPE = Recipe(
+    name="nspawn",
+    suite="bookworm",
+    packages=("openssh-server",),
+    hooks=(
+        _write_file_hook("/usr/local/sbin/hostagent-test-cgroup-rw", _CGROUP_RW_SCRIPT, "0755"),
+        _write_file_hook("/etc/systemd/system/hostagent-test-cgroup-rw.service", _CGROUP_RW_UNIT, "0644"),
+        'mkdir -p "$1/etc/systemd/system/sysinit.target.wants" && ln -sf '
+        '../hostagent-test-cgroup-rw.service "$1/etc/systemd/system/sysinit.target.wants/"',
+        # sshd is opt-in, started per run with per-run keys: no host keys in the image.
+        'rm -f "$1"/etc/ssh/ssh_host_* "$1/etc/systemd/system/multi-user.target.wants/ssh.service"'
+        ' "$1/etc/systemd/system/sshd.service"',
+        # A login prompt on the console is of no use here and logs noise.
+        'ln -sf /dev/null "$1/etc/systemd/system/console-getty.service"',
+    ),
+    version="1",
+)
+
+
+@dataclass
+class Result:
+    rc: int
+    stdout: str
+    stderr: str
+
+    def __iter__(self):  # rc, out, err = host.run(...)
+        return iter((self.rc, self.stdout, self.stderr))
+
+    def check(self) -> "Result":
+        if self.rc != 0:
+            raise RuntimeError(f"rc={self.rc}\nstdout:\n{self.stdout}\nstderr:\n{self.stderr}")
+        return self
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _own_cgroups() -> dict[str, str]:
+    """Mount point of each hierarchy -> this process's cgroup path in it."""
+    paths = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        hid, controllers, path = line.split(":", 2)
+        paths[controllers if hid != "0" else ""] = path
+    mounts: list[tuple[set, str]] = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, right = line.split(" - ", 1)
+        fstype, _source, opts = right.split(" ", 2)
+        if fstype in ("cgroup", "cgroup2"):
+            mounts.append((set(opts.split(",")) if fstype == "cgroup" else {""}, left.split()[4]))
+    out = {}
+    for key, path in paths.items():
+        # cpuset children need cpus/mems before taking a process; systemd on v1 never uses it.
+        if "cpuset" in key.split(","):
+            continue
+        for optset, mnt in mounts:
+            if set(key.split(",")) <= optset:
+                out[mnt] = path
+                break
+    return out
+
+
+def _rmdir_tree(path: Path) -> None:
+    if not path.is_dir():
+        return
+    for dirpath, _dirs, _files in sorted(os.walk(path), key=lambda w: -w[0].count("/")):
+        try:
+            os.rmdir(dirpath)
+        except OSError:
+            pass
+
+
+class NspawnHost:
+    """A Debian host booted under systemd-nspawn from a fresh copy of a cached image."""
+
+    def __init__(
+        self,
+        recipe: Recipe = NSPAWN_RECIPE,
+        *,
+        install_hostagent: bool = True,
+        wheelhouse: Optional[Path] = None,
+        ssh: bool = False,
+        capabilities: Sequence[str] = EXTRA_CAPABILITIES,
+        workdir: Optional[Path] = None,
+        boot_timeout: float = 60.0,
+    ):
+        self.recipe = recipe
+        self.install_hostagent = install_hostagent
+        self.wheelhouse = wheelhouse
+        self.ssh_enabled = ssh
+        self.capabilities = tuple(capabilities)
+        self.boot_timeout = boot_timeout
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="hostagent-nspawn-", dir="/var/tmp"))
+        self.machine = f"hostagent-test-{os.getpid()}-{int(time.time()) % 100000}"
+        self.root = self.workdir / "root"
+        self.console_log = self.workdir / "console.log"
+        self.ssh_port: Optional[int] = None
+        self.ssh_config: Optional[Path] = None
+        self.timings: dict[str, float] = {}
+        self._proc: Optional[subprocess.Popen] = None
+        self._leader: Optional[int] = None
+        self._lock_file = None
+        self._cgroup_dirs: list[Path] = []
+        self.boot_state = ""
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def __enter__(self) -> "NspawnHost":
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self) -> None:
+        t0 = time.monotonic()
+        image = build_rootfs(self.recipe)
+        self.timings["image"] = time.monotonic() - t0
+        CGROUP_LOCK.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(CGROUP_LOCK, "w")
+        fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+        t0 = time.monotonic()
+        clone_rootfs(image, self.root)
+        self.timings["clone"] = time.monotonic() - t0
+        if self.install_hostagent:
+            t0 = time.monotonic()
+            wheels = self.wheelhouse or build_wheelhouse(self.workdir / "wheelhouse")
+            shutil.copytree(wheels, self.root / "var/tmp/hostagent-wheelhouse")
+            self.timings["wheelhouse"] = time.monotonic() - t0
+        self.boot()
+        if self.install_hostagent:
+            t0 = time.monotonic()
+            # The README's way of putting hostagent on a host without internet.
+            self.run(
+                f"python3 -m venv {HOSTAGENT_VENV} && {HOSTAGENT_VENV}/bin/pip install -q --no-index "
+                f"--disable-pip-version-check --find-links /var/tmp/hostagent-wheelhouse hostagent && "
+                f"ln -sf {HOSTAGENT_VENV}/bin/hostagent /usr/local/bin/hostagent && "
+                "rm -rf /var/tmp/hostagent-wheelhouse",
+                timeout=300,
+            ).check()
+            self.timings["install_hostagent"] = time.monotonic() - t0
+        if self.ssh_enabled:
+            self.start_sshd()
+
+    def boot(self) -> None:
+        """Start the container and wait until systemd says the boot is done."""
+        t0 = time.monotonic()
+        self._cgroup_dirs = []
+        for mnt, path in _own_cgroups().items():
+            d = Path(mnt + path.rstrip("/")) / self.machine
+            d.mkdir(exist_ok=True)
+            self._cgroup_dirs.append(d)
+        procs = [str(d / "cgroup.procs") for d in self._cgroup_dirs]
+
+        def enter_cgroups() -> None:
+            for p in procs:
+                with open(p, "w") as f:
+                    f.write(str(os.getpid()))
+
+        cmd = [
+            "systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--quiet",
+            f"--machine={self.machine}", f"--directory={self.root}",
+            "--capability=" + ",".join(self.capabilities), "--console=read-only",
+        ]
+        log = open(self.console_log, "ab")
+        self._proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=enter_cgroups, start_new_session=True,
+        )
+        log.close()
+        self._leader = self._wait_leader()
+        deadline = time.monotonic() + self.boot_timeout
+        state = ""
+        while time.monotonic() < deadline:
+            r = self._nsenter(["systemctl", "is-system-running", "--wait"], timeout=self.boot_timeout)
+            state = r.stdout.strip()
+            if state in ("running", "degraded"):
+                break
+            time.sleep(0.2)
+        else:
+            raise RuntimeError(f"boot did not finish ({state!r}); console: {self.console_tail()}")
+        self.boot_state = state
+        self.timings["boot"] = time.monotonic() - t0
+
+    def _wait_leader(self) -> int:
+        deadline = time.monotonic() + self.boot_timeout
+        assert self._proc is not None
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"systemd-nspawn exited {self._proc.returncode}: {self.console_tail()}")
+            children = Path(f"/proc/{self._proc.pid}/task/{self._proc.pid}/children")
+            try:
+                pids = children.read_text().split()
+            except OSError:
+                pids = []
+            for pid in pids:
+                # The container's PID 1 is the child whose pid in its own namespace is 1.
+                try:
+                    status = Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                nspid = [l for l in status.splitlines() if l.startswith("NSpid:")]
+                if nspid and nspid[0].split()[-1] == "1" and len(nspid[0].split()) > 2:
+                    return int(pid)
+            time.sleep(0.05)
+        raise RuntimeError("container leader did not appear")
+
+    def poweroff(self, timeout: float = 60.0) -> None:
+        if self._proc is None:
+            return
+        if self._proc.poll() is None and self._leader:
+            try:
+                os.kill(self._leader, signal.SIGRTMIN + 4)  # systemd: start poweroff.target
+            except ProcessLookupError:
+                pass
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+                self._proc.wait(10)
+        self._proc = None
+        self._leader = None
+        shutil.rmtree(f"/run/systemd/nspawn/propagate/{self.machine}", ignore_errors=True)
+
+    def reboot(self) -> None:
+        """Power off and boot the same root again (cgroup dirs and /run gone, disk kept)."""
+        t0 = time.monotonic()
+        self.poweroff()
+        self._remove_cgroups()
+        self.boot()
+        if self.ssh_enabled:
+            self.start_sshd()
+        self.timings["reboot"] = time.monotonic() - t0
+
+    def close(self) -> None:
+        try:
+            self.poweroff()
+        finally:
+            self._remove_cgroups()
+            if self._lock_file is not None:
+                self._lock_file.close()  # releases the flock
+                self._lock_file = None
+            if self._own_workdir:
+                remove_tree(self.workdir)
+            elif self.root.exists():
+                remove_tree(self.root)
+
+    def _remove_cgroups(self) -> None:
+        for d in self._cgroup_dirs:
+            _rmdir_tree(d)
+        # Agent dirs that escaped the container's cgroup namespace (a bug elsewhere) or
+        # were left by a killed run; they hold no process once the container is gone.
+        for top in ("cpu", "cpu,cpuacct", "memory", "unified", ""):
+            _rmdir_tree(Path("/sys/fs/cgroup", top, "deepflow-agent"))
+
+    # --- commands ----------------------------------------------------------------------
+
+    def _nsenter(self, argv: Sequence[str], input: Union[str, bytes, None] = None,
+                 timeout: float = 120) -> Result:
+        assert self._leader, "host is not running"
+        cmd = ["nsenter", "-t", str(self._leader), "-a", "--", "env", "-i",
+               "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", *argv]
+        data = input.encode() if isinstance(input, str) else input
+        p = subprocess.run(cmd, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+        return Result(p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"))
+
+    def run(self, cmd: Union[str, Sequence[str]], input: Union[str, bytes, None] = None,
+            timeout: float = 120) -> Result:
+        """Run a command as root on the host (a shell string, or argv); returns rc, stdout, stderr."""
+        argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
+        return self._nsenter(
+            ["systemd-run", "--quiet", "--wait", "--pipe", "--collect", "--service-type=exec",
+             "-p", "Environment=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+             "--", *argv],
+            input=input if input is not None else b"", timeout=timeout,
+        )
+
+    def put(self, path: str, data: Union[str, bytes], mode: int = 0o644) -> None:
+        """Write a file on the host (inside its mount namespace, so /tmp and /run work too)."""
+        q = shlex.quote(path)
+        self._nsenter(["sh", "-c", f"mkdir -p \"$(dirname {q})\" && cat > {q} && chmod {mode:o} {q}"],
+                      input=data).check()
+
+    def get(self, path: str) -> str:
+        return self._nsenter(["cat", path]).check().stdout
+
+    def journal(self, unit: str = "deepflow-agent.service", lines: int = 50) -> str:
+        return self.run(["journalctl", "--no-pager", "-n", str(lines), "-u", unit]).stdout
+
+    def console_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.console_log.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    # --- ssh (opt-in) ------------------------------------------------------------------
+
+    def start_sshd(self) -> None:
+        """sshd on 127.0.0.1:PORT of this machine, host and client keys made per run."""
+        key = self.workdir / "id_ed25519"
+        if not key.exists():
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        if self.ssh_port is None:
+            self.ssh_port = _free_port()
+        self.put("/root/.ssh/authorized_keys", (self.workdir / "id_ed25519.pub").read_text(), 0o600)
+        self.run(
+            "mkdir -p /run/sshd && chmod 0755 /run/sshd && ssh-keygen -A -q >/dev/null && "
+            "systemctl reset-failed hostagent-test-sshd.service 2>/dev/null; "
+            "systemd-run --quiet --unit=hostagent-test-sshd -- /usr/sbin/sshd -D -e "
+            f"-o ListenAddress=127.0.0.1 -o Port={self.ssh_port} -o PermitRootLogin=prohibit-password "
+            "-o PasswordAuthentication=no -o UseDNS=no"
+        ).check()
+        self.ssh_config = self.workdir / "ssh_config"
+        self.ssh_config.write_text(
+            f"Host {self.machine}\n  HostName 127.0.0.1\n  Port {self.ssh_port}\n  User root\n"
+            f"  IdentityFile {key}\n  IdentitiesOnly yes\n  StrictHostKeyChecking no\n"
+            "  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n"
+            # One connection reused by every command testinfra runs: ~10 ms instead of ~100 ms each.
+            f"  ControlMaster auto\n  ControlPath {self.workdir}/ssh-%C\n  ControlPersist 120\n"
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if subprocess.run(self.ssh_command("true"), capture_output=True).returncode == 0:
+                return
+            time.sleep(0.2)
+        raise RuntimeError("sshd did not come up: " + self.run("journalctl -u hostagent-test-sshd -n 20").stdout)
+
+    def ssh_command(self, remote: str) -> list[str]:
+        assert self.ssh_config is not None, "start with ssh=True"
+        return ["ssh", "-F", str(self.ssh_config), self.machine, remote]
+
+    @property
+    def testinfra_host(self) -> str:
+        """The --hosts value for testinfra's ssh backend."""
+        assert self.ssh_config is not None, "start with ssh=True"
+        return f"ssh://{self.machine}?ssh_config={self.ssh_config}"
+
+
+if __name__ == "__main__":
+    with NspawnHost(ssh=True) as h:
+        print(h.run("systemctl is-system-running; findmnt -R /sys/fs/cgroup; hostagent --help | head -5"))
+        print(h.timings)

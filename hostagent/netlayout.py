@@ -1,0 +1,176 @@
+"""`hostagent detect`: read the host's links over netlink and say which CNI layout they form."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from hostagent.net.model import Layout, Link, Netns
+
+__all__ = ["DetectError", "Layout", "detect_layout", "render_layout"]
+
+NETNS_NAME = re.compile(r"^[A-Za-z0-9_.@:+-]{1,64}$")
+MAX_OTHER_NETNS = 512  # one socket (one short fork) each; a bound keeps detect quick on huge nodes
+
+
+class DetectError(Exception):
+    """Bad input or an unreadable host; the CLI prints it on one line and exits 2."""
+
+
+def _node_ns(netns: str | None) -> tuple[str | None, str]:
+    """pyroute2's netns argument and the nsfs path for the inspected netns."""
+    if netns is None:
+        return None, "/proc/self/ns/net"
+    if not NETNS_NAME.match(netns) or netns in (".", ".."):
+        raise DetectError(f"invalid netns name {netns!r}: expected a name from `ip netns list`")
+    path = f"/run/netns/{netns}"
+    if not os.path.exists(path):
+        raise DetectError(f"no network namespace named {netns!r} (no {path})")
+    return netns, path
+
+
+def _scan_other(node_path: str, limit: int) -> tuple[list[Netns], dict[str, int | None], int, list[str]]:
+    from hostagent.net import rtdump, scan
+
+    refs = scan.other_netns(node_path)
+    warnings = []
+    if len(refs) > limit:
+        warnings.append(f"{len(refs)} other netns found; only the first {limit} were read")
+        refs = refs[:limit]
+    seen: list[Netns] = []
+    nsids: dict[str, int | None] = {}
+    unrelated = 0
+    for ref in refs:
+        try:
+            sock = rtdump.open_route_socket(ref.path)
+        except OSError as exc:
+            warnings.append(f"skipped netns {ref.label}: {exc}")
+            continue
+        try:
+            links = tuple(rtdump.dump_links(sock))
+            nsid = rtdump.peer_nsid(sock, node_path)
+        except OSError as exc:
+            warnings.append(f"skipped netns {ref.label}: {exc}")
+            continue
+        finally:
+            sock.close()
+        related = nsid is not None and any(link.link_netnsid == nsid for link in links)
+        if related:
+            seen.append(Netns(ref.label, ref.path, ref.inode, links, True))
+            nsids[ref.path] = nsid
+        else:
+            unrelated += 1
+    return seen, nsids, unrelated, warnings
+
+
+def detect_layout(
+    netns: str | None = None,
+    *,
+    scan_other_netns: bool = True,
+    cni_dir: Path | None = None,
+    inner: bool = False,
+    ring_blocks: int = 128,
+) -> Layout:
+    """Dump the links of ``netns`` (None: this process's netns) and classify the layout.
+
+    Other namespaces count only when one of their links has its peer or lower device
+    in the inspected netns (a pod of this node); the rest are just counted.
+    """
+    from hostagent.net import classify, recommend, rtdump, scan
+
+    if not 8 <= ring_blocks <= 1_000_000:
+        raise DetectError(f"ring blocks must be within [8, 1000000], got {ring_blocks}")
+    ns_arg, node_path = _node_ns(netns)
+    try:
+        sock = rtdump.open_route_socket(ns_arg)
+    except OSError as exc:
+        raise DetectError(str(exc)) from exc
+    try:
+        links: tuple[Link, ...] = tuple(rtdump.dump_links(sock))
+        route_idx = rtdump.default_route_ifindexes(sock)
+    except OSError as exc:
+        raise DetectError(f"netlink dump failed: {exc}") from exc
+    finally:
+        sock.close()
+    by_index = {link.index: link.name for link in links}
+    default_route = tuple(by_index[i] for i in route_idx if i in by_index)
+
+    warnings: list[str] = []
+    related: list[Netns] = []
+    nsids: dict[str, int | None] = {}
+    unrelated = 0
+    if scan_other_netns:
+        related, nsids, unrelated, more = _scan_other(node_path, MAX_OTHER_NETNS)
+        warnings += more
+    configs, more = scan.cni_configs(cni_dir if cni_dir is not None else scan.CNI_CONF_DIR)
+    warnings += more
+
+    evidence = (
+        classify.node_link_evidence(links)
+        + classify.netns_evidence(related, nsids)
+        + classify.cni_evidence(configs)
+    )
+    verdict, families = classify.verdict(evidence)
+    nics = recommend.node_nics(links, default_route)
+    return Layout(
+        netns=netns,
+        verdict=verdict,
+        families=families,
+        evidence=tuple(evidence),
+        links=links,
+        default_route_nics=default_route,
+        node_nics=nics,
+        other_netns=tuple(related),
+        unrelated_netns_count=unrelated,
+        cni_configs=tuple(configs),
+        capture=classify.capture_views(families, verdict),
+        recommendation=recommend.recommend(families, links, nics, related, inner=inner, ring_blocks=ring_blocks),
+        warnings=tuple(warnings),
+    )
+
+
+def _names(names: tuple[str, ...], limit: int = 12) -> str:
+    if not names:
+        return "-"
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def render_layout(layout: Layout) -> str:
+    """Human-readable report: verdict, evidence, capture table, recommendation."""
+    lines = [f"netns: {layout.netns or '(this process)'}"]
+    lines.append(f"layout: {layout.verdict}" + (f" ({', '.join(layout.families)})" if layout.verdict == "mixed" else ""))
+    lines.append(f"default route via: {_names(layout.default_route_nics)}")
+    lines.append(f"node NICs: {_names(layout.node_nics)}")
+    kinds: dict[str, int] = {}
+    for link in layout.links:
+        kinds[link.kind] = kinds.get(link.kind, 0) + 1
+    lines.append(f"links: {len(layout.links)} ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))})")
+    lines.append(
+        f"other netns: {len(layout.other_netns)} with links into this netns, {layout.unrelated_netns_count} unrelated"
+    )
+    lines.append("evidence:")
+    lines += [f"  [{e.source}] {e.family}: {e.detail}" for e in layout.evidence] or ["  (none: no pod or VM NICs)"]
+    if layout.capture:
+        lines.append("capture (pod-to-pod traffic):   same node            cross node")
+        for view in layout.capture:
+            note = f"  -- {view.note}" if view.note else ""
+            lines.append(f"  {view.point:<28} {view.same_node:<20} {view.cross_node}{note}")
+    rec = layout.recommendation
+    lines.append("recommendation:")
+    lines.append(f"  interface_regex: {rec.interface_regex}")
+    lines.append(f"  capture_mode: {rec.capture_mode} ({'virtual mirror' if rec.capture_mode == 1 else 'local'})")
+    lines += [f"  - {reason}" for reason in rec.reasons]
+    check = rec.regex_check
+    lines.append(f"  regex matches: {_names(check.matched)}")
+    lines.append(f"  regex misses (NICs that carry traffic): {_names(check.missed)}")
+    lines.append(f"  not captured on purpose: {_names(check.ignored)}")
+    if rec.inner_capture:
+        inner = rec.inner_capture
+        lines.append(
+            f"  inner netns capture: regex {inner['inner_interface_regex']}, ring_blocks {inner['ring_blocks']}"
+            f" -> {inner['memory_note']}"
+        )
+    lines += [f"warning: {w}" for w in layout.warnings]
+    return "\n".join(lines)

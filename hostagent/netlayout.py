@@ -6,15 +6,16 @@ import os
 import re
 from pathlib import Path
 
+from hostagent.errors import InputError
 from hostagent.net.model import Layout, Link, Netns
 
-__all__ = ["DetectError", "Layout", "detect_layout", "render_layout"]
+__all__ = ["DetectError", "Layout", "detect_layout", "render_human", "render_layout"]
 
 NETNS_NAME = re.compile(r"^[A-Za-z0-9_.@:+-]{1,64}$")
 MAX_OTHER_NETNS = 512  # one socket (one short fork) each; a bound keeps detect quick on huge nodes
 
 
-class DetectError(Exception):
+class DetectError(InputError):
     """Bad input or an unreadable host; the CLI prints it on one line and exits 2."""
 
 
@@ -174,3 +175,11 @@ def render_layout(layout: Layout) -> str:
         )
     lines += [f"warning: {w}" for w in layout.warnings]
     return "\n".join(lines)
+
+
+def render_human(layout: Layout) -> str:
+    """The layout report followed by the recommended group config (for `install --detect`)."""
+    from hostagent import groupconfig
+
+    text = groupconfig.to_yaml(groupconfig.build(layout, groupconfig.GroupConfigOptions()))
+    return f"{render_layout(layout)}\nrecommended agent-group config (v6.6+ schema):\n{text.rstrip()}"

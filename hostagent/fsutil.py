@@ -115,6 +115,7 @@ class FileState:
     uid: int
     gid: int
     caps_hex: Optional[str] = None
+    mtime_ns: Optional[int] = None
 
     @classmethod
     def capture(cls, path: str, with_content: bool = True) -> Optional["FileState"]:
@@ -127,15 +128,18 @@ class FileState:
 
         caps = read_file_caps(path)
         content = base64.b64encode(read_nofollow(path) or b"").decode() if with_content else ""
-        return cls(content, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, caps.hex() if caps else None)
+        return cls(content, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, caps.hex() if caps else None,
+                   st.st_mtime_ns)
 
     def to_dict(self) -> dict:
         return {"content_b64": self.content_b64, "mode": self.mode, "uid": self.uid, "gid": self.gid,
-                "caps_hex": self.caps_hex}
+                "caps_hex": self.caps_hex, "mtime_ns": self.mtime_ns}
 
     def restore(self, path: str, data: Optional[bytes] = None) -> None:
         content = data if data is not None else base64.b64decode(self.content_b64)
         atomic_write(path, content, self.mode, self.uid, self.gid)
+        if self.mtime_ns is not None:
+            os.utime(path, ns=(self.mtime_ns, self.mtime_ns), follow_symlinks=False)
         if self.caps_hex:
             fd = open_nofollow(path)
             try:

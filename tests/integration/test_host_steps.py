@@ -1,0 +1,255 @@
+"""Root integration tests on this machine: real users, xattrs, cgroup v1 dirs, files.
+
+PID 1 here is not systemd, so these run every step except the unit and the service (the nspawn and
+VM tiers cover those). Each test leaves the machine as it found it, which is also what it asserts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import grp
+import json
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hostagent import caps, engine, facts, fsutil, manifest, options, paths, planner
+from hostagent.errors import InputError, StepError
+from hostagent.steps import Step
+from hostagent.steps.service import Service
+from tests import hostsnap
+
+pytestmark = pytest.mark.root
+USER = "dfhatest"
+SNAP_ROOTS = ("/etc", "/usr/sbin", "/var/lib", "/var/log", "/sys/fs/cgroup")
+
+
+def host_facts() -> facts.HostFacts:
+    # Everything is read from this host; only "systemd is PID 1" is asserted, because the plan's
+    # unit and service steps are left out here.
+    return dataclasses.replace(facts.gather(), systemd=True)
+
+
+def make_plan(binary: str, **kw) -> list[Step]:
+    opts = options.build({"controller_ips": ["127.0.0.1"], "agent_binary": binary, "user": USER, **kw})
+    host = host_facts()
+    resolved = planner.preflight(opts, host)
+    steps = planner.plan(opts, host, resolved)
+    return [s for s in steps if not isinstance(s, Service) and s.params.get("path") != paths.UNIT_FILE]
+
+
+def _cleanup() -> None:
+    if os.path.exists(paths.MANIFEST):
+        try:
+            engine.uninstall()
+        except Exception as e:  # still clean what we can below
+            print("cleanup uninstall failed:", e, file=sys.stderr)
+    for d in ("/sys/fs/cgroup/cpu/deepflow-agent", "/sys/fs/cgroup/memory/deepflow-agent"):
+        if os.path.isdir(d):
+            os.rmdir(d)
+    subprocess.run(["userdel", "--force", USER], capture_output=True)
+    subprocess.run(["groupdel", USER], capture_output=True)
+
+
+@pytest.fixture
+def clean_host(cgroup_lock):
+    for path in (paths.AGENT_BINARY, paths.CONFIG_DIR, paths.LOG_DIR, paths.STATE_DIR):
+        assert not os.path.lexists(path), f"{path} exists before the test; refusing to run on a dirty host"
+    before = hostsnap.snapshot(SNAP_ROOTS)
+    try:
+        yield before
+    finally:
+        _cleanup()
+
+
+def assert_same(before: dict) -> None:
+    problems = hostsnap.diff(before, hostsnap.snapshot(SNAP_ROOTS))
+    assert problems == [], "\n".join(problems[:30])
+
+
+@pytest.fixture
+def double_copy(agent_double: Path, tmp_path: Path) -> str:
+    src = tmp_path / "deepflow-agent"
+    shutil.copy2(agent_double, src)
+    return str(src)
+
+
+def getcap(path: str) -> str:
+    return subprocess.run(["getcap", path], capture_output=True, text=True, check=True).stdout.split(" ", 1)[-1].strip()
+
+
+def test_install_again_change_and_uninstall(clean_host, double_copy) -> None:
+    result = engine.install(make_plan(double_copy), {}, {})
+    assert all(s.status == "applied" for s in result.steps), [s.to_dict() for s in result.steps]
+
+    account = pwd.getpwnam(USER)
+    assert account.pw_uid < 1000 and account.pw_shell.endswith("nologin") and not os.path.exists(account.pw_dir)
+    gid = grp.getgrnam(USER).gr_gid
+    st = os.stat(paths.AGENT_BINARY)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, gid, 0o750)
+    # Set last, after the chown that would clear them; identical to what setcap writes.
+    assert getcap(paths.AGENT_BINARY) == "cap_net_admin,cap_net_raw,cap_ipc_lock,cap_sys_ptrace,cap_sys_admin=eip"
+    cfg = Path(paths.CONFIG_FILE)
+    assert yaml.safe_load(cfg.read_text())["controller-ips"] == ["127.0.0.1"]
+    cst = cfg.stat()
+    assert (cst.st_uid, cst.st_gid, stat.S_IMODE(cst.st_mode)) == (0, gid, 0o640)
+    log = os.stat(paths.LOG_DIR)
+    assert (log.st_uid, stat.S_IMODE(log.st_mode)) == (account.pw_uid, 0o750)
+    for d in ("/sys/fs/cgroup/cpu/deepflow-agent", "/sys/fs/cgroup/memory/deepflow-agent"):
+        assert os.stat(d).st_uid == account.pw_uid
+        assert os.stat(f"{d}/cgroup.procs").st_uid == account.pw_uid
+    assert Path("/sys/fs/cgroup/cpu/deepflow-agent/cpu.cfs_quota_us").read_text().strip() == "100000"
+    assert os.stat("/sys/fs/cgroup/cpu/deepflow-agent/cpu.cfs_quota_us").st_uid == account.pw_uid
+    assert Path("/sys/fs/cgroup/memory/deepflow-agent/memory.limit_in_bytes").read_text().strip() == str(768 << 20)
+    recorded = json.loads(Path(paths.MANIFEST).read_text())
+    assert [e["kind"] for e in recorded["steps"]] == ["group", "user", "binary", "dir", "dir", "file", "cgroups", "caps"]
+
+    again = engine.install(make_plan(double_copy), {}, {})
+    assert not again.changed and {s.status for s in again.steps} == {"unchanged"}
+
+    # A changed input changes only what differs.
+    changed = engine.install(make_plan(double_copy, memory_mib=512, cpu_millicores=250), {}, {})
+    assert [s.id for s in changed.steps if s.status == "applied"] == ["cgroups:hybrid"]
+    assert Path("/sys/fs/cgroup/cpu/deepflow-agent/cpu.cfs_quota_us").read_text().strip() == "25000"
+
+    # An upgrade that rewrites the binary clears its caps; a re-run puts them back.
+    data = Path(paths.AGENT_BINARY).read_bytes()
+    fsutil.atomic_write(paths.AGENT_BINARY, data, 0o755)
+    assert getcap(paths.AGENT_BINARY) == ""
+    fixed = engine.install(make_plan(paths.AGENT_BINARY, memory_mib=512, cpu_millicores=250), {}, {})
+    assert {s.id for s in fixed.steps if s.status == "applied"} == {"binary:/usr/sbin/deepflow-agent", "caps:/usr/sbin/deepflow-agent"}
+    assert getcap(paths.AGENT_BINARY).endswith("=eip")
+
+    out = engine.uninstall()
+    assert out.changed
+    assert_same(clean_host)
+
+
+class Explodes(Step):
+    kind = "test-explodes"
+
+    def check(self) -> bool:
+        return False
+
+    def apply(self) -> dict:
+        raise StepError("injected failure")
+
+
+def test_failure_in_the_middle_rolls_everything_back(clean_host, double_copy) -> None:
+    steps = make_plan(double_copy)
+    steps.insert(len(steps) - 1, Explodes(name="boom"))  # after cgroups, before caps
+    with pytest.raises(StepError, match="injected failure") as e:
+        engine.install(steps, {}, {})
+    assert e.value.exit_code == 1
+    statuses = [s.status for s in e.value.outcome.steps]
+    assert statuses.count("rolled-back") == 7 and "failed" in statuses
+    assert not os.path.exists(paths.MANIFEST)
+    assert_same(clean_host)
+
+
+def test_existing_files_are_restored_byte_for_byte(clean_host, double_copy, tmp_path) -> None:
+    # A packaged agent: its binary (root:root 0755) and a hand-edited config already exist.
+    packaged = b"\x7fELF packaged agent build 1\n"
+    fsutil.atomic_write(paths.AGENT_BINARY, packaged, 0o755)
+    os.mkdir(paths.CONFIG_DIR, 0o700)
+    original = b"controller-ips:\n  - 10.9.9.9   # hand edited\n"
+    fsutil.atomic_write(paths.CONFIG_FILE, original, 0o600)
+    before = hostsnap.snapshot(SNAP_ROOTS)
+    try:
+        engine.install(make_plan(double_copy), {}, {})
+        assert Path(paths.AGENT_BINARY).read_bytes() == Path(double_copy).read_bytes()
+        assert b"127.0.0.1" in Path(paths.CONFIG_FILE).read_bytes()
+        engine.uninstall()
+        assert Path(paths.CONFIG_FILE).read_bytes() == original
+        assert Path(paths.AGENT_BINARY).read_bytes() == packaged
+        assert stat.S_IMODE(os.stat(paths.AGENT_BINARY).st_mode) == 0o755
+        assert_same(before)
+    finally:
+        _cleanup()
+        for p in (paths.CONFIG_FILE, paths.AGENT_BINARY):
+            if os.path.lexists(p):
+                os.unlink(p)
+        if os.path.isdir(paths.CONFIG_DIR):
+            os.rmdir(paths.CONFIG_DIR)
+
+
+@pytest.mark.parametrize("planted", [paths.CONFIG_FILE, paths.CONFIG_DIR, paths.AGENT_BINARY, paths.LOG_DIR])
+def test_planted_symlink_is_refused_and_nothing_changes(clean_host, double_copy, tmp_path, planted) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("do not touch\n")
+    created_dir = False
+    if planted == paths.CONFIG_FILE:
+        os.mkdir(paths.CONFIG_DIR)
+        created_dir = True
+    os.symlink(victim, planted)
+    try:
+        before = hostsnap.snapshot(SNAP_ROOTS)
+        with pytest.raises(InputError, match="symlink"):
+            make_plan(double_copy)
+        assert victim.read_text() == "do not touch\n"
+        assert_same(before)
+    finally:
+        os.unlink(planted)
+        if created_dir:
+            os.rmdir(paths.CONFIG_DIR)
+
+
+def test_atomic_write_never_follows_a_symlink_planted_after_preflight(tmp_path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("original")
+    link = tmp_path / "config.yaml"
+    link.symlink_to(victim)
+    with pytest.raises(fsutil.SymlinkRefused):
+        fsutil.atomic_write(str(link), b"evil", 0o644)
+    assert victim.read_text() == "original" and link.is_symlink()
+
+
+@pytest.mark.parametrize("shell, home, uid, reason", [
+    ("/bin/bash", "/nonexistent", None, "login shell"),
+    ("/usr/sbin/nologin", "/home/dfhatest", None, "home under /home"),
+    ("/usr/sbin/nologin", "/nonexistent", 0, "uid 0"),
+])
+def test_unsafe_existing_user_is_refused(clean_host, double_copy, shell, home, uid, reason) -> None:
+    argv = ["useradd", "--system", "--no-create-home", "--home-dir", home, "--shell", shell]
+    if uid == 0:
+        argv += ["--non-unique", "--uid", "0"]
+    subprocess.run(argv + [USER], check=True)
+    before = hostsnap.snapshot(SNAP_ROOTS)
+    with pytest.raises(InputError, match=reason):
+        make_plan(double_copy)
+    assert_same(before)
+
+
+def test_reused_user_is_left_alone(clean_host, double_copy) -> None:
+    subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+                    "--shell", "/usr/sbin/nologin", USER], check=True)
+    with_user = hostsnap.snapshot(SNAP_ROOTS)
+    result = engine.install(make_plan(double_copy), {}, {})
+    assert [s.status for s in result.steps][:2] == ["unchanged", "unchanged"]
+    engine.uninstall()
+    assert pwd.getpwnam(USER)  # not created by us, so not removed
+    assert_same(with_user)
+
+
+def test_binary_checks(tmp_path, agent_double) -> None:
+    host = facts.gather()
+    script = tmp_path / "agent.sh"
+    script.write_text("#!/bin/sh\n")
+    with pytest.raises(InputError, match="not an ELF"):
+        planner.check_binary(str(script), host)
+    link = tmp_path / "link"
+    link.symlink_to(agent_double)
+    with pytest.raises(InputError, match="symlink"):
+        planner.check_binary(str(link), host)
+    with pytest.raises(InputError, match="does not exist"):
+        planner.check_binary(str(tmp_path / "missing"), host)
+    with pytest.raises(InputError, match="another architecture"):
+        planner.check_binary(str(agent_double), dataclasses.replace(host, machine="aarch64"))
+    planner.check_binary(str(agent_double), host)

@@ -1,0 +1,63 @@
+"""The agent config and the unit, rendered from data and read back the way their consumers read them."""
+from __future__ import annotations
+
+import configparser
+
+import yaml
+
+from hostagent import agentconfig, caps, unit
+
+
+def test_config_is_yaml_the_agent_reads() -> None:
+    data = agentconfig.config_data(("10.0.0.1", "10.0.0.2"), 30035, "d-AbC123", "g-AbCdE12345")
+    parsed = yaml.safe_load(agentconfig.render(data))
+    assert parsed == {"controller-ips": ["10.0.0.1", "10.0.0.2"], "controller-port": 30035,
+                      "kubernetes-cluster-id": "d-AbC123", "vtap-group-id-request": "g-AbCdE12345",
+                      "log-file": "/var/log/deepflow-agent/deepflow-agent.log"}
+
+
+def test_config_omits_unset_keys() -> None:
+    parsed = yaml.safe_load(agentconfig.render(agentconfig.config_data(("fd00::1",), 30035, None, None)))
+    assert "kubernetes-cluster-id" not in parsed and "vtap-group-id-request" not in parsed
+    assert parsed["controller-ips"] == ["fd00::1"]
+
+
+def _unit(profile: str) -> configparser.RawConfigParser:
+    names = caps.resolve(profile, (6, 1))
+    parser = configparser.RawConfigParser(strict=False)  # systemd allows repeated keys
+    parser.optionxform = str  # type: ignore[assignment]
+    text = unit.render("deepflow", names, 1500, 512).decode()
+    parser.read_string(text)
+    return parser
+
+
+def _all_values(text: str, key: str) -> list[str]:
+    return [line.split("=", 1)[1] for line in text.splitlines() if line.startswith(key + "=")]
+
+
+def test_unit_bounding_set_holds_every_file_cap() -> None:
+    # With the effective bit set, exec fails with EPERM (203/EXEC) if a file cap is outside the bounding set.
+    for profile in caps.PROFILES:
+        names = caps.resolve(profile, (6, 1))
+        text = unit.render("deepflow", names, 1000, 768).decode()
+        bounding = {c.lower() for line in _all_values(text, "CapabilityBoundingSet") for c in line.split()}
+        assert set(names) <= bounding, profile
+
+
+def test_unit_runs_the_launcher_with_the_options() -> None:
+    text = unit.render("dfagent", caps.resolve("cbpf-minimal"), 1500, 512).decode()
+    exec_start = _all_values(text, "ExecStart")[0]
+    assert " -m hostagent exec --user dfagent --caps cap_net_admin,cap_net_raw,cap_ipc_lock,cap_sys_ptrace" in exec_start
+    assert "--cpu-millicores 1500 --memory-mib 512 -- /usr/sbin/deepflow-agent -f /etc/deepflow-agent/deepflow-agent.yaml" in exec_start
+    assert _all_values(text, "Delegate") == ["yes"] and _all_values(text, "Restart") == ["on-failure"]
+    assert _all_values(text, "UnsetEnvironment") == ["IN_CONTAINER"]
+
+
+def test_ebpf_profile_keeps_kernel_logs_reachable() -> None:
+    assert "ProtectKernelLogs=yes" in unit.render("d", caps.resolve("deepflow-doc"), 1000, 768).decode()
+    assert "ProtectKernelLogs" not in unit.render("d", caps.resolve("ebpf", (6, 1)), 1000, 768).decode()
+
+
+def test_unit_parses_as_ini() -> None:
+    parser = _unit("deepflow-doc")
+    assert parser.get("Install", "WantedBy") == "multi-user.target"

@@ -1,0 +1,61 @@
+"""Watcher Domain lookup against the local fake deepflow-server (documented envelope and fields)."""
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from hostagent import server
+from hostagent.server import ServerError
+
+
+def test_finds_cluster_id(fake_server) -> None:
+    fake_server.add_domain("prod-k8s", "d-Xy12AbCd34")
+    fake_server.add_domain("other", "d-Other00001")
+    assert server.domain_cluster_id(fake_server.url, "prod-k8s", timeout=1) == "d-Xy12AbCd34"
+
+
+def test_waits_for_the_watcher_to_register(fake_server) -> None:
+    fake_server.add_domain("late", "d-Late000001", appear_after=0.6)
+    started = time.monotonic()
+    assert server.domain_cluster_id(fake_server.url, "late", timeout=5, poll=0.1) == "d-Late000001"
+    assert time.monotonic() - started >= 0.5
+
+
+def test_gives_up_after_the_timeout(fake_server) -> None:
+    with pytest.raises(ServerError, match="no domain named 'missing'.*after 0.3s"):
+        server.domain_cluster_id(fake_server.url, "missing", timeout=0.3, poll=0.1)
+
+
+@pytest.mark.parametrize("mode, message", [
+    ("fail", "deepflow-server refused: FAIL"),
+    ("http500", "HTTP 500"),
+    ("duplicate", "2 domains are named 'dup'"),
+])
+def test_server_errors_are_one_clear_line(fake_server, mode, message) -> None:
+    fake_server.add_domain("dup", "d-Dup0000001")
+    fake_server.set_failure(mode)
+    with pytest.raises(ServerError) as e:
+        server.domain_cluster_id(fake_server.url, "dup", timeout=0)
+    assert message in str(e.value) and "\n" not in str(e.value) and e.value.exit_code == 2
+
+
+def test_hanging_server_times_out(fake_server) -> None:
+    fake_server.set_failure("hang", hang_seconds=5)
+    with pytest.raises(ServerError, match="timed out"):
+        server.domain_cluster_id(fake_server.url, "x", timeout=0, request_timeout=0.3)
+
+
+def test_refused_connection() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens once closed
+    with pytest.raises(ServerError, match="cannot reach deepflow-server"):
+        server.domain_cluster_id(f"http://127.0.0.1:{port}", "x", timeout=0)
+
+
+def test_invalid_cluster_id_from_server_is_refused(fake_server) -> None:
+    fake_server.add_domain("weird", "bad id: {}")
+    with pytest.raises(ServerError, match="invalid CLUSTER_ID"):
+        server.domain_cluster_id(fake_server.url, "weird", timeout=0)

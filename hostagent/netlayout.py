@@ -31,7 +31,20 @@ def _node_ns(netns: str | None) -> tuple[str | None, str]:
     return netns, path
 
 
-def _scan_other(node_path: str, limit: int) -> tuple[list[Netns], dict[str, int | None], int, list[str]]:
+def _points_here(link: Link, nsid: int | None, uplinks: frozenset[int]) -> bool:
+    """Whether a link in another netns hangs off the node netns as a pod's NIC would.
+
+    The veth peer of the node's own uplink is the outside world (the host of a kind or
+    nspawn node), not a pod, so it does not count.
+    """
+    if nsid is None or link.link_netnsid != nsid:
+        return False
+    return not (link.kind == "veth" and link.lower in uplinks)
+
+
+def _scan_other(
+    node_path: str, limit: int, uplinks: frozenset[int]
+) -> tuple[list[Netns], dict[str, int | None], int, list[str]]:
     from hostagent.net import rtdump, scan
 
     refs = scan.other_netns(node_path)
@@ -56,7 +69,7 @@ def _scan_other(node_path: str, limit: int) -> tuple[list[Netns], dict[str, int 
             continue
         finally:
             sock.close()
-        related = nsid is not None and any(link.link_netnsid == nsid for link in links)
+        related = any(_points_here(link, nsid, uplinks) for link in links)
         if related:
             seen.append(Netns(ref.label, ref.path, ref.inode, links, True))
             nsids[ref.path] = nsid
@@ -102,13 +115,13 @@ def detect_layout(
     nsids: dict[str, int | None] = {}
     unrelated = 0
     if scan_other_netns:
-        related, nsids, unrelated, more = _scan_other(node_path, MAX_OTHER_NETNS)
+        related, nsids, unrelated, more = _scan_other(node_path, MAX_OTHER_NETNS, frozenset(route_idx))
         warnings += more
     configs, more = scan.cni_configs(cni_dir if cni_dir is not None else scan.CNI_CONF_DIR)
     warnings += more
 
     evidence = (
-        classify.node_link_evidence(links)
+        classify.node_link_evidence(links, default_route)
         + classify.netns_evidence(related, nsids)
         + classify.cni_evidence(configs)
     )

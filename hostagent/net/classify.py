@@ -101,12 +101,18 @@ def pod_nic_family(link: Link, links_by_index: dict[int, Link]) -> str | None:
     return None
 
 
-def node_link_evidence(links: Sequence[Link]) -> list[Evidence]:
-    """Evidence from the node netns' own links, one line per family with counts and examples."""
+def node_link_evidence(links: Sequence[Link], uplinks: Sequence[str] = ()) -> list[Evidence]:
+    """Evidence from the node netns' own links, one line per family with counts and examples.
+
+    uplinks (the default-route NICs) are never pod NICs, even when they are veths, as
+    on a node that is itself a container (kind, nspawn).
+    """
     by_index = _by_index(links)
     members: dict[str, list[str]] = {}
     unknown: list[str] = []
     for link in links:
+        if link.name in uplinks:
+            continue
         family = pod_nic_family(link, by_index)
         if family:
             members.setdefault(family, []).append(link.name)
@@ -114,7 +120,7 @@ def node_link_evidence(links: Sequence[Link]) -> list[Evidence]:
             unknown.append(link.name)
     out = []
     for family, names in members.items():
-        masters = sorted({by_index[by_index_name].name for by_index_name in _masters(links, names, by_index)})
+        masters = sorted({by_index[index].name for index in _masters(links, names, by_index)})
         via = f", attached to {', '.join(masters)}" if masters else ""
         out.append(Evidence(family, "links", f"{len(names)} pod-side NIC(s) {_sample(names)}{via}"))
     cilium_plumbing = sorted(link.name for link in links if link.name in CILIUM_HOST)

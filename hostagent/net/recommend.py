@@ -73,15 +73,17 @@ def build_regex(families: Sequence[str], nics: Sequence[str], mirror: bool) -> t
 
 
 def check_regex(regex: str, links: Sequence[Link], nics: Sequence[str]) -> RegexCheck:
-    """Match the regex against the live links; 'missed' are node or pod NICs it skips."""
+    """Match the regex against the live links; 'missed' are node NICs, or pod NICs of a family
+    whose pod NICs should be captured, that it skips."""
     compiled = re.compile(regex)
     by_index = {link.index: link for link in links}
     matched, missed, ignored = [], [], []
     wanted_nics = set(nics)
     for link in links:
+        family = None if link.name in wanted_nics else pod_nic_family(link, by_index)
         if compiled.search(link.name):
             matched.append(link.name)
-        elif link.name in wanted_nics or pod_nic_family(link, by_index) is not None:
+        elif link.name in wanted_nics or (family is not None and FAMILY_REGEX.get(family) is not None):
             missed.append(link.name)
         else:
             ignored.append(link.name)

@@ -138,8 +138,9 @@ def parse_link(data: Any, offset: int, length: int) -> Link:
         kind = "loopback" if ifi_type == ARPHRD_LOOPBACK else "physical"
     elif kind == "tun" and detail == "tap":
         kind, detail = "tap", None
-    # IFLA_LINK equal to the link's own index carries no information (e.g. lo, some tunnels).
-    if lower == index or lower == 0:
+    # IFLA_LINK equal to the link's own index carries no information (e.g. some tunnels),
+    # unless it names a device in another netns, where the same number is another device.
+    if lower == 0 or (lower == index and netnsid is None):
         lower = None
     return Link(
         index=index,

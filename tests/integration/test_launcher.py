@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -84,7 +83,7 @@ def launch(env: dict, caps_spec: str = "deepflow-doc", cpu: int = 500, mem: int 
 
 
 def stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)  # unshare forwards nothing; --kill-child ends the namespace
+    proc.kill()  # --kill-child takes the namespace's PID 1, and with it the whole namespace
     proc.wait(timeout=10)
 
 

@@ -124,3 +124,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
         path = Path(str(item.fspath))
         if path.parent == SYSTEM_DIR and path.name in HOST_SUITES and not has_hosts:
             item.add_marker(skip)
+
+
+def comparable(snapshot: dict) -> dict:
+    """A hostsnap snapshot without what every boot changes by itself: systemd tags each
+    cgroup dir with its unit's invocation id (xattrs trusted./user.invocation_id)."""
+    files = {}
+    for path, entry in snapshot["files"].items():
+        if path.startswith("/sys/fs/cgroup/") and entry.get("xattrs"):
+            entry = dict(entry, xattrs={k: v for k, v in entry["xattrs"].items() if not k.endswith(".invocation_id")})
+        files[path] = entry
+    return dict(snapshot, files=files)

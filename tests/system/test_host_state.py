@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.hostsnap import diff as snapshot_diff
-from tests.system.conftest import CAP_NUMBERS, Expected
+from tests.system.conftest import CAP_NUMBERS, Expected, comparable
 
 BINARY = "/usr/sbin/deepflow-agent"
 CONFIG = "/etc/deepflow-agent/deepflow-agent.yaml"
@@ -228,4 +228,4 @@ def test_host_equals_pre_install_snapshot(host, absent):
     # hostsnap is stdlib-only; ship it in the command so no backend needs file upload.
     code = base64.b64encode(HOSTSNAP.read_bytes()).decode()
     after = json.loads(sh(host, f"echo {code} | base64 -d | python3 -"))
-    assert snapshot_diff(absent.snapshot_before, after) == []
+    assert snapshot_diff(comparable(absent.snapshot_before), comparable(after)) == []

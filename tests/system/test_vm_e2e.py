@@ -127,15 +127,28 @@ def _hostagent(vm: VMHost, *args: str, expect_rc: int = 0) -> dict:
     return report
 
 
-def _suite(vm: VMHost, phase: str) -> None:
-    """The testinfra suite over ssh, as for any host."""
-    if not SUITE.exists():
-        pytest.fail(f"testinfra suite {SUITE} is missing")
+def _suite(vm: VMHost, *options: str) -> None:
+    """The testinfra suite (tests/system/test_host_state.py) over ssh, as for any host."""
     cmd = [sys.executable, "-m", "pytest", str(SUITE), "-q", "-p", "no:cacheprovider",
-           *vm.testinfra_args, "--hostagent-state", phase]
+           *vm.testinfra_args, *options]
     result = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             timeout=900)
-    assert result.returncode == 0, f"suite ({phase}) failed:\n{result.stdout[-6000:]}"
+    if result.returncode != 0:
+        journal = vm.run(f"journalctl --no-pager -b -n 100 -u {UNIT}", check=False).stdout
+        pytest.fail(f"host suite {options} failed:\n{result.stdout[-6000:]}\njournal:\n{journal}")
+
+
+def _wait_agent(vm: VMHost, timeout: float = 120.0) -> str:
+    """The agent's main PID once the unit is active and the process exists."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = vm.run(f"systemctl is-active {UNIT}", check=False).stdout.strip()
+        pid = _agent_pids(vm)
+        if state == "active" and pid not in ("", "0") and vm.run(f"test -d /proc/{pid}", check=False).returncode == 0:
+            return pid
+        time.sleep(1)
+    journal = vm.run(f"journalctl --no-pager -b -n 100 -u {UNIT}", check=False).stdout
+    pytest.fail(f"{UNIT} not running after {timeout:.0f} s (state {state!r})\njournal:\n{journal}")
 
 
 def _caps(vm: VMHost) -> str:
@@ -177,29 +190,34 @@ def test_lifecycle(vm: VMHost, tier: Tier, tmp_path: Path):
     report = _hostagent(vm, "install", "--agent-binary", "/root/deepflow-agent",
                         "--controller-ip", "127.0.0.1", "--yes")
     assert report["ok"] is True and report["changed"] is True, report
+    _wait_agent(vm)
     lap("install")
-    _suite(vm, "installed")
+    _suite(vm, "--state=installed")
     lap("suite")
 
     vm.reboot()
     vm.wait_until_running()
+    _wait_agent(vm)
     lap("reboot")
-    _suite(vm, "installed")
+    _suite(vm, "--state=installed")
     lap("suite after reboot")
 
     # A self-upgrade writes a new file and renames it over the old one: no file caps.
     vm.run(f"cp /root/deepflow-agent {AGENT}.new && chmod 755 {AGENT}.new && mv -f {AGENT}.new {AGENT}")
-    assert _caps(vm) == "" or "=" not in _caps(vm), "a fresh file should carry no caps"
+    assert _caps(vm) == "", "a freshly written file should carry no caps"
     old_pid = _agent_pids(vm)
     vm.run(f"systemctl restart {UNIT}")
+    new_pid = _wait_agent(vm)
+    assert new_pid != old_pid
     assert _caps(vm), "restart did not put the file caps back"
-    assert _agent_pids(vm) not in ("", "0", old_pid)
-    _suite(vm, "installed")
+    _suite(vm, "--state=installed")
     lap("upgrade+restart+suite")
 
     report = _hostagent(vm, "uninstall", "--yes")
     assert report["ok"] is True, report
-    _suite(vm, "absent")
+    snap_file = tmp_path / "before.json"
+    snap_file.write_text(json.dumps(before))
+    _suite(vm, "--state=absent", f"--snapshot-before={snap_file}")
     after = snapshot(vm)
     assert hostsnap.diff(before, after) == []
     lap("uninstall+suite")

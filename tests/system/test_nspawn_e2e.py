@@ -1,0 +1,163 @@
+"""End to end on a Debian 12 host booted under systemd-nspawn (hybrid cgroups, like this machine).
+
+snapshot → install (agent double) → host suite → double's own view → install again (no change)
+→ reboot → suite → self-upgrade replaces the binary (caps gone) + restart → caps back → uninstall
+→ suite --state=absent → snapshot equal.
+
+The host suite (test_host_state.py) runs from this machine through testinfra's ssh backend,
+against the container's sshd on 127.0.0.1. hostagent is installed in the container from a
+wheelhouse, the README's way.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.hostsnap import diff as snapshot_diff
+from tests.system.conftest import PROFILES, caps_mask, comparable
+
+pytestmark = [pytest.mark.nspawn, pytest.mark.slow, pytest.mark.root]
+
+REPO = Path(__file__).resolve().parents[2]
+HOSTSNAP = REPO / "tests" / "hostsnap.py"
+DOUBLE_ON_HOST = "/root/agent-double"
+DOUBLE_STATUS = "/var/log/deepflow-agent/agent-double.json"
+INSTALL = f"hostagent install --agent-binary {DOUBLE_ON_HOST} --controller-ip 127.0.0.1 --yes --json"
+PROFILE_MASK = caps_mask(PROFILES["deepflow-doc"])
+DOUBLE_ACTIONS = ("netns", "mlockall", "af_packet", "cgroup_cpu_procs", "cgroup_memory_procs",
+                  "cgroup_cpu_period", "cgroup_cpu_quota", "cgroup_memory_limit")
+
+
+def _requirements() -> str:
+    if os.geteuid() != 0:
+        return "needs root"
+    for tool in ("systemd-nspawn", "mmdebstrap", "nsenter", "ssh", "gcc"):
+        if shutil.which(tool) is None:
+            return f"{tool} not installed"
+    return ""
+
+
+@pytest.fixture(scope="module")
+def host():
+    reason = _requirements()
+    if reason:
+        pytest.skip(reason)
+    from tests.fixtures.build import build_agent_double
+    from tests.images.nspawn import NspawnHost
+
+    double = build_agent_double()
+    with NspawnHost(ssh=True) as h:
+        h.put(DOUBLE_ON_HOST, double.read_bytes(), 0o755)
+        h.put("/root/hostsnap.py", HOSTSNAP.read_bytes())
+        yield h
+        print(f"\nnspawn timings: { {k: round(v, 2) for k, v in h.timings.items()} }")
+
+
+def hostagent(host, args: str) -> tuple[int, dict, str]:
+    """Run the CLI on the host; its --json contract: one object on stdout."""
+    rc, out, err = host.run(args, timeout=180)
+    try:
+        report = json.loads(out)
+    except ValueError:
+        pytest.fail(f"{args}: rc={rc}, stdout is not one JSON object:\n{out}\nstderr:\n{err}\n"
+                    f"journal:\n{host.journal()}")
+    return rc, report, err
+
+
+def snapshot(host) -> dict:
+    return json.loads(host.run("python3 /root/hostsnap.py").check().stdout)
+
+
+def run_suite(host, tmp_path: Path, *extra: str) -> float:
+    """The testinfra host suite against the container, from this machine; returns its wall time."""
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/system/test_host_state.py", "-q", "-p", "no:cacheprovider",
+         f"--hosts={host.testinfra_host}", *extra],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, f"host suite failed:\n{proc.stdout}\njournal:\n{host.journal()}"
+    return time.monotonic() - t0
+
+
+def wait_agent(host, timeout: float = 30) -> dict:
+    """The double's status once the running agent (current pid) has done its start-up work."""
+    deadline = time.monotonic() + timeout
+    status: dict = {}
+    while time.monotonic() < deadline:
+        pids = host.run("pgrep -x deepflow-agent").stdout.split()
+        raw = host.run(f"cat {DOUBLE_STATUS}").stdout
+        try:
+            status = json.loads(raw)
+        except ValueError:
+            status = {}
+        if pids and status.get("state") == "running" and str(status.get("pid")) in pids:
+            return status
+        time.sleep(0.2)
+    pytest.fail(f"agent not running after {timeout}s; status={status}\njournal:\n{host.journal()}")
+
+
+def check_double(host, status: dict) -> None:
+    uid = int(host.run("id -u deepflow").check().stdout)
+    assert (status["uid"], status["euid"]) == (uid, uid)
+    for field in ("CapEff", "CapPrm", "CapBnd"):
+        assert int(status[field], 16) == PROFILE_MASK, (field, status[field])
+    failed = {k: v for k, v in status["actions"].items() if k in DOUBLE_ACTIONS and not v["ok"]}
+    assert not failed, failed
+    assert set(DOUBLE_ACTIONS) <= set(status["actions"]), sorted(status["actions"])
+    assert status["cgroup_outcome"] == "limited", status
+
+
+def test_install_reboot_upgrade_uninstall(host, tmp_path):
+    timings: dict = {}
+    before = snapshot(host)
+    snap_file = tmp_path / "before.json"
+    snap_file.write_text(json.dumps(before))
+
+    t0 = time.monotonic()
+    rc, report, err = hostagent(host, INSTALL)
+    timings["install"] = time.monotonic() - t0
+    assert (rc, report["ok"], report["error"]) == (0, True, None), (report, err, host.journal())
+    assert report["command"] == "install" and report["changed"] is True and report["dry_run"] is False
+    assert report["steps"] and all(s["status"] == "applied" for s in report["steps"]), report["steps"]
+
+    timings["suite"] = run_suite(host, tmp_path)
+    check_double(host, wait_agent(host))
+
+    t0 = time.monotonic()
+    rc, report, err = hostagent(host, INSTALL)
+    timings["reinstall"] = time.monotonic() - t0
+    assert (rc, report["ok"], report["changed"]) == (0, True, False), report
+    assert all(s["status"] == "unchanged" for s in report["steps"]), report["steps"]
+
+    # Reboot: /sys/fs/cgroup/*/deepflow-agent are gone until the unit's start recreates them.
+    host.reboot()
+    check_double(host, wait_agent(host))
+    run_suite(host, tmp_path)
+
+    # Self-upgrade: a new file renamed over the binary has no file capabilities.
+    # cp -p keeps owner and mode (root:deepflow 0750) but not the security.capability xattr.
+    host.run("cp -p /usr/sbin/deepflow-agent /usr/sbin/.deepflow-agent.new && "
+             "echo upgraded >> /usr/sbin/.deepflow-agent.new && "
+             "mv /usr/sbin/.deepflow-agent.new /usr/sbin/deepflow-agent").check()
+    assert host.run("getcap /usr/sbin/deepflow-agent").stdout.strip() == ""
+    host.run("systemctl restart deepflow-agent").check()
+    check_double(host, wait_agent(host))
+    run_suite(host, tmp_path)
+
+    t0 = time.monotonic()
+    rc, report, err = hostagent(host, "hostagent uninstall --yes --json")
+    timings["uninstall"] = time.monotonic() - t0
+    assert (rc, report["ok"], report["error"]) == (0, True, None), (report, err)
+    assert report["command"] == "uninstall" and report["changed"] is True
+
+    run_suite(host, tmp_path, "--state=absent", f"--snapshot-before={snap_file}")
+    assert snapshot_diff(comparable(before), comparable(snapshot(host))) == []
+    print(f"\ne2e timings: { {k: round(v, 2) for k, v in timings.items()} }")

@@ -82,8 +82,10 @@ class VMHost:
             "-kernel", str(self.image.kernel), "-initrd", str(self.image.initrd),
             "-append", self.image.cmdline(),
             # The overlay is thrown away after the test: no need to flush it to disk.
-            "-drive", f"file={overlay},if=virtio,format=qcow2,cache=unsafe",
-            "-drive", f"file={seed},if=virtio,format=raw,readonly=on,serial={SEED_SERIAL}",
+            "-drive", f"file={overlay},if=none,id=root,format=qcow2,cache=unsafe",
+            "-device", "virtio-blk-pci,drive=root",  # first virtio disk: /dev/vda
+            "-drive", f"file={seed},if=none,id=seed,format=raw,readonly=on",
+            "-device", f"virtio-blk-pci,drive=seed,serial={SEED_SERIAL}",
             "-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{self.port}-:22",
             "-device", "virtio-net-pci,netdev=net0",
             "-device", "virtio-rng-pci",

@@ -14,7 +14,7 @@ def _find_agent() -> list:
     found = []
     for proc in psutil.process_iter(["pid", "name", "exe", "uids", "gids", "ppid"]):
         info = proc.info
-        exe = (info.get("exe") or "").removesuffix(" (deleted)")
+        exe = (info.get("exe") or "").replace(" (deleted)", "")
         if info.get("name") == "deepflow-agent" or exe == paths.AGENT_BINARY:
             found.append(proc)
     # The agent forks a watchdog child; report the parent first.
@@ -48,7 +48,7 @@ def _port_open(ip: str, port: int, timeout: float) -> Optional[str]:
         return e.strerror or str(e)
 
 
-def examine(timeout: float = 2.0) -> dict:
+def examine(timeout: float = 2.0, config_path: str = paths.CONFIG_FILE) -> dict:
     import yaml
 
     problems: list[str] = []
@@ -76,7 +76,7 @@ def examine(timeout: float = 2.0) -> dict:
         uid = proc.info["uids"].real
         entry = {
             "pid": proc.pid, "uid": uid, "gid": proc.info["gids"].real,
-            "user": getattr(facts.user_by_uid(uid), "name", None) if hasattr(facts, "user_by_uid") else None,
+            "user": getattr(facts.user_by_uid(uid), "name", None),
             "CapEff": caps.names_of(pc.get("CapEff", 0)), "CapPrm": caps.names_of(pc.get("CapPrm", 0)),
             "CapBnd": caps.names_of(pc.get("CapBnd", 0)), "cgroups": cg_lines, "limits": _limits_for(cg_lines, layout),
         }
@@ -96,7 +96,6 @@ def examine(timeout: float = 2.0) -> dict:
         if not in_agent_cgroup:
             problems.append(f"pid {proc.pid} is not in a {paths.CGROUP_NAME} cgroup (limits not enforced by cgroups)")
 
-    config_path = paths.CONFIG_FILE
     try:
         with open(config_path) as f:
             config = yaml.safe_load(f)

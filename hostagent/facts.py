@@ -179,6 +179,13 @@ def user(name: str) -> Optional[Account]:
     return Account(p.pw_name, p.pw_uid, p.pw_gid, p.pw_dir, p.pw_shell)
 
 
+def user_by_uid(uid: int) -> Optional[Account]:
+    try:
+        return user(pwd.getpwuid(uid).pw_name)
+    except KeyError:
+        return None
+
+
 def group_gid(name: str) -> Optional[int]:
     try:
         return grp.getgrnam(name).gr_gid

@@ -31,7 +31,7 @@ def _proc_uid_exe(pid: int) -> tuple[Optional[int], Optional[str]]:
         exe = os.readlink(f"/proc/{pid}/exe")
     except (OSError, StopIteration):
         return None, None
-    return uid, exe.removesuffix(" (deleted)") if hasattr(exe, "removesuffix") else exe
+    return uid, exe.replace(" (deleted)", "")
 
 
 class Service(Step):

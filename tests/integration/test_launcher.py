@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -115,7 +116,26 @@ def test_agent_runs_as_user_with_exact_caps_inside_its_cgroups(launch_env) -> No
     assert len(agents) == 1 and agents[0].uids().real == uid
     assert [p.name() for p in tree if p.uids().real == 0] == ["sh"]  # only the namespace's PID 1
     assert str(agents[0].pid) in Path(f"{CPU_DIR}/cgroup.procs").read_text().split()
+
+    # doctor sees the same from the outside, and checks the controller port in the config.
+    from hostagent import doctor
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        launch_env["config"].write_text(f"controller-ips: [127.0.0.1]\ncontroller-port: {port}\n")
+        report = doctor.examine(timeout=1, config_path=str(launch_env["config"]))
+    [agent] = [p for p in report["processes"] if p["pid"] == agents[0].pid]
+    assert agent["user"] == USER and agent["CapEff"] == list(caps.resolve("deepflow-doc"))
+    assert agent["limits"]["cpu.cfs_quota_us"] == "50000"
+    assert agent["limits"]["memory.limit_in_bytes"] == str(256 << 20)
+    assert report["controllers"] == [{"ip": "127.0.0.1", "port": port, "reachable": True, "error": None}]
+    assert report["config"]["parses"] and report["problems"] == []
     stop(proc)
+    report = doctor.examine(timeout=1, config_path=str(launch_env["config"]))
+    assert "no deepflow-agent process is running" in report["problems"]
+    assert f"controller 127.0.0.1:{port} not reachable: Connection refused" in report["problems"]
 
 
 def test_capabilities_are_really_limited(launch_env) -> None:

@@ -20,15 +20,15 @@ class DetectError(InputError):
 
 
 def _node_ns(netns: str | None) -> tuple[str | None, str]:
-    """pyroute2's netns argument and the nsfs path for the inspected netns."""
+    """Where to open the netlink socket (None: here) and the nsfs path of the inspected netns."""
     if netns is None:
-        return None, "/proc/self/ns/net"
+        return None, "/proc/thread-self/ns/net"
     if not NETNS_NAME.match(netns) or netns in (".", ".."):
         raise DetectError(f"invalid netns name {netns!r}: expected a name from `ip netns list`")
     path = f"/run/netns/{netns}"
     if not os.path.exists(path):
         raise DetectError(f"no network namespace named {netns!r} (no {path})")
-    return netns, path
+    return path, path
 
 
 def _points_here(link: Link, nsid: int | None, uplinks: frozenset[int]) -> bool:

@@ -40,7 +40,7 @@ IFLA_INFO_DATA = 2
 IFLA_TUN_TYPE = 3  # u8: 1 tun, 2 tap
 IFLA_MACVLAN_MODE = 1  # u32
 IFLA_IPVLAN_MODE = 1  # u16
-RTEXT_FILTER_SKIP_STATS = 1 << 3  # the kernel leaves out the large stats blocks
+RTEXT_FILTER_SKIP_STATS = 1 << 3  # leaves out per-VF stats (link stats still come)
 RTA_DST = 1
 RTA_OIF = 4
 RTA_TABLE = 15
@@ -155,37 +155,67 @@ def parse_link(data: Any, offset: int, length: int) -> Link:
     )
 
 
+class _Parsed(dict):  # type: ignore[type-arg]
+    """What pyroute2's Marshal.parse expects back from a parser: a mapping with a header."""
+
+    __slots__ = ()
+
+
 def _marshal(handlers: dict[int, Any]) -> Any:
     """A pyroute2 Marshal whose parser for the given message types is a fast decoder."""
     from pyroute2.netlink.marshal import Marshal
 
+    def wrap(key: int, handler: Any) -> Any:
+        header = {"type": key}
+
+        def parse(data: bytes, offset: int, length: int) -> _Parsed:
+            return _Parsed(header=header, event=key, value=handler(data, offset, length))
+
+        return parse
+
+    fast = {key: wrap(key, handler) for key, handler in handlers.items()}
+
     class FastMarshal(Marshal):  # type: ignore[misc]
         def get_parser(self, key: int, flags: int, sequence_number: int) -> Any:
-            handler = handlers.get(key)
-            if handler is None:
-                return super().get_parser(key, flags, sequence_number)
-            return lambda data, offset, length: {"header": {"type": key}, "event": key, "value": handler(data, offset, length)}
+            parser = fast.get(key)
+            return parser if parser is not None else super().get_parser(key, flags, sequence_number)
 
     return FastMarshal()
 
 
-def open_route_socket(netns: str | None = None) -> socket.socket:
-    """An NETLINK_ROUTE socket in ``netns`` (a /run/netns name or an nsfs path), made by pyroute2."""
-    from pyroute2.netns import create_socket
-
-    try:
-        sock = create_socket(
-            netns=netns,
-            family=socket.AF_NETLINK,
-            socket_type=socket.SOCK_DGRAM,
-            proto=socket.NETLINK_ROUTE,
-            flags=0,  # never create a namespace that is not there
-        )
-    except Exception as exc:  # pyroute2 wraps the child's failure in various types
-        raise OSError(f"cannot open a netlink socket in netns {netns!r}: {exc}") from exc
+def _route_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
     sock.bind((0, 0))
     return sock
+
+
+def open_route_socket(netns_path: str | None = None) -> socket.socket:
+    """A NETLINK_ROUTE socket bound in the netns at ``netns_path`` (None: the caller's).
+
+    A socket keeps the netns it was made in, so this thread enters the target with
+    pyroute2's setns, makes the socket and returns home; no child process is needed.
+    Both namespaces are given as open fds, so pyroute2 never creates one.
+    """
+    if netns_path is None:
+        return _route_socket()
+    from pyroute2.netns import setns
+
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        target = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        os.close(home)
+        raise OSError(f"cannot open netns {netns_path}: {exc.strerror}") from None
+    try:
+        setns(target, flags=0)
+        try:
+            return _route_socket()
+        finally:
+            setns(home, flags=0)
+    finally:
+        os.close(target)
+        os.close(home)
 
 
 def _request(sock: socket.socket, msg: Any, msg_type: int, flags: int, seq: int) -> None:

@@ -133,3 +133,39 @@ def test_weak_node_side_ipvlan_decides_only_alone() -> None:
     assert classify.verdict(evidence) == ("ipvlan", ("ipvlan",))
     calico = classify.cni_evidence([CniConfig("/x/10-calico.conflist", ("calico",))])
     assert classify.verdict(evidence + calico) == ("calico", ("calico",))
+
+
+def test_fast_parser_agrees_with_pyroute2_full_decode() -> None:
+    """Every field the fast parser reads, compared with pyroute2's own decode of the same bytes."""
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+    messages = []
+    for chunk in (bytes.fromhex(c) for c in RECORDED["chunks"]):
+        offset = 0
+        while offset + 16 <= len(chunk):
+            length, mtype = struct.unpack_from("=IH", chunk, offset)
+            if mtype == rtdump.RTM_NEWLINK:
+                messages.append((chunk, offset, length))
+            offset += length
+    messages += [(bytes.fromhex(m["hex"]), 0, len(bytes.fromhex(m["hex"]))) for m in CONSTRUCTED["messages"]]
+    assert len(messages) >= 14
+    for data, offset, length in messages:
+        fast = rtdump.parse_link(data, offset, length)
+        full = ifinfmsg(data[offset : offset + length])
+        full.decode()
+        assert fast.index == full["index"] and fast.name == full.get_attr("IFLA_IFNAME")
+        assert fast.master == full.get_attr("IFLA_MASTER")
+        assert fast.link_netnsid == full.get_attr("IFLA_LINK_NETNSID")
+        lower = full.get_attr("IFLA_LINK")
+        assert fast.lower == (None if lower in (0, None) or (lower == fast.index and fast.link_netnsid is None) else lower)
+        assert fast.mac == full.get_attr("IFLA_ADDRESS")
+        assert fast.operstate == (full.get_attr("IFLA_OPERSTATE") or "unknown").lower()
+        info = full.get_attr("IFLA_LINKINFO")
+        kind = info.get_attr("IFLA_INFO_KIND") if info else None
+        if kind is None:
+            assert fast.kind in ("loopback", "physical")
+        elif kind == "tun":
+            tun_type = info.get_attr("IFLA_INFO_DATA").get_attr("IFLA_TUN_TYPE")
+            assert fast.kind == {1: "tun", 2: "tap"}[tun_type]
+        else:
+            assert fast.kind == kind

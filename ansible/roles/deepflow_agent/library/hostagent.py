@@ -1,0 +1,223 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+"""Run `hostagent install|uninstall --json` on the target and hand its report to Ansible."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: hostagent
+short_description: Install or remove the non-root DeepFlow agent by running the hostagent CLI
+description:
+  - Runs C(hostagent install --json) or C(hostagent uninstall --json) once and reports
+    C(changed) from the CLI's own JSON, so the role and the CLI never disagree.
+  - In check mode it adds C(--dry-run): the CLI plans and reports what would change, and nothing changes.
+  - In diff mode the config and unit diffs come from the CLI's plan (C(--dry-run)). Outside check mode
+    the module asks for that plan first, then runs the real command.
+  - The module does no host work of its own.
+version_added: "0.1.0"
+options:
+  command:
+    description: Which hostagent command to run.
+    type: str
+    choices: [install, uninstall]
+    required: true
+  executable:
+    description: Path of the hostagent CLI on the target.
+    type: path
+    default: /opt/hostagent/bin/hostagent
+  controller_ips:
+    description: deepflow-server controller IPs (C(--controller-ip), repeated). Required for install.
+    type: list
+    elements: str
+    default: []
+  controller_port:
+    description: Controller port (C(--controller-port)).
+    type: int
+  cluster_id:
+    description: kubernetes-cluster-id to write (C(--cluster-id)).
+    type: str
+  watcher_domain:
+    description: Look the cluster id up from this watcher Domain (C(--watcher-domain), needs I(server)).
+    type: str
+  server:
+    description: deepflow-server API C(HOST[:PORT]) (C(--server)).
+    type: str
+  domain_timeout:
+    description: Seconds to wait for the watcher Domain (C(--domain-timeout)).
+    type: float
+  agent_group:
+    description: Agent group id C(g-XXXXXXXXXX), or a name with I(server) (C(--agent-group)).
+    type: str
+  user:
+    description: System user the agent runs as (C(--user)).
+    type: str
+  caps:
+    description: Capability profile or C(cap_a,cap_b) list (C(--caps)).
+    type: str
+  cpu_millicores:
+    description: CPU limit in millicores (C(--cpu-millicores)).
+    type: int
+  memory_mib:
+    description: Memory limit in MiB (C(--memory-mib)).
+    type: int
+  agent_binary:
+    description: Path on the target of the agent binary to install (C(--agent-binary)).
+    type: path
+  keep_logs:
+    description: For uninstall, leave /var/log/deepflow-agent in place (C(--keep-logs)).
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+author: hostagent maintainers
+"""
+
+EXAMPLES = r"""
+- name: Converge the agent
+  hostagent:
+    command: install
+    controller_ips: [10.0.0.5]
+    agent_binary: /var/lib/hostagent-ansible/deepflow-agent
+
+- name: Remove it
+  hostagent:
+    command: uninstall
+"""
+
+RETURN = r"""
+report:
+  description: The CLI's JSON object (command, ok, changed, dry_run, steps, notes, error, exit_code).
+  returned: when the CLI ran
+  type: dict
+steps:
+  description: The CLI's steps, each with id, title, status, diff and seconds.
+  returned: when the CLI ran
+  type: list
+  elements: dict
+cmd:
+  description: The argv that was run.
+  returned: when the CLI ran
+  type: list
+  elements: str
+"""
+
+import json
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+# Module option -> CLI flag, for the install options that take a value.
+INSTALL_FLAGS = (
+    ("controller_port", "--controller-port"),
+    ("cluster_id", "--cluster-id"),
+    ("watcher_domain", "--watcher-domain"),
+    ("server", "--server"),
+    ("domain_timeout", "--domain-timeout"),
+    ("agent_group", "--agent-group"),
+    ("user", "--user"),
+    ("caps", "--caps"),
+    ("cpu_millicores", "--cpu-millicores"),
+    ("memory_mib", "--memory-mib"),
+    ("agent_binary", "--agent-binary"),
+)
+
+
+def build_argv(params, dry_run):
+    argv = [params["executable"], params["command"]]
+    if params["command"] == "install":
+        for ip in params["controller_ips"]:
+            argv += ["--controller-ip", ip]
+        for name, flag in INSTALL_FLAGS:
+            value = params[name]
+            # Empty strings mean "not set", so role defaults can stay "" instead of null.
+            if value is not None and value != "":
+                argv += [flag, str(value)]
+    elif params["keep_logs"]:
+        argv.append("--keep-logs")
+    if dry_run:
+        argv.append("--dry-run")
+    return argv + ["--yes", "--json"]
+
+
+def run_cli(module, argv):
+    """Run the CLI once; its --json contract is one object on stdout, whatever the exit code."""
+    rc, out, err = module.run_command(argv, environ_update={"LANG": "C.UTF-8"})
+    try:
+        report = json.loads(out)
+    except ValueError:
+        module.fail_json(msg="hostagent did not print one JSON object", cmd=argv, rc=rc, stdout=out, stderr=err)
+    if rc != 0 or not report.get("ok", False):
+        module.fail_json(msg="hostagent %s failed: %s" % (argv[1], report.get("error") or err.strip()),
+                         cmd=argv, rc=rc, report=report, steps=report.get("steps", []), stderr=err)
+    return report
+
+
+def diffs_of(report):
+    """Ansible diff entries from a --dry-run report: the CLI's unified diffs, or its one-line plan."""
+    entries = []
+    for step in report.get("steps", []):
+        text = step.get("diff")
+        if step.get("status") != "planned" or not text:
+            continue
+        if not text.endswith("\n"):
+            text += "\n"
+        if not text.startswith(("---", "diff ")):
+            text = "[%s]\n%s" % (step.get("id"), text)
+        entries.append({"prepared": text})
+    return entries
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            command=dict(type="str", required=True, choices=["install", "uninstall"]),
+            executable=dict(type="path", default="/opt/hostagent/bin/hostagent"),
+            controller_ips=dict(type="list", elements="str", default=[]),
+            controller_port=dict(type="int"),
+            cluster_id=dict(type="str"),
+            watcher_domain=dict(type="str"),
+            server=dict(type="str"),
+            domain_timeout=dict(type="float"),
+            agent_group=dict(type="str"),
+            user=dict(type="str"),
+            caps=dict(type="str"),
+            cpu_millicores=dict(type="int"),
+            memory_mib=dict(type="int"),
+            agent_binary=dict(type="path"),
+            keep_logs=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    exe = params["executable"]
+    if not os.access(exe, os.X_OK):
+        if module.check_mode:
+            # An earlier task of this run would have put hostagent there (Ansible's usual dry-run
+            # rule); the role calls uninstall without it only when a manifest records an install.
+            module.exit_json(changed=True, msg="%s is not on the host yet; no plan to show" % exe)
+        module.fail_json(msg="hostagent not found at %s" % exe)
+    binary = params["agent_binary"]
+    if module.check_mode and params["command"] == "install" and binary and not os.path.exists(binary):
+        module.exit_json(changed=True, msg="agent binary %s is not on the host yet; no plan to show" % binary)
+
+    diff = []
+    if module.check_mode or module._diff:
+        plan_argv = build_argv(params, dry_run=True)
+        plan = run_cli(module, plan_argv)
+        diff = diffs_of(plan)
+        if module.check_mode:
+            module.exit_json(changed=bool(plan["changed"]), report=plan, steps=plan["steps"], cmd=plan_argv,
+                             diff=diff)
+    argv = build_argv(params, dry_run=False)
+    report = run_cli(module, argv)
+    result = dict(changed=bool(report["changed"]), report=report, steps=report["steps"], cmd=argv)
+    if diff and report["changed"]:
+        result["diff"] = diff
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -253,3 +253,19 @@ def test_binary_checks(tmp_path, agent_double) -> None:
     with pytest.raises(InputError, match="another architecture"):
         planner.check_binary(str(agent_double), dataclasses.replace(host, machine="aarch64"))
     planner.check_binary(str(agent_double), host)
+
+
+@pytest.mark.parametrize("fstype, options, reason", [
+    ("tmpfs", "nosuid", "mounted nosuid"),
+    ("ramfs", "", "does not keep security.capability"),
+])
+def test_filesystems_that_lose_file_caps_are_refused(tmp_path, fstype, options, reason) -> None:
+    point = tmp_path / "mnt"
+    point.mkdir()
+    argv = ["mount", "-t", fstype] + (["-o", options] if options else []) + ["none", str(point)]
+    subprocess.run(argv, check=True)
+    try:
+        assert reason in (facts.fs_keeps_file_caps(str(point)) or "")
+    finally:
+        subprocess.run(["umount", str(point)], check=True)
+    assert facts.fs_keeps_file_caps(str(tmp_path)) is None

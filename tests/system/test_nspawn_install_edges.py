@@ -1,0 +1,137 @@
+"""Install edge cases on a booted Debian 12 (systemd-nspawn): dry run, refusals, a start failure rolled
+back, the watcher Domain lookup, drift reported by status and repaired by a re-run, a changed input.
+
+Each case ends with the host snapshot equal to the one taken before it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+import yaml
+
+from tests.hostsnap import diff as snapshot_diff
+
+pytestmark = [pytest.mark.nspawn, pytest.mark.slow, pytest.mark.root]
+
+HOSTSNAP = os.path.join(os.path.dirname(__file__), "..", "hostsnap.py")
+DOUBLE = "/root/agent-double"
+BASE = f"hostagent install --agent-binary {DOUBLE} --controller-ip 127.0.0.1 --yes --json"
+
+
+@pytest.fixture(scope="module")
+def host():
+    if os.geteuid() != 0 or not shutil.which("systemd-nspawn") or not shutil.which("mmdebstrap"):
+        pytest.skip("needs root, systemd-nspawn and mmdebstrap")
+    from tests.fixtures.build import build_agent_double
+    from tests.images.nspawn import NspawnHost
+
+    with NspawnHost() as h:
+        h.put(DOUBLE, build_agent_double().read_bytes(), 0o755)
+        h.put("/root/hostsnap.py", open(HOSTSNAP, "rb").read())
+        h.run("cp /bin/false /root/exits-at-once && mkdir -p /root/bad && printf '#!/bin/sh\\n' > /root/bad/agent.sh").check()
+        yield h
+
+
+def snapshot(host) -> dict:
+    return json.loads(host.run("python3 /root/hostsnap.py").check().stdout)
+
+
+def hostagent(host, args: str) -> tuple[int, dict, str]:
+    rc, out, err = host.run(args, timeout=240)
+    try:
+        return rc, json.loads(out), err
+    except ValueError:
+        pytest.fail(f"{args}: rc={rc} stdout={out!r} stderr={err!r}")
+
+
+@pytest.fixture
+def unchanged(host):
+    """Asserts the host snapshot is back to the one before the test."""
+    before = snapshot(host)
+    yield
+    host.run("hostagent uninstall --yes --json")
+    problems = snapshot_diff(before, snapshot(host))
+    assert problems == [], "\n".join(problems[:30])
+
+
+def test_dry_run_shows_diffs_and_changes_nothing(host, unchanged) -> None:
+    before = snapshot(host)
+    rc, report, _ = hostagent(host, BASE + " --dry-run")
+    assert rc == 0 and report["dry_run"] and report["changed"]
+    assert {s["status"] for s in report["steps"]} == {"planned"}
+    config = next(s for s in report["steps"] if s["id"] == "file:/etc/deepflow-agent/deepflow-agent.yaml")
+    assert "+controller-ips:" in config["diff"] and "+- 127.0.0.1" in config["diff"]
+    assert snapshot_diff(before, snapshot(host)) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    ("--controller-ip 127.0.0.1 --agent-binary /root/bad/agent.sh", "not an ELF executable"),
+    ("--controller-ip 127.0.0.1 --agent-binary /root/missing", "does not exist"),
+    (f"--controller-ip 10.0.0.1 --controller-ip fd00::1 --agent-binary {DOUBLE}", "mix IPv4 and IPv6"),
+    (f"--controller-ip 127.0.0.1 --agent-binary {DOUBLE} --caps cap_net_raw,cap_sys_bogus", "unknown capability"),
+])
+def test_refusals_change_nothing(host, unchanged, args, message) -> None:
+    rc, report, err = hostagent(host, "hostagent install --yes --json " + args)
+    assert rc == 2 and not report["ok"] and message in report["error"], (report, err)
+    assert not report["steps"]
+
+
+def test_a_start_failure_is_rolled_back_with_the_journal(host, unchanged) -> None:
+    rc, report, err = hostagent(host, BASE.replace(DOUBLE, "/root/exits-at-once"))
+    assert rc == 1 and not report["ok"]
+    assert "deepflow-agent.service did not come up running as deepflow" in report["error"]
+    assert "--- journal ---" in report["error"]
+    statuses = [s["status"] for s in report["steps"]]
+    assert statuses[-1] == "rolled-back" and "failed" in statuses
+    assert host.run("test -e /var/lib/hostagent").rc != 0
+    assert host.run("systemctl is-enabled deepflow-agent").stdout.strip() in ("", "not-found")
+
+
+def test_watcher_domain_lookup_waits_for_the_domain(host, unchanged) -> None:
+    from tests.fixtures.fake_server import FakeDeepflowServer
+
+    with FakeDeepflowServer() as server:  # on this machine's loopback, which the container shares
+        server.add_domain("prod-k8s", "d-Prod12345X", appear_after=2.0)
+        rc, report, err = hostagent(host, BASE + f" --watcher-domain prod-k8s --server 127.0.0.1:{server.port}")
+        assert rc == 0, (report, err)
+    config = yaml.safe_load(host.run("cat /etc/deepflow-agent/deepflow-agent.yaml").check().stdout)
+    assert config["kubernetes-cluster-id"] == "d-Prod12345X"
+
+    with FakeDeepflowServer() as server:
+        server.set_failure("fail")
+        rc, report, err = hostagent(host, BASE + f" --watcher-domain other --server 127.0.0.1:{server.port}")
+        assert rc == 2 and "deepflow-server refused" in report["error"]
+
+
+def test_status_reports_drift_and_a_rerun_repairs_it(host, unchanged) -> None:
+    rc, report, _ = hostagent(host, BASE)
+    assert rc == 0
+    rc, status, _ = hostagent(host, "hostagent status --json")
+    assert rc == 0 and status["installed"] and status["drift"] == []
+    host.run("chmod 0644 /etc/deepflow-agent/deepflow-agent.yaml && setcap -r /usr/sbin/deepflow-agent").check()
+    rc, status, _ = hostagent(host, "hostagent status --json")
+    assert rc == 1 and any("deepflow-agent.yaml differs" in d for d in status["drift"])
+    assert any("caps:/usr/sbin/deepflow-agent" in d for d in status["drift"])
+    rc, report, _ = hostagent(host, BASE)
+    fixed = {s["id"] for s in report["steps"] if s["status"] == "applied"}
+    assert {"file:/etc/deepflow-agent/deepflow-agent.yaml", "caps:/usr/sbin/deepflow-agent",
+            "service:deepflow-agent.service"} == fixed
+    rc, status, _ = hostagent(host, "hostagent status --json")
+    assert rc == 0 and status["drift"] == []
+    rc, doctor, _ = hostagent(host, "hostagent doctor --json --timeout 0.5")
+    assert [p["user"] for p in doctor["processes"]] == ["deepflow"]
+    assert doctor["processes"][0]["CapBnd"] == ["cap_net_admin", "cap_net_raw", "cap_ipc_lock", "cap_sys_ptrace", "cap_sys_admin"]
+
+
+def test_changed_limits_change_only_what_differs(host, unchanged) -> None:
+    assert hostagent(host, BASE)[0] == 0
+    rc, report, _ = hostagent(host, BASE + " --memory-mib 512 --caps cbpf-minimal")
+    applied = [s["id"] for s in report["steps"] if s["status"] == "applied"]
+    assert applied == ["cgroups:hybrid", "caps:/usr/sbin/deepflow-agent", "file:/etc/systemd/system/deepflow-agent.service",
+                       "service:deepflow-agent.service"]
+    pid = host.run("systemctl show -p MainPID --value deepflow-agent").check().stdout.strip()
+    capbnd = host.run(f"grep CapBnd /proc/{pid}/status").check().stdout.split()[1]
+    assert int(capbnd, 16) == 0x87000  # net_admin, net_raw, ipc_lock, sys_ptrace

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 from hostagent.net.model import Link
 
@@ -100,13 +100,12 @@ NLA_F_NESTED = 0x8000
 _WANTED = frozenset(_WANTED_TYPES + (IFLA_LINKINFO | NLA_F_NESTED,))
 
 
-def parse_link(data: Any, offset: int, length: int) -> Link:
-    """Decode one RTM_NEWLINK message (header at ``offset``) into a Link; pure.
-
-    This loop runs ~40 times per link, so it keeps to local names and skips the
-    attributes it does not want with one set lookup.
-    """
-    _family, ifi_type, index, _flags, _change = _IFI.unpack_from(data, offset + 16)
+def _walk(
+    data: Any, offset: int, length: int, headers: list[int] | None = None
+) -> tuple[dict[int, tuple[int, int]], bool]:
+    """One pass over the top-level attributes: where the wanted ones are (message-relative
+    payload start and end) and whether the chain ended exactly at the message end. With
+    ``headers``, every header is appended to it (relative offset, length, type)."""
     end = offset + length
     pos = offset + 32
     unpack_nla = _NLA.unpack_from
@@ -114,25 +113,91 @@ def parse_link(data: Any, offset: int, length: int) -> Link:
     found: dict[int, tuple[int, int]] = {}
     while pos + 4 <= end:
         nla_len, nla_type = unpack_nla(data, pos)
+        if headers is not None:
+            headers += (pos - offset, nla_len, nla_type)
         if nla_type in wanted:
-            found[nla_type & NLA_TYPE_MASK] = (pos + 4, pos + nla_len)
+            found[nla_type & NLA_TYPE_MASK] = (pos + 4 - offset, pos + nla_len - offset)
         # A zero length would loop forever: treat it as the end of the message.
         pos += ((nla_len + 3) & ~3) or end
+    return found, pos == end
+
+
+def parse_link(data: Any, offset: int, length: int) -> Link:
+    """Decode one RTM_NEWLINK message (header at ``offset``) into a Link; pure."""
+    return _link_from(data, offset, _walk(data, offset, length)[0])
+
+
+class _AttrLayout(NamedTuple):
+    headers: struct.Struct  # reads every attribute header of a message in one call
+    expected: tuple[int, ...]  # their (length, type) pairs
+    found: dict[int, tuple[int, int]]  # wanted attribute -> payload (start, end), message-relative
+
+
+class LinkParser:
+    """parse_link with a memory of attribute layouts, for one dump.
+
+    Links of one kind and name length come with identical attribute chains (same
+    lengths and types in the same order; only values differ). Once a chain has been
+    walked, one struct.unpack_from of all its headers, compared with the remembered
+    ones, proves a new message has that very chain, so the ~40-step Python walk is
+    skipped. The comparison covers every header, so a match is exact, not a guess.
+    """
+
+    MAX_LAYOUTS = 256
+
+    def __init__(self) -> None:
+        self.layouts: dict[int, list[_AttrLayout]] = {}
+        self.remembered = 0
+
+    def __call__(self, data: Any, offset: int, length: int) -> Link:
+        for layout in self.layouts.get(length, ()):
+            if layout.headers.unpack_from(data, offset + 32) == layout.expected:
+                return _link_from(data, offset, layout.found)
+        headers: list[int] = []
+        found, complete = _walk(data, offset, length, headers)
+        if complete and headers and self.remembered < self.MAX_LAYOUTS:
+            self.layouts.setdefault(length, []).append(_remember(found, headers))
+            self.remembered += 1
+        return _link_from(data, offset, found)
+
+
+def _remember(found: dict[int, tuple[int, int]], headers: list[int]) -> _AttrLayout:
+    """A struct that reads every header of this chain (the first sits right after ifinfomsg)."""
+    fmt = "="
+    expected: list[int] = []
+    previous_end = 32
+    for i in range(0, len(headers), 3):
+        rel, nla_len, nla_type = headers[i : i + 3]
+        fmt += f"{rel - previous_end}xHH" if rel > previous_end else "HH"
+        previous_end = rel + 4
+        expected += (nla_len, nla_type)
+    return _AttrLayout(struct.Struct(fmt), tuple(expected), dict(found))
+
+
+def _link_from(data: Any, offset: int, found: dict[int, tuple[int, int]]) -> Link:
+    """Build the Link from the wanted attributes' payload spans (relative to ``offset``)."""
+    _family, ifi_type, index, _flags, _change = _IFI.unpack_from(data, offset + 16)
     name = ""
     if IFLA_IFNAME in found:
         n0, n1 = found[IFLA_IFNAME]
-        name = bytes(data[n0:n1]).rstrip(b"\0").decode("utf-8", "replace")
+        name = bytes(data[offset + n0 : offset + n1]).rstrip(b"\0").decode("utf-8", "replace")
     kind: str | None = None
     detail: str | None = None
     if IFLA_LINKINFO in found:
-        kind, detail = _kind_details(data, *found[IFLA_LINKINFO])
-    master = _U32.unpack_from(data, found[IFLA_MASTER][0])[0] if IFLA_MASTER in found else None
-    lower = _U32.unpack_from(data, found[IFLA_LINK][0])[0] if IFLA_LINK in found else None
-    netnsid = _I32.unpack_from(data, found[IFLA_LINK_NETNSID][0])[0] if IFLA_LINK_NETNSID in found else None
-    mac = bytes(data[slice(*found[IFLA_ADDRESS])]).hex(":") if IFLA_ADDRESS in found else None
+        i0, i1 = found[IFLA_LINKINFO]
+        kind, detail = _kind_details(data, offset + i0, offset + i1)
+    master = _U32.unpack_from(data, offset + found[IFLA_MASTER][0])[0] if IFLA_MASTER in found else None
+    lower = _U32.unpack_from(data, offset + found[IFLA_LINK][0])[0] if IFLA_LINK in found else None
+    netnsid = (
+        _I32.unpack_from(data, offset + found[IFLA_LINK_NETNSID][0])[0] if IFLA_LINK_NETNSID in found else None
+    )
+    mac = None
+    if IFLA_ADDRESS in found:
+        a0, a1 = found[IFLA_ADDRESS]
+        mac = bytes(data[offset + a0 : offset + a1]).hex(":")
     operstate = "unknown"
     if IFLA_OPERSTATE in found:
-        state = data[found[IFLA_OPERSTATE][0]]
+        state = data[offset + found[IFLA_OPERSTATE][0]]
         operstate = OPERSTATES[state] if state < len(OPERSTATES) else "unknown"
     if kind is None:
         kind = "loopback" if ifi_type == ARPHRD_LOOPBACK else "physical"
@@ -254,7 +319,7 @@ def dump_links(sock: socket.socket, seq: int = 1) -> Iterator[Link]:
     msg["family"] = socket.AF_UNSPEC
     msg["attrs"] = [("IFLA_EXT_MASK", RTEXT_FILTER_SKIP_STATS)]
     _request(sock, msg, RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq)
-    yield from _stream(sock, _marshal({RTM_NEWLINK: parse_link}), seq)
+    yield from _stream(sock, _marshal({RTM_NEWLINK: LinkParser()}), seq)
 
 
 def parse_default_route_oif(data: Any, offset: int, length: int) -> int | None:

@@ -169,3 +169,42 @@ def test_fast_parser_agrees_with_pyroute2_full_decode() -> None:
             assert fast.kind == {1: "tun", 2: "tap"}[tun_type]
         else:
             assert fast.kind == kind
+
+
+def _message(index: int, attrs: list[Any]) -> bytes:
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+    msg = ifinfmsg()
+    msg["index"] = index
+    msg["attrs"] = attrs
+    msg["header"]["type"] = rtdump.RTM_NEWLINK
+    msg.encode()
+    return bytes(msg.data)
+
+
+def test_layout_memory_is_exact() -> None:
+    """LinkParser reuses a walked attribute chain only when every header matches."""
+    parser = rtdump.LinkParser()
+    a = _message(5, [("IFLA_IFNAME", "vethA"), ("IFLA_MTU", 1500), ("IFLA_MASTER", 9)])
+    same_chain = _message(6, [("IFLA_IFNAME", "vethB"), ("IFLA_MTU", 9000), ("IFLA_MASTER", 3)])
+    swapped = _message(7, [("IFLA_IFNAME", "vethC"), ("IFLA_MASTER", 4), ("IFLA_MTU", 1500)])
+    retyped = _message(8, [("IFLA_IFNAME", "vethD"), ("IFLA_MTU", 1500), ("IFLA_LINK", 2)])
+    assert len({len(a), len(same_chain), len(swapped), len(retyped)}) == 1  # same length, so the memory is tried
+    for data in (a, same_chain, swapped, retyped):
+        assert parser(data, 0, len(data)) == rtdump.parse_link(data, 0, len(data))
+    assert parser(same_chain, 0, len(same_chain)).master == 3
+    assert parser(swapped, 0, len(swapped)).master == 4
+    assert parser(retyped, 0, len(retyped)).master is None and parser(retyped, 0, len(retyped)).lower == 2
+    assert parser.remembered == 3  # a (reused by same_chain), swapped, retyped
+
+
+def test_layout_memory_on_the_recorded_dump() -> None:
+    parser = rtdump.LinkParser()
+    for chunk in (bytes.fromhex(c) for c in RECORDED["chunks"]):
+        offset = 0
+        while offset + 16 <= len(chunk):
+            length, mtype = struct.unpack_from("=IH", chunk, offset)
+            if mtype == rtdump.RTM_NEWLINK:
+                for _ in range(2):  # the second time from memory
+                    assert parser(chunk, offset, length) == rtdump.parse_link(chunk, offset, length)
+            offset += length

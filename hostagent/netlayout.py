@@ -55,17 +55,18 @@ def _scan_other(
     seen: list[Netns] = []
     nsids: dict[str, int | None] = {}
     unrelated = 0
+    skipped: list[str] = []
     for ref in refs:
         try:
             sock = rtdump.open_route_socket(ref.path)
-        except OSError as exc:
-            warnings.append(f"skipped netns {ref.label}: {exc}")
+        except OSError as exc:  # not root, or the process exited meanwhile
+            skipped.append(f"{ref.label}: {exc}")
             continue
         try:
             links = tuple(rtdump.dump_links(sock))
             nsid = rtdump.peer_nsid(sock, node_path)
         except OSError as exc:
-            warnings.append(f"skipped netns {ref.label}: {exc}")
+            skipped.append(f"{ref.label}: {exc}")
             continue
         finally:
             sock.close()
@@ -75,6 +76,9 @@ def _scan_other(
             nsids[ref.path] = nsid
         else:
             unrelated += 1
+    if skipped:
+        more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+        warnings.append(f"could not read {len(skipped)} other netns, e.g. {skipped[0]}{more}")
     return seen, nsids, unrelated, warnings
 
 

@@ -82,6 +82,21 @@ def _scan_other(
     return seen, nsids, unrelated, warnings
 
 
+def _peer_labels(node_sock: object, related: list[Netns]) -> dict[int, str]:
+    """The node netns' ids for the pod namespaces, so a pod NIC can name its peer's netns."""
+    from hostagent.net import rtdump
+
+    labels = {}
+    for ns in related:
+        try:
+            nsid = rtdump.peer_nsid(node_sock, ns.path)  # type: ignore[arg-type]
+        except OSError:
+            continue
+        if nsid is not None:
+            labels[nsid] = ns.label
+    return labels
+
+
 def detect_layout(
     netns: str | None = None,
     *,
@@ -104,23 +119,25 @@ def detect_layout(
         sock = rtdump.open_route_socket(ns_arg)
     except OSError as exc:
         raise DetectError(str(exc)) from exc
+    warnings: list[str] = []
+    related: list[Netns] = []
+    nsids: dict[str, int | None] = {}
+    peer_labels: dict[int, str] = {}
+    unrelated = 0
     try:
-        links: tuple[Link, ...] = tuple(rtdump.dump_links(sock))
-        route_idx = rtdump.default_route_ifindexes(sock)
-    except OSError as exc:
-        raise DetectError(f"netlink dump failed: {exc}") from exc
+        try:
+            links: tuple[Link, ...] = tuple(rtdump.dump_links(sock))
+            route_idx = rtdump.default_route_ifindexes(sock)
+        except OSError as exc:
+            raise DetectError(f"netlink dump failed: {exc}") from exc
+        if scan_other_netns:
+            related, nsids, unrelated, more = _scan_other(node_path, MAX_OTHER_NETNS, frozenset(route_idx))
+            warnings += more
+            peer_labels = _peer_labels(sock, related)
     finally:
         sock.close()
     by_index = {link.index: link.name for link in links}
     default_route = tuple(by_index[i] for i in route_idx if i in by_index)
-
-    warnings: list[str] = []
-    related: list[Netns] = []
-    nsids: dict[str, int | None] = {}
-    unrelated = 0
-    if scan_other_netns:
-        related, nsids, unrelated, more = _scan_other(node_path, MAX_OTHER_NETNS, frozenset(route_idx))
-        warnings += more
     configs, more = scan.cni_configs(cni_dir if cni_dir is not None else scan.CNI_CONF_DIR)
     warnings += more
 
@@ -145,6 +162,7 @@ def detect_layout(
         capture=classify.capture_views(families, verdict),
         recommendation=recommend.recommend(families, links, nics, related, inner=inner, ring_blocks=ring_blocks),
         warnings=tuple(warnings),
+        peer_netns=peer_labels,
     )
 
 

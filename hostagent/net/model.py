@@ -105,6 +105,7 @@ class Layout:
     capture: tuple[CaptureView, ...]
     recommendation: Recommendation
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    peer_netns: dict[int, str] = field(default_factory=dict)  # this netns' nsid -> label of that netns
 
     def link_name(self, index: int | None) -> str | None:
         for link in self.links:
@@ -124,6 +125,7 @@ class Layout:
                 if link.lower
                 else None
             )
+            item["peer_netns"] = self.peer_netns.get(link.link_netnsid) if link.link_netnsid is not None else None
             links.append(item)
         return {
             "netns": self.netns,

@@ -118,6 +118,9 @@ def test_calico(lab: Lab) -> None:
     assert views["node_nic"].same_node == "not seen" and views["node_nic"].cross_node == "both directions"
     # The pod netns is related: its eth0 has its peer in the node netns.
     assert f"{pod}" in {ns.label for ns in layout.other_netns}
+    # ... and the host-side NIC names the netns of its peer.
+    cali = next(link for link in layout.to_dict()["links"] if link["name"] == "cali1a2b3c4d5e6")
+    assert cali["peer_netns"] == pod
 
 
 def test_cilium(lab: Lab) -> None:

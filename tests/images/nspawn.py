@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from tests.images.rootfs import Recipe, build_rootfs, clone_rootfs, remove_tree
+from tests.images.rootfs import Recipe, build_rootfs, clone_rootfs, overlay_rootfs, remove_tree, unmount_overlay
 from tests.images.wheelhouse import build_wheelhouse
 
 CGROUP_LOCK = Path("/run/lock/hostagent-tests-cgroup.lock")
@@ -167,6 +167,7 @@ class NspawnHost:
         capabilities: Sequence[str] = EXTRA_CAPABILITIES,
         workdir: Optional[Path] = None,
         boot_timeout: float = 60.0,
+        overlay: bool = True,
     ):
         self.recipe = recipe
         self.install_hostagent = install_hostagent
@@ -174,6 +175,9 @@ class NspawnHost:
         self.ssh_enabled = ssh
         self.capabilities = tuple(capabilities)
         self.boot_timeout = boot_timeout
+        # overlay: the host's writes go to an upper dir over the cached image (no copy);
+        # False: a full copy (cp --reflink=auto -a), for filesystems overlayfs cannot use.
+        self.overlay = overlay
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="hostagent-nspawn-", dir="/var/tmp"))
         self.machine = f"hostagent-test-{os.getpid()}-{int(time.time()) % 100000}"
@@ -207,9 +211,14 @@ class NspawnHost:
         self.timings["image"] = time.monotonic() - t0
         CGROUP_LOCK.parent.mkdir(parents=True, exist_ok=True)
         self._lock_file = open(CGROUP_LOCK, "w")
-        fcntl.flock(self._lock_file, fcntl.LOCK_EX)
         t0 = time.monotonic()
-        clone_rootfs(image, self.root)
+        fcntl.flock(self._lock_file, fcntl.LOCK_EX)  # another test's host may be alive
+        self.timings["lock_wait"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        if self.overlay:
+            overlay_rootfs(image, self.workdir)
+        else:
+            clone_rootfs(image, self.root)
         self.timings["clone"] = time.monotonic() - t0
         if self.install_hostagent:
             t0 = time.monotonic()
@@ -323,12 +332,16 @@ class NspawnHost:
 
     def close(self) -> None:
         try:
+            if self.ssh_config is not None:  # end the ControlPersist master now, not in 120 s
+                subprocess.run(["ssh", "-F", str(self.ssh_config), "-O", "exit", self.machine],
+                               capture_output=True, timeout=10)
             self.poweroff()
         finally:
             self._remove_cgroups()
             if self._lock_file is not None:
                 self._lock_file.close()  # releases the flock
                 self._lock_file = None
+            unmount_overlay(self.workdir)
             if self._own_workdir:
                 remove_tree(self.workdir)
             elif self.root.exists():

@@ -144,6 +144,28 @@ def clone_rootfs(image: Path, dest: Path) -> Path:
     return dest
 
 
+def overlay_rootfs(image: Path, dest: Path) -> Path:
+    """Mount a writable overlay of a cached image at dest/root (instant, unlike a copy).
+
+    The image stays the read-only lower layer; every write of the test host lands in
+    dest/upper. xattrs (file capabilities) work when dest is on ext4/xfs/tmpfs.
+    Undo with unmount_overlay(dest)."""
+    root, upper, work = dest / "root", dest / "upper", dest / "work"
+    for d in (root, upper, work):
+        d.mkdir(parents=True)
+    subprocess.run(
+        ["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={image},upperdir={upper},workdir={work}", str(root)],
+        check=True,
+    )
+    return root
+
+
+def unmount_overlay(dest: Path) -> None:
+    root = dest / "root"
+    if os.path.ismount(root):
+        subprocess.run(["umount", str(root)], check=False)
+
+
 def remove_tree(path: Path) -> None:
     """rm -rf that also copes with immutable-free but odd trees (device nodes, sockets)."""
     subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=False)

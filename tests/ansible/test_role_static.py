@@ -1,0 +1,112 @@
+"""The role without a test host: lint, variables documented and in sync, the module's CLI contract."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.ansible import vars_table
+from tests.ansible.runner import ANSIBLE_DIR, ansible_bin
+
+ROLE = ANSIBLE_DIR / "roles" / "deepflow_agent"
+MODULE = ROLE / "library" / "hostagent.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("role_hostagent_module", MODULE)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _need(tool: str) -> str:
+    path = ansible_bin(tool)
+    if path is None:
+        pytest.skip(f"{tool} not installed (tests/ansible/requirements.txt)")
+    return path
+
+
+@pytest.mark.slow
+def test_ansible_lint_clean():
+    lint = _need("ansible-lint")
+    # Offline: no Galaxy, no schema refresh, no version check (only package registries are reachable).
+    env = dict(os.environ, ANSIBLE_LINT_SKIP_SCHEMA_UPDATE="1", NO_COLOR="1")
+    proc = subprocess.run([lint, "--offline", "--nocolor"], cwd=ANSIBLE_DIR, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout
+    assert "Profile 'production' was required, and it passed" in proc.stdout, proc.stdout
+
+
+def test_every_variable_is_typed_documented_and_defaulted():
+    options = vars_table.options()
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    assert set(options) == set(defaults), "defaults/main.yml and meta/argument_specs.yml name different variables"
+    for name, opt in options.items():
+        assert name.startswith("deepflow_agent_"), name
+        assert opt.get("type") and opt.get("description"), f"{name}: type and description are required"
+        assert opt.get("default") == defaults[name], f"{name}: argument_specs default != defaults/main.yml"
+
+
+def test_readme_vars_table_matches_argument_specs():
+    readme = vars_table.README.read_text()
+    assert vars_table.readme_with_table(readme) == readme, \
+        "ansible/README.md is out of date: run `python -m tests.ansible.vars_table --write`"
+
+
+def test_module_builds_the_cli_argv():
+    mod = _module()
+    params = dict(command="install", executable="/opt/hostagent/bin/hostagent", controller_ips=["10.0.0.1", "10.0.0.2"],
+                  controller_port=30035, cluster_id="", watcher_domain="dom", server="srv:30417",
+                  domain_timeout=30.0, agent_group="", user="deepflow", caps="ebpf", cpu_millicores=500,
+                  memory_mib=512, agent_binary="/x/deepflow-agent", keep_logs=False)
+    assert mod.build_argv(params, dry_run=True) == [
+        "/opt/hostagent/bin/hostagent", "install", "--controller-ip", "10.0.0.1", "--controller-ip", "10.0.0.2",
+        "--controller-port", "30035", "--watcher-domain", "dom", "--server", "srv:30417", "--domain-timeout", "30.0",
+        "--user", "deepflow", "--caps", "ebpf", "--cpu-millicores", "500", "--memory-mib", "512",
+        "--agent-binary", "/x/deepflow-agent", "--dry-run", "--yes", "--json"]
+    # Install flags never leak into uninstall.
+    assert mod.build_argv(dict(params, command="uninstall", keep_logs=True), dry_run=False) == [
+        "/opt/hostagent/bin/hostagent", "uninstall", "--keep-logs", "--yes", "--json"]
+
+
+def test_module_turns_planned_steps_into_diffs():
+    mod = _module()
+    report = {"steps": [
+        {"id": "file:/etc/x", "status": "planned", "diff": "--- /etc/x (now)\n+++ /etc/x (hostagent)\n@@ -0,0 +1 @@\n+a"},
+        {"id": "user:deepflow", "status": "planned", "diff": "+ system user deepflow"},
+        {"id": "group:deepflow", "status": "unchanged", "diff": None},
+        {"id": "service:x", "status": "planned", "diff": None},
+    ]}
+    assert mod.diffs_of(report) == [
+        {"prepared": "--- /etc/x (now)\n+++ /etc/x (hostagent)\n@@ -0,0 +1 @@\n+a\n"},
+        {"prepared": "[user:deepflow]\n+ system user deepflow\n"},
+    ]
+
+
+def test_module_reports_the_cli_json_in_check_mode(tmp_path: Path):
+    """The module through ansible's own runner, against the real CLI on this machine: uninstall
+    --dry-run only reads the manifest, so it is safe here; the result must carry the CLI's JSON."""
+    ansible = _need("ansible")
+    cli = Path(sys.executable).parent / "hostagent"
+    if not cli.exists():
+        pytest.skip("hostagent is not installed in this venv")
+    env = dict(os.environ, ANSIBLE_LIBRARY=str(MODULE.parent), ANSIBLE_LOCAL_TEMP=str(tmp_path / "local"),
+               ANSIBLE_REMOTE_TEMP=str(tmp_path / "remote"), ANSIBLE_STDOUT_CALLBACK="oneline",
+               ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run(
+        [ansible, "localhost", "-c", "local", "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}",
+         "--check", "-m", "hostagent", "-a", json.dumps({"command": "uninstall", "executable": str(cli)})],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout
+    result = json.loads(proc.stdout.split("=>", 1)[1])
+    report = result["report"]
+    assert report["command"] == "uninstall" and report["dry_run"] is True and report["ok"] is True, report
+    assert result["changed"] == report["changed"]
+    assert result["cmd"] == [str(cli), "uninstall", "--dry-run", "--yes", "--json"]

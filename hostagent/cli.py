@@ -216,12 +216,9 @@ def exec_(
         raise typer.Exit(1)
 
 
-try:  # NIC layout detection and agent-group config (issue 4), when present.
-    from hostagent.cli_net import register as _register_net
-except ImportError:
-    pass
-else:
-    _register_net(app)
+from hostagent.cli_net import register as _register_net  # noqa: E402  (light: imports typer only)
+
+_register_net(app)
 
 
 def main() -> None:

@@ -245,7 +245,12 @@ class NspawnHost:
         t0 = time.monotonic()
         self._cgroup_dirs = []
         for mnt, path in _own_cgroups().items():
-            d = Path(mnt + path.rstrip("/")) / self.machine
+            parent = Path(mnt + path.rstrip("/"))
+            # Left by a killed run; rmdir only succeeds on dirs without processes.
+            for stale in parent.glob("hostagent-test-*"):
+                if stale.name != self.machine:
+                    _rmdir_tree(stale)
+            d = parent / self.machine
             d.mkdir(exist_ok=True)
             self._cgroup_dirs.append(d)
         procs = [str(d / "cgroup.procs") for d in self._cgroup_dirs]

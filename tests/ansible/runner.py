@@ -34,9 +34,10 @@ class Host:
     name: str
     port: int
     key: Path
+    extra: str = ""  # more inventory vars, "k=v k2=v2"
 
     def inventory_line(self) -> str:
-        return (f"{self.name} ansible_host=127.0.0.1 ansible_port={self.port} ansible_user=root "
+        return (f"{self.name} ansible_host=127.0.0.1 ansible_port={self.port} ansible_user=root {self.extra} "
                 f"ansible_ssh_private_key_file={self.key} ansible_python_interpreter=/usr/bin/python3 "
                 "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
                 "-o LogLevel=ERROR'")

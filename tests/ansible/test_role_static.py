@@ -33,6 +33,17 @@ def _need(tool: str) -> str:
     return path
 
 
+def _module_on_localhost(ansible: str, tmp_path: Path, args: dict) -> subprocess.CompletedProcess:
+    """`ansible localhost --check -m hostagent`: the module through Ansible's own runner, locally."""
+    env = dict(os.environ, ANSIBLE_LIBRARY=str(MODULE.parent), ANSIBLE_LOCAL_TEMP=str(tmp_path / "local"),
+               ANSIBLE_REMOTE_TEMP=str(tmp_path / "remote"), ANSIBLE_STDOUT_CALLBACK="oneline",
+               ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_NOCOLOR="1")
+    return subprocess.run(
+        [ansible, "localhost", "-c", "local", "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}",
+         "--check", "-m", "hostagent", "-a", json.dumps(args)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+
+
 @pytest.mark.slow
 def test_ansible_lint_clean():
     lint = _need("ansible-lint")
@@ -97,16 +108,25 @@ def test_module_reports_the_cli_json_in_check_mode(tmp_path: Path):
     cli = Path(sys.executable).parent / "hostagent"
     if not cli.exists():
         pytest.skip("hostagent is not installed in this venv")
-    env = dict(os.environ, ANSIBLE_LIBRARY=str(MODULE.parent), ANSIBLE_LOCAL_TEMP=str(tmp_path / "local"),
-               ANSIBLE_REMOTE_TEMP=str(tmp_path / "remote"), ANSIBLE_STDOUT_CALLBACK="oneline",
-               ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_NOCOLOR="1")
-    proc = subprocess.run(
-        [ansible, "localhost", "-c", "local", "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}",
-         "--check", "-m", "hostagent", "-a", json.dumps({"command": "uninstall", "executable": str(cli)})],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+    proc = _module_on_localhost(ansible, tmp_path, {"command": "uninstall", "executable": str(cli)})
     assert proc.returncode == 0, proc.stdout
     result = json.loads(proc.stdout.split("=>", 1)[1])
     report = result["report"]
     assert report["command"] == "uninstall" and report["dry_run"] is True and report["ok"] is True, report
     assert result["changed"] == report["changed"]
     assert result["cmd"] == [str(cli), "uninstall", "--dry-run", "--yes", "--json"]
+
+
+def test_module_fails_with_the_cli_error_and_exit_code(tmp_path: Path):
+    """Bad input: hostagent exits 2 before it reads the host (options are validated first), and the
+    task fails with hostagent's own message, exit code and JSON."""
+    ansible = _need("ansible")
+    cli = Path(sys.executable).parent / "hostagent"
+    if not cli.exists():
+        pytest.skip("hostagent is not installed in this venv")
+    args = {"command": "install", "executable": str(cli), "controller_ips": ["127.0.0.1"], "caps": "cap_bogus"}
+    proc = _module_on_localhost(ansible, tmp_path, args)
+    assert proc.returncode != 0 and "FAILED" in proc.stdout, proc.stdout
+    result = json.loads(proc.stdout.split("=>", 1)[1])
+    assert result["rc"] == 2 and result["report"]["exit_code"] == 2 and result["report"]["ok"] is False, result
+    assert "cap_bogus" in result["msg"], result["msg"]

@@ -165,6 +165,14 @@ TIERS = {
 }
 
 
+# Drivers udev would load for qemu's emulated PC devices (floppy, IDE, PS/2,
+# speaker) or the host CPU (kvm): each load costs seconds under TCG.
+_BLACKLIST = "modprobe.blacklist=" + ",".join((
+    "kvm", "kvm_amd", "kvm_intel", "ccp", "cfg80211", "floppy", "pcspkr", "ata_piix", "ata_generic",
+    "i2c_piix4", "drm", "psmouse", "serio_raw", "efi_pstore",
+))
+
+
 @dataclasses.dataclass(frozen=True)
 class VMImage:
     tier: Tier
@@ -176,7 +184,7 @@ class VMImage:
         # mitigations=off: page-table isolation and friends cost a lot under TCG
         # and protect nothing in a throwaway test VM.
         base = ("root=/dev/vda rw console=ttyS0,115200 panic=-1 systemd.show_status=1 "
-                "random.trust_cpu=on mitigations=off")
+                "random.trust_cpu=on mitigations=off " + _BLACKLIST)
         return " ".join((base,) + self.tier.kernel_args)
 
 
@@ -275,11 +283,12 @@ def target_wheels(tier: Tier, wheelhouse: Path, cache_dir: Path = CACHE_DIR, log
     Cached by the set of wheels it replaces. Returns a directory to pass as a
     second --find-links (pip picks, per package, the wheel the target can use).
     """
-    pinned = sorted(w for w in wheelhouse.glob("*.whl") if _needs_target_build(w))
+    abi = "cp" + tier.python.replace(".", "")
     specs = []
-    for w in pinned:
-        m = _WHEEL_RE.match(w.name)
-        specs.append((m["name"], m["version"]))
+    for wheel in sorted(wheelhouse.glob("*.whl")):
+        m = _WHEEL_RE.match(wheel.name)
+        if _needs_target_build(wheel) and m["abi"] != abi:  # built for another Python
+            specs.append((m["name"], m["version"]))
     key = hashlib.sha256(json.dumps([tier.suite, tier.python, specs, _BUILD_PACKAGES]).encode()).hexdigest()[:16]
     out = cache_dir / f"wheels-{tier.suite}-{key}"
     if (out / "done").exists():
@@ -291,7 +300,6 @@ def target_wheels(tier: Tier, wheelhouse: Path, cache_dir: Path = CACHE_DIR, log
         work = Path(tempfile.mkdtemp(prefix=f".build-{out.name}-", dir=cache_dir))
         try:
             to_build = []
-            abi = "cp" + tier.python.replace(".", "")
             for name, version in specs:
                 cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
                        "--python-version", tier.python, "--implementation", "cp", "--abi", abi,

@@ -201,6 +201,8 @@ def exec_(
     cpu_millicores: int = typer.Option(1000, help="CPU limit written to the agent's cgroup."),
     memory_mib: int = typer.Option(768, help="Memory limit written to the agent's cgroup."),
     cleanup: bool = typer.Option(False, "--cleanup", help="After a stop: end processes left in the agent's v2 cgroup."),
+    prepare_only: bool = typer.Option(False, "--prepare-only", help="Only the full-root part (cgroup dirs, binary caps); for ExecStartPre=+."),
+    prepared: bool = typer.Option(False, "--prepared", help="--prepare-only already ran: join cgroups, drop, exec."),
 ) -> None:
     """Run the agent: as root prepare cgroups and capabilities, drop to the user, exec the agent.
     For systemd (the installed unit uses it), SysV init or supervisord."""
@@ -210,7 +212,10 @@ def exec_(
         if cleanup:
             launcher.cleanup()
             return
-        launcher.run_agent(user, caps, cpu_millicores, memory_mib, list(agent or []))
+        if prepare_only:
+            launcher.prepare(user, caps, cpu_millicores, memory_mib, list(agent or []))
+            return
+        launcher.run_agent(user, caps, cpu_millicores, memory_mib, list(agent or []), prepared=prepared)
     except (HostagentError, OSError) as e:
         print(f"hostagent exec: error: {e}", file=sys.stderr)
         raise typer.Exit(1)

@@ -91,8 +91,7 @@ def drop_privileges(uid: int, gid: int, cap_names: tuple[str, ...]) -> None:
         raise OSError(f"privilege drop did not take: uid {os.getuid()}, caps {got}")
 
 
-def run_agent(user: str, cap_spec: str, cpu_millicores: int, memory_mib: int, argv: list[str]) -> None:
-    """Prepare, drop, exec. Never returns on success."""
+def _start_checks(user: str, argv: list[str]) -> facts.Account:
     if os.geteuid() != 0:
         raise SystemExit("hostagent exec: must start as root (it drops to the agent's user itself)")
     if not argv:
@@ -100,19 +99,34 @@ def run_agent(user: str, cap_spec: str, cpu_millicores: int, memory_mib: int, ar
     account = facts.user(user)
     if account is None:
         raise SystemExit(f"hostagent exec: user {user} does not exist")
+    return account
+
+
+def prepare(user: str, cap_spec: str, cpu_millicores: int, memory_mib: int, argv: list[str]) -> None:
+    """The part that needs full root: cgroup dirs with owner and limits, the binary's owner, mode and
+    capabilities. The unit runs it as ExecStartPre=+ so the agent's own start can be sandboxed."""
+    account = _start_checks(user, argv)
     cap_names = caps.resolve(cap_spec, facts.kernel_version())
     layout = facts.cgroup_layout()
-    limits = cgroups.Limits(cpu_millicores, memory_mib)
-    created = cgroups.ensure(layout, limits, account.uid, account.gid)
-    cgroups.join(layout, os.getpid())
+    created = cgroups.ensure(layout, cgroups.Limits(cpu_millicores, memory_mib), account.uid, account.gid)
     log(f"cgroup {layout.mode}: {' '.join(layout.agent_dirs())}" + (" (recreated)" if created else ""))
     binary = argv[0]
     if binary.startswith("/") and ensure_binary(binary, cap_names, account.gid):
         log(f"restored owner, mode and capabilities of {binary} (replaced by an upgrade?)")
+
+
+def run_agent(user: str, cap_spec: str, cpu_millicores: int, memory_mib: int, argv: list[str],
+              prepared: bool = False) -> None:
+    """Prepare (unless done already), join the cgroups, drop, exec. Never returns on success."""
+    account = _start_checks(user, argv)
+    if not prepared:
+        prepare(user, cap_spec, cpu_millicores, memory_mib, argv)
+    cap_names = caps.resolve(cap_spec, facts.kernel_version())
+    cgroups.join(facts.cgroup_layout(), os.getpid())
     env = {k: v for k, v in os.environ.items() if k != "IN_CONTAINER"}  # would make the agent skip cgroups
     drop_privileges(account.uid, account.gid, cap_names)
-    log(f"running {binary} as {user} with {','.join(cap_names)}")
-    os.execve(binary, argv, env)
+    log(f"running {argv[0]} as {user} with {','.join(cap_names)}")
+    os.execve(argv[0], argv, env)
 
 
 def cleanup() -> None:

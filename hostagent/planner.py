@@ -121,7 +121,7 @@ def _resolve_group(opts: InstallOptions, name: str) -> str:
 def plan(opts: InstallOptions, host: HostFacts, r: Resolved) -> list[Step]:
     user, group = opts.user, r.group
     config = agentconfig.render(agentconfig.config_data(opts.controller_ips, opts.controller_port, r.cluster_id, r.agent_group_id))
-    unit_text = unit.render(user, r.caps, opts.cpu_millicores, opts.memory_mib)
+    unit_text = unit.render(user, r.caps, opts.cpu_millicores, opts.memory_mib, host.cgroup)
     cg = host.cgroup
     return [
         Group(name=group),

@@ -4,12 +4,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Optional
 
 from hostagent import paths
+from hostagent.facts import CgroupLayout
 
-# Capabilities the launcher uses as root before dropping to the user; never kept by the agent.
-LAUNCHER_CAPS = ("cap_chown", "cap_dac_override", "cap_fowner", "cap_setfcap", "cap_setgid",
-                 "cap_setpcap", "cap_setuid", "cap_kill")
+# What the sandboxed launcher needs before it drops to the user: write the user-owned cgroup.procs
+# (dac_override), change ids, shrink the bounding set. Never kept by the agent.
+LAUNCHER_CAPS = ("cap_dac_override", "cap_setgid", "cap_setpcap", "cap_setuid")
 TEMPLATE = "deepflow-agent.service.j2"
 
 
@@ -29,14 +31,16 @@ def launcher_command() -> str:
 
 
 def render(user: str, caps: tuple[str, ...], cpu_millicores: int, memory_mib: int,
+           cgroup: Optional[CgroupLayout] = None,
            binary: str = paths.AGENT_BINARY, config: str = paths.CONFIG_FILE) -> bytes:
     import jinja2
 
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              trim_blocks=True, lstrip_blocks=True, autoescape=False)
     text = env.from_string(_template_text()).render(
-        user=user, caps=caps, cpu_millicores=cpu_millicores, memory_mib=memory_mib, binary=binary,
-        config=config, launcher=launcher_command(),
+        user=user, caps=caps, binary=binary, config=config, launcher=launcher_command(),
+        launcher_args=f"--user {user} --caps {','.join(caps)} --cpu-millicores {cpu_millicores} --memory-mib {memory_mib}",
+        log_dir=paths.LOG_DIR, cgroup_dirs=cgroup.agent_dirs() if cgroup else [],
         launcher_caps=[c for c in LAUNCHER_CAPS if c not in caps],
         ebpf="cap_syslog" in caps,
         # A launcher installed under /root or /home must stay readable to the unit.

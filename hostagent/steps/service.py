@@ -74,7 +74,8 @@ class Service(Step):
         name = self.params["name"]
         state = unit_state(name)
         record = {"was_enabled": state.get("UnitFileState") == "enabled", "was_active": state.get("ActiveState") == "active"}
-        run(["systemctl", "enable", "--quiet", name])
+        # The unit file step already reloaded systemd; enabling only needs the symlink.
+        run(["systemctl", "enable", "--quiet", "--no-reload", name])
         run(["systemctl", "restart", name])
         self._wait_running(name)
         return record
@@ -86,7 +87,7 @@ class Service(Step):
             state = unit_state(name)
             if state.get("ActiveState") == "active" and self._running_as_user(state):
                 # Make sure it stays up past its own start-up work (cgroups, capabilities).
-                time.sleep(0.3)
+                time.sleep(0.1)
                 again = unit_state(name)
                 if again.get("MainPID") == state.get("MainPID") and again.get("ActiveState") == "active":
                     return
@@ -102,7 +103,7 @@ class Service(Step):
         name = self.params["name"]
         run(["systemctl", "stop", name])
         if not record.get("was_enabled"):
-            run(["systemctl", "disable", "--quiet", name])
+            run(["systemctl", "disable", "--quiet", "--no-reload", name])
         run(["systemctl", "reset-failed", name], timeout=30) if unit_state(name).get("ActiveState") == "failed" else None
 
     def after_revert(self, record: dict) -> None:

@@ -47,15 +47,34 @@ def test_unit_bounding_set_holds_every_file_cap() -> None:
 def test_unit_runs_the_launcher_with_the_options() -> None:
     text = unit.render("dfagent", caps.resolve("cbpf-minimal"), 1500, 512).decode()
     exec_start = _all_values(text, "ExecStart")[0]
-    assert " -m hostagent exec --user dfagent --caps cap_net_admin,cap_net_raw,cap_ipc_lock,cap_sys_ptrace" in exec_start
+    assert " -m hostagent exec --prepared --user dfagent --caps cap_net_admin,cap_net_raw,cap_ipc_lock,cap_sys_ptrace" in exec_start
     assert "--cpu-millicores 1500 --memory-mib 512 -- /usr/sbin/deepflow-agent -f /etc/deepflow-agent/deepflow-agent.yaml" in exec_start
+    # The full-root part runs outside the sandbox ("+") with the same options.
+    pre = _all_values(text, "ExecStartPre")[0]
+    assert pre.startswith("+") and "exec --prepare-only --user dfagent" in pre and pre.endswith("-- /usr/sbin/deepflow-agent")
+    # The sandboxed launcher never keeps more than it needs to join cgroups and drop.
+    launcher_caps = _all_values(text, "CapabilityBoundingSet")[1].split()
+    assert launcher_caps == ["CAP_DAC_OVERRIDE", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID"]
     assert _all_values(text, "Delegate") == ["yes"] and _all_values(text, "Restart") == ["on-failure"]
     assert _all_values(text, "UnsetEnvironment") == ["IN_CONTAINER"]
 
 
-def test_ebpf_profile_keeps_kernel_logs_reachable() -> None:
-    assert "ProtectKernelLogs=yes" in unit.render("d", caps.resolve("deepflow-doc"), 1000, 768).decode()
-    assert "ProtectKernelLogs" not in unit.render("d", caps.resolve("ebpf", (6, 1)), 1000, 768).decode()
+def test_ebpf_profile_keeps_kernel_logs_tmp_and_tracefs_reachable() -> None:
+    doc = unit.render("d", caps.resolve("deepflow-doc"), 1000, 768).decode()
+    ebpf = unit.render("d", caps.resolve("ebpf", (6, 1)), 1000, 768).decode()
+    for setting in ("ProtectKernelLogs=yes", "PrivateTmp=yes", "ProtectKernelTunables=yes", "ProtectSystem=strict"):
+        assert setting in doc and setting not in ebpf
+
+
+def test_cgroup_dirs_stay_writable_under_protect_control_groups() -> None:
+    from hostagent.facts import CgroupLayout
+
+    v1 = unit.render("d", caps.resolve("deepflow-doc"), 1000, 768,
+                     CgroupLayout("v1", "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/memory")).decode()
+    assert _all_values(v1, "ReadWritePaths") == [
+        "/var/log/deepflow-agent", "-/sys/fs/cgroup/cpu,cpuacct/deepflow-agent", "-/sys/fs/cgroup/memory/deepflow-agent"]
+    v2 = unit.render("d", caps.resolve("deepflow-doc"), 1000, 768, CgroupLayout("v2")).decode()
+    assert _all_values(v2, "ReadWritePaths")[1:] == ["-/sys/fs/cgroup/deepflow-agent"]
 
 
 def test_unit_parses_as_ini() -> None:

@@ -1,6 +1,7 @@
 """The deepflow_agent role against a booted Debian 12 host (systemd-nspawn), over SSH on 127.0.0.1.
 
-snapshot → --check on the fresh host (would change, nothing changes) → converge → converge again
+snapshot → --check on the fresh host (would change, nothing changes) → converge → testinfra host
+suite (tests/system/test_host_state.py) → converge again
 (changed=0) → --check (changed=0) → --check with another memory limit (would change, diff shown,
 nothing changes) → converge into a second hostagent venv the role installs from the wheelhouse →
 state=absent (removing that venv) → absent again (changed=0) → snapshot equal to the first.
@@ -14,6 +15,8 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,6 +88,16 @@ def snapshot(host) -> dict:
     return comparable(json.loads(host.run("python3 /root/hostsnap.py").check().stdout))
 
 
+def host_suite(host) -> None:
+    """The shared testinfra suite (tests/system/test_host_state.py) on what the role installed."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/system/test_host_state.py", "-q", "-p", "no:cacheprovider",
+         f"--hosts={host.testinfra_host}"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, f"host suite failed:\n{proc.stdout}\njournal:\n{host.journal()}"
+
+
 def sha256(host, path: str) -> str:
     return hashlib.sha256(host.get(path).encode()).hexdigest()
 
@@ -106,7 +119,7 @@ def test_converge_check_diff_absent(env):
     run = play(inventory, base)
     assert run.task(CONVERGE)["result"]["changed"] is True
     assert all(run.task(t)["status"] == "skipped" for t in INSTALL_PHASE), run.changed_tasks(NAME)
-    host.run("systemctl is-active --quiet deepflow-agent").check()
+    host_suite(host)
 
     run = play(inventory, base)
     assert run.changed(NAME) == 0, run.changed_tasks(NAME)

@@ -89,8 +89,9 @@ def test_module_builds_the_cli_argv():
 
 def test_module_turns_planned_steps_into_diffs():
     mod = _module()
+    unified = "--- /etc/x (now)\n+++ /etc/x (hostagent)\n@@ -0,0 +1 @@\n+a"
     report = {"steps": [
-        {"id": "file:/etc/x", "status": "planned", "diff": "--- /etc/x (now)\n+++ /etc/x (hostagent)\n@@ -0,0 +1 @@\n+a"},
+        {"id": "file:/etc/x", "status": "planned", "diff": unified},
         {"id": "user:deepflow", "status": "planned", "diff": "+ system user deepflow"},
         {"id": "group:deepflow", "status": "unchanged", "diff": None},
         {"id": "service:x", "status": "planned", "diff": None},

@@ -2,8 +2,8 @@
 
 snapshot → --check on the fresh host (would change, nothing changes) → converge → testinfra host
 suite (tests/system/test_host_state.py) → converge again
-(changed=0) → --check (changed=0) → --check with another memory limit (would change, diff shown,
-nothing changes) → converge into a second hostagent venv the role installs from the wheelhouse →
+(changed=0) → --check (changed=0) → --check with another memory limit and controller (would change,
+unit and config diffs shown, nothing changes) → converge into a second hostagent venv the role installs from the wheelhouse →
 state=absent (removing that venv) → absent again (changed=0) → snapshot equal to the first.
 
 The host image has hostagent in /opt/hostagent already (from the same wheelhouse): the role's
@@ -32,6 +32,7 @@ HOSTSNAP = REPO / "tests" / "hostsnap.py"
 NAME = "h1"
 SECOND_VENV = "/opt/hostagent-role"
 UNIT = "/etc/systemd/system/deepflow-agent.service"
+CONFIG = "/etc/deepflow-agent/deepflow-agent.yaml"
 CONVERGE = "deepflow_agent : Converge the agent with hostagent"
 UNINSTALL = "deepflow_agent : Remove the agent with hostagent"
 INSTALL_PHASE = (
@@ -107,7 +108,7 @@ def test_converge_check_diff_absent(env):
     before = snapshot(host)
 
     # Check mode on a fresh host: everything would change, nothing is written. The binary the
-    # role would ship is not there yet, so hostagent is not asked for a plan (it would refuse).
+    # role would ship is not there yet, so hostagent is not asked for a plan.
     run = play(inventory, base, "--check", "--diff")
     assert run.changed_tasks(NAME) == [
         "deepflow_agent : Make the directory the agent binary is shipped into",
@@ -130,13 +131,15 @@ def test_converge_check_diff_absent(env):
     assert run.changed(NAME) == 0, run.changed_tasks(NAME)
     assert run.task(CONVERGE)["result"]["report"]["dry_run"] is True
 
-    # A different limit in check mode: reported with its diff, not applied.
-    unit_before = sha256(host, UNIT)
-    run = play(inventory, dict(base, deepflow_agent_memory_mib=512), "--check", "--diff")
+    # Another limit and a second controller in check mode: reported with the unit's and the
+    # config's diffs, not applied.
+    unit_before, config_before = sha256(host, UNIT), sha256(host, CONFIG)
+    changed = dict(base, deepflow_agent_memory_mib=512, deepflow_agent_controller_ips=["127.0.0.1", "127.0.0.2"])
+    run = play(inventory, changed, "--check", "--diff")
     assert run.changed_tasks(NAME) == [CONVERGE]
-    assert "+ExecStart=" in run.log and "--memory-mib 512" in run.log, run.log
-    assert sha256(host, UNIT) == unit_before
-    assert "--memory-mib 768" in host.get(UNIT)
+    assert f"+++ {UNIT}" in run.log and "+ExecStart=" in run.log and "--memory-mib 512" in run.log, run.log
+    assert f"+++ {CONFIG}" in run.log and "127.0.0.2" in run.log, run.log
+    assert (sha256(host, UNIT), sha256(host, CONFIG)) == (unit_before, config_before)
 
     # A venv without hostagent: the role ships the wheelhouse and installs it there, then
     # hostagent (now run from that venv) rewrites the unit's ExecStart.

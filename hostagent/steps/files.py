@@ -237,6 +237,15 @@ class FileCaps(Step):
             now = "none"
         return f"- caps: {now}\n+ caps: {','.join(self.params['caps'])}=eip"
 
+    def drift(self) -> list[str]:
+        if self.check():
+            return []
+        try:
+            now = caps.describe_file_caps(caps.read_file_caps(self.params["path"])) or "none"
+        except FileNotFoundError:
+            now = "missing file"
+        return [f"file capabilities on {self.params['path']} are {now}, want {','.join(self.params['caps'])}=eip"]
+
     def apply(self) -> dict:
         path = self.params["path"]
         prior = caps.read_file_caps(path)

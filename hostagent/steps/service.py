@@ -75,9 +75,14 @@ class Service(Step):
         state = unit_state(name)
         record = {"was_enabled": state.get("UnitFileState") == "enabled", "was_active": state.get("ActiveState") == "active"}
         # The unit file step already reloaded systemd; enabling only needs the symlink.
-        run(["systemctl", "enable", "--quiet", "--no-reload", name])
-        run(["systemctl", "restart", name])
-        self._wait_running(name)
+        try:
+            run(["systemctl", "enable", "--quiet", "--no-reload", name])
+            run(["systemctl", "restart", name])
+            self._wait_running(name)
+        except Exception:
+            # A failed apply has no record for the engine to revert with: undo our part here.
+            self.revert(record)
+            raise
         return record
 
     def _wait_running(self, name: str) -> None:

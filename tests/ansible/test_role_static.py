@@ -131,3 +131,26 @@ def test_module_fails_with_the_cli_error_and_exit_code(tmp_path: Path):
     result = json.loads(proc.stdout.split("=>", 1)[1])
     assert result["rc"] == 2 and result["report"]["exit_code"] == 2 and result["report"]["ok"] is False, result
     assert "cap_bogus" in result["msg"], result["msg"]
+
+
+def test_role_tasks_pass_only_options_the_module_documents():
+    """ansible-lint cannot check a role-local module's arguments; this does, against its DOCUMENTATION."""
+    documented = set(yaml.safe_load(_module().DOCUMENTATION)["options"])
+    calls = []
+    for path in sorted((ROLE / "tasks").glob("*.yml")):
+        for task in yaml.safe_load(path.read_text()) or []:
+            if "hostagent" in task:
+                calls.append(path.name)
+                unknown = set(task["hostagent"]) - documented
+                assert not unknown, f"{path.name}: {task['name']}: unknown options {sorted(unknown)}"
+    assert calls == ["converge.yml", "uninstall.yml"], calls
+
+
+def test_module_documentation_matches_its_argument_spec():
+    mod = _module()
+    documented = yaml.safe_load(mod.DOCUMENTATION)["options"]
+    assert set(documented) == set(mod.ARGUMENT_SPEC)
+    for name, spec in mod.ARGUMENT_SPEC.items():
+        doc = documented[name]
+        assert (doc["type"], doc.get("default"), doc.get("choices")) == \
+               (spec["type"], spec.get("default"), spec.get("choices")), name

@@ -109,6 +109,24 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+ARGUMENT_SPEC = dict(
+    command=dict(type="str", required=True, choices=["install", "uninstall"]),
+    executable=dict(type="path", default="/opt/hostagent/bin/hostagent"),
+    controller_ips=dict(type="list", elements="str", default=[]),
+    controller_port=dict(type="int"),
+    cluster_id=dict(type="str"),
+    watcher_domain=dict(type="str"),
+    server=dict(type="str"),
+    domain_timeout=dict(type="float"),
+    agent_group=dict(type="str"),
+    user=dict(type="str"),
+    caps=dict(type="str"),
+    cpu_millicores=dict(type="int"),
+    memory_mib=dict(type="int"),
+    agent_binary=dict(type="path"),
+    keep_logs=dict(type="bool", default=False),
+)
+
 # Module option -> CLI flag, for the install options that take a value.
 INSTALL_FLAGS = (
     ("controller_port", "--controller-port"),
@@ -171,26 +189,7 @@ def diffs_of(report):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            command=dict(type="str", required=True, choices=["install", "uninstall"]),
-            executable=dict(type="path", default="/opt/hostagent/bin/hostagent"),
-            controller_ips=dict(type="list", elements="str", default=[]),
-            controller_port=dict(type="int"),
-            cluster_id=dict(type="str"),
-            watcher_domain=dict(type="str"),
-            server=dict(type="str"),
-            domain_timeout=dict(type="float"),
-            agent_group=dict(type="str"),
-            user=dict(type="str"),
-            caps=dict(type="str"),
-            cpu_millicores=dict(type="int"),
-            memory_mib=dict(type="int"),
-            agent_binary=dict(type="path"),
-            keep_logs=dict(type="bool", default=False),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
     exe = params["executable"]
     if not os.access(exe, os.X_OK):

@@ -87,7 +87,11 @@ def _walk(root: str, files: dict) -> None:
                 st = os.lstat(path)
             except OSError:
                 continue
-            files[path] = _entry(path, st, with_content=hash_content) if not in_cgroupfs else _entry(path, st, False)
+            if in_cgroupfs:
+                # systemd tags cgroup dirs with per-boot xattrs (trusted.invocation_id...): skip them.
+                files[path] = {"mode": oct(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}
+            else:
+                files[path] = _entry(path, st, with_content=hash_content)
 
 
 def snapshot(roots=DEFAULT_ROOTS) -> dict:

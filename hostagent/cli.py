@@ -193,32 +193,14 @@ def doctor(
         raise typer.Exit(1)
 
 
-@app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def exec_(
-    agent: Optional[List[str]] = typer.Argument(None, help="-- AGENT [ARGS...]"),
-    user: str = typer.Option("deepflow", help="User to become."),
-    caps: str = typer.Option("deepflow-doc", help="Capability profile or list to keep."),
-    cpu_millicores: int = typer.Option(1000, help="CPU limit written to the agent's cgroup."),
-    memory_mib: int = typer.Option(768, help="Memory limit written to the agent's cgroup."),
-    cleanup: bool = typer.Option(False, "--cleanup", help="After a stop: end processes left in the agent's v2 cgroup."),
-    prepare_only: bool = typer.Option(False, "--prepare-only", help="Only the full-root part (cgroup dirs, binary caps); for ExecStartPre=+."),
-    prepared: bool = typer.Option(False, "--prepared", help="--prepare-only already ran: join cgroups, drop, exec."),
-) -> None:
+@app.command("exec", add_help_option=False,
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def exec_(ctx: typer.Context) -> None:
     """Run the agent: as root prepare cgroups and capabilities, drop to the user, exec the agent.
-    For systemd (the installed unit uses it), SysV init or supervisord."""
+    For systemd (the installed unit uses it), SysV init or supervisord. `hostagent exec --help`."""
     from hostagent import launcher
 
-    try:
-        if cleanup:
-            launcher.cleanup()
-            return
-        if prepare_only:
-            launcher.prepare(user, caps, cpu_millicores, memory_mib, list(agent or []))
-            return
-        launcher.run_agent(user, caps, cpu_millicores, memory_mib, list(agent or []), prepared=prepared)
-    except (HostagentError, OSError) as e:
-        print(f"hostagent exec: error: {e}", file=sys.stderr)
-        raise typer.Exit(1)
+    raise typer.Exit(launcher.main(list(ctx.args)))
 
 
 from hostagent.cli_net import register as _register_net  # noqa: E402  (light: imports typer only)
@@ -227,4 +209,9 @@ _register_net(app)
 
 
 def main() -> None:
+    # The unit calls `exec` at every start: skip typer's import cost for it.
+    if sys.argv[1:2] == ["exec"]:
+        from hostagent import launcher
+
+        raise SystemExit(launcher.main(sys.argv[2:]))
     app()

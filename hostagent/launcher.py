@@ -20,6 +20,7 @@ import stat
 import sys
 
 from hostagent import caps, cgroups, facts, fsutil
+from hostagent.errors import HostagentError
 
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
@@ -141,3 +142,34 @@ def cleanup() -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def main(argv: list[str]) -> int:
+    """`hostagent exec` without typer: it runs at every start of the agent, so it starts fast."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="hostagent exec", description="Start the agent: as root prepare its cgroups and capabilities, "
+        "drop to its user, exec it. Use from systemd (the installed unit does), SysV init or supervisord.")
+    parser.add_argument("--user", default="deepflow", help="user to become (default: deepflow)")
+    parser.add_argument("--caps", default=caps.DEFAULT_PROFILE, help="capability profile or list to keep")
+    parser.add_argument("--cpu-millicores", type=int, default=1000, help="CPU limit for the agent's cgroup")
+    parser.add_argument("--memory-mib", type=int, default=768, help="memory limit for the agent's cgroup")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--prepare-only", action="store_true", help="only the full-root part (ExecStartPre=+)")
+    mode.add_argument("--prepared", action="store_true", help="--prepare-only already ran: join, drop, exec")
+    mode.add_argument("--cleanup", action="store_true", help="after a stop: end what is left in the v2 cgroup")
+    parser.add_argument("agent", nargs=argparse.REMAINDER, help="-- AGENT [ARGS...]")
+    args = parser.parse_args(argv)
+    agent = args.agent[1:] if args.agent[:1] == ["--"] else args.agent
+    try:
+        if args.cleanup:
+            cleanup()
+        elif args.prepare_only:
+            prepare(args.user, args.caps, args.cpu_millicores, args.memory_mib, agent)
+        else:
+            run_agent(args.user, args.caps, args.cpu_millicores, args.memory_mib, agent, prepared=args.prepared)
+    except (HostagentError, OSError) as e:
+        log(f"error: {e}")
+        return 1
+    return 0

@@ -93,6 +93,7 @@ def install(plan: list[Step], options: dict, facts: dict, dry_run: bool = False,
                 if not state_ready:
                     manifest["state_dir_created"] = manifest_mod.ensure_state_dir()
                     state_ready = True
+                planned_diff = step.diff()  # what changes, for --diff of a real run (Ansible)
                 record_now = step.apply()
                 undo.append((step, record_now))
                 changed = True
@@ -101,7 +102,7 @@ def install(plan: list[Step], options: dict, facts: dict, dry_run: bool = False,
                 record = records.get(step.id, record_now)
                 if record.get("noop"):
                     record = record_now
-                result = StepResult(step.id, step.title, "applied")
+                result = StepResult(step.id, step.title, "applied", planned_diff)
             result.seconds = time.monotonic() - started
             _put(manifest, step, record)
             if changed:

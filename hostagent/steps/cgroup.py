@@ -46,7 +46,9 @@ class AgentCgroups(Step):
         return cgroups.drift(self.layout, self.limits, account.uid, account.gid)
 
     def diff(self) -> str:
-        return "\n".join(f"+ {d} owned by {self.params['user']}" for d in self.layout.agent_dirs())
+        if facts.user(self.params["user"]) is None:
+            return "\n".join(f"+ {d} owned by {self.params['user']}" for d in self.layout.agent_dirs())
+        return "\n".join(f"~ {problem}" for problem in self.drift())
 
     def apply(self) -> dict:
         layout = self.layout

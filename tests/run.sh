@@ -9,5 +9,5 @@ grep -v '^#' .ci/apt-packages.txt | xargs apt-get install -y -q >/dev/null || {
 }
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e '.[test]'
+.venv/bin/pip install -q -e '.[test]' -r tests/ansible/requirements.txt
 exec .venv/bin/python -m pytest "$@"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -83,9 +84,12 @@ def timed(host, command: str) -> float:
 
 
 def exposure(host, unit_name: str) -> float:
-    out = host.run(f"systemd-analyze security --no-pager {unit_name} | tail -1").stdout
+    out = host.run(f"systemd-analyze security --no-pager {unit_name}").stdout
     # "→ Overall exposure level for x.service: 9.6 UNSAFE 😨"
-    return float(out.split(":")[-1].split()[0])
+    m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", out)
+    if not m:
+        raise RuntimeError(f"no exposure level in:\n{out[-2000:]}")
+    return float(m.group(1))
 
 
 def main() -> int:

@@ -109,10 +109,12 @@ def group_config(
         if as_json:
             import json
 
-            print(json.dumps({"command": "group-config", "ok": True, "changed": bool(applied), "schema": schema, "layout": layout.verdict,
+            print(json.dumps({"command": "group-config", "ok": True, "changed": bool(applied and applied["changed"]), "schema": schema, "layout": layout.verdict,
                               "config": config, "yaml": text, "applied": applied}))
             return
-        if applied:
+        if applied and not applied["changed"]:
+            print(f"agent group {applied['group_id']} already has this config", file=sys.stderr)
+        elif applied:
             verb = "updated" if applied["config_existed"] else "created"
             made = " (group created)" if applied["group_created"] else ""
             print(f"{verb} the config of agent group {applied['group_id']}{made}", file=sys.stderr)

@@ -118,7 +118,8 @@ class ApplyResult:
     lcuuid: str
     group_created: bool
     config_existed: bool
-    method: str  # POST or PUT
+    method: str  # POST, PUT, or "" when the server already had this exact config
+    changed: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,6 +132,15 @@ def _existing_config(client: Client, lcuuid: str) -> Optional[str]:
     except ServerError:
         return None
     return data if isinstance(data, str) and data.strip() else None
+
+
+def _same_yaml(a: str, b: str) -> bool:
+    import yaml
+
+    try:
+        return yaml.safe_load(a) == yaml.safe_load(b)
+    except yaml.YAMLError:
+        return False
 
 
 def apply_group_config(server_url: str, name_or_id: str, yaml_text: str, *, create: bool = False,
@@ -152,7 +162,10 @@ def apply_group_config(server_url: str, name_or_id: str, yaml_text: str, *, crea
     lcuuid, short = group.get("LCUUID"), group.get("SHORT_UUID")
     if not isinstance(lcuuid, str) or not lcuuid or not isinstance(short, str):
         raise ServerError(f"agent group {name_or_id!r}: answer lacks LCUUID/SHORT_UUID")
-    existed = _existing_config(client, lcuuid) is not None
+    existing = _existing_config(client, lcuuid)
+    existed = existing is not None
+    if existed and not created and _same_yaml(existing, yaml_text):
+        return ApplyResult(short, lcuuid, False, True, "", changed=False)
     method = "PUT" if existed else "POST"
     try:
         # The server validates the YAML before it stores anything; a refusal leaves the old config.

@@ -83,6 +83,13 @@ def test_apply_creates_group_then_updates(server: FakeGroupServer) -> None:
     assert config_requests(server)[-1] == f"PUT /v1/agent-group-configuration/{group['LCUUID']}/yaml"
     assert yaml.safe_load(server.configs[group["LCUUID"]])["global"]["limits"] == {"max_memory": 1024}
 
+    # The same config again: nothing is pushed and the JSON says unchanged (Ansible's changed=0).
+    pushes = len(config_requests(server))
+    third = cli("group-config", "--apply", "--server", server.url, "--agent-group", group["SHORT_UUID"],
+                "--max-memory", "1024", "--no-other-netns", "--json")
+    assert third.exit_code == 0 and json.loads(third.stdout)["changed"] is False
+    assert [r for r in config_requests(server)[pushes:] if not r.startswith("GET")] == []
+
 
 def test_refused_config_changes_nothing(server: FakeGroupServer) -> None:
     # A server whose template lacks the inner-netns keys, like one from before they existed.

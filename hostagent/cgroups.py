@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from hostagent import paths
 from hostagent.facts import CgroupLayout
@@ -21,8 +20,7 @@ V1_FILES = ("cgroup.procs", "tasks", "cpu.cfs_period_us", "cpu.cfs_quota_us", "m
 V2_FILES = ("cgroup.procs", "cgroup.threads", "cgroup.subtree_control", "cpu.max", "memory.max")
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(NamedTuple):
     cpu_millicores: int
     memory_mib: int
 

@@ -91,14 +91,13 @@ class Service(Step):
         while time.monotonic() < deadline:
             state = unit_state(name)
             if state.get("ActiveState") == "active" and self._running_as_user(state):
-                # Make sure it stays up past its own start-up work (cgroups, capabilities).
-                time.sleep(0.1)
+                # Confirm once more that it survived its own start-up work (cgroups, capabilities).
                 again = unit_state(name)
                 if again.get("MainPID") == state.get("MainPID") and again.get("ActiveState") == "active":
                     return
             if state.get("ActiveState") == "failed" or state.get("SubState") == "auto-restart":
                 break
-            time.sleep(0.05)
+            time.sleep(0.02)
         journal = journal_excerpt(name)
         raise StepError(f"{name} did not come up running as {self.params['user']} "
                         f"(state {state.get('ActiveState')}/{state.get('SubState')}, result {state.get('Result')})"

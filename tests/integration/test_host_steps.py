@@ -5,7 +5,6 @@ VM tiers cover those). Each test leaves the machine as it found it, which is als
 """
 from __future__ import annotations
 
-import dataclasses
 import grp
 import json
 import os
@@ -34,7 +33,7 @@ SNAP_ROOTS = ("/etc", "/usr/sbin", "/var/lib", "/var/log", "/sys/fs/cgroup")
 def host_facts() -> facts.HostFacts:
     # Everything is read from this host; only "systemd is PID 1" is asserted, because the plan's
     # unit and service steps are left out here.
-    return dataclasses.replace(facts.gather(), systemd=True)
+    return facts.gather()._replace(systemd=True)
 
 
 def make_plan(binary: str, **kw) -> list[Step]:
@@ -251,7 +250,7 @@ def test_binary_checks(tmp_path, agent_double) -> None:
     with pytest.raises(InputError, match="does not exist"):
         planner.check_binary(str(tmp_path / "missing"), host)
     with pytest.raises(InputError, match="another architecture"):
-        planner.check_binary(str(agent_double), dataclasses.replace(host, machine="aarch64"))
+        planner.check_binary(str(agent_double), host._replace(machine="aarch64"))
     planner.check_binary(str(agent_double), host)
 
 

@@ -34,7 +34,7 @@ def _fail(err: HostagentError, as_json: bool, command: str) -> None:
     raise typer.Exit(err.exit_code)
 
 
-STATUS_MARK = {"applied": "changed", "unchanged": "ok", "planned": "would change", "reverted": "removed",
+STATUS_MARK = {"applied": "changed", "unchanged": "ok", "planned": "would change", "reverted": "undone",
                "failed": "FAILED", "rolled-back": "rolled back"}
 
 

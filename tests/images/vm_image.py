@@ -306,9 +306,14 @@ def target_wheels(tier: Tier, wheelhouse: Path, cache_dir: Path = CACHE_DIR, log
                        "--abi", "abi3", "--abi", "none", "-d", str(work)]
                 for plat in _platforms(tier.glibc):
                     cmd += ["--platform", plat]
-                got = subprocess.run(cmd + [f"{name}=={version}"], stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
-                if got.returncode != 0:
+                # The same version first; else the newest release with a wheel
+                # for that Python (PyYAML 6.0.4 has none for 3.9, 6.0.3 has).
+                for requirement in (f"{name}=={version}", name):
+                    got = subprocess.run(cmd + [requirement], stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, text=True)
+                    if got.returncode == 0:
+                        break
+                else:
                     to_build.append((name, version))
             if to_build:
                 _build_in_chroot(tier, to_build, work, log)

@@ -53,12 +53,15 @@ def bench_tier(tier: Tier, with_agent: bool, workdir: Path) -> dict:
 
         wheelhouse = build_wheelhouse(workdir / "wheelhouse")
         extra = target_wheels(tier, wheelhouse)
-        vm.put(wheelhouse, "/root/wheelhouse")
-        vm.put(extra, "/root/target-wheels")
+        if extra is None:
+            vm.put(wheelhouse, "/root/wheelhouse")
+        else:
+            vm.put(extra, "/root/wheelhouse")
+            vm.put(next(wheelhouse.glob("hostagent-*.whl")), "/root/wheelhouse/")
         vm.put(build_agent_double(), "/root/deepflow-agent")
         t = time.monotonic()
         vm.run("python3 -m venv /opt/hostagent && /opt/hostagent/bin/pip install -q --no-index"
-               " --find-links /root/wheelhouse --find-links /root/target-wheels hostagent", timeout=1200)
+               " --find-links /root/wheelhouse hostagent", timeout=1200)
         figures["pip_install_s"] = round(time.monotonic() - t, 1)
         t = time.monotonic()
         out = vm.run("/opt/hostagent/bin/hostagent install --agent-binary /root/deepflow-agent"

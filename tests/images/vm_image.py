@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Sequence
 
@@ -277,19 +278,33 @@ def _platforms(glibc: tuple[int, int]) -> list[str]:
     return plats + ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64", "linux_x86_64"]
 
 
-def target_wheels(tier: Tier, wheelhouse: Path, cache_dir: Path = CACHE_DIR, log=sys.stderr) -> Path:
-    """Wheels for the target's Python that replace `wheelhouse`'s Python-specific ones.
+def _hostagent_requirements(wheelhouse: Path) -> list[str]:
+    """Requires-Dist of the hostagent wheel in `wheelhouse`."""
+    wheel = next(wheelhouse.glob("hostagent-*.whl"))
+    with zipfile.ZipFile(wheel) as zf:
+        name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        meta = zf.read(name).decode()
+    return sorted(line.split(":", 1)[1].strip() for line in meta.splitlines()
+                  if line.startswith("Requires-Dist:") and "extra ==" not in line)
 
-    Cached by the set of wheels it replaces. Returns a directory to pass as a
-    second --find-links (pip picks, per package, the wheel the target can use).
+
+def target_wheels(tier: Tier, wheelhouse: Path, cache_dir: Path = CACHE_DIR, log=sys.stderr) -> Path | None:
+    """hostagent's dependency wheels for the target's Python, or None if `wheelhouse` already fits.
+
+    Cached by the target and hostagent's requirements. The directory holds all
+    dependencies but not hostagent itself: install with it as the only
+    --find-links, plus the hostagent wheel from `wheelhouse`.
     """
     abi = "cp" + tier.python.replace(".", "")
+    requirements = _hostagent_requirements(wheelhouse)
     specs = []
     for wheel in sorted(wheelhouse.glob("*.whl")):
         m = _WHEEL_RE.match(wheel.name)
         if _needs_target_build(wheel) and m["abi"] != abi:  # built for another Python
             specs.append((m["name"], m["version"]))
-    key = hashlib.sha256(json.dumps([tier.suite, tier.python, specs, _BUILD_PACKAGES]).encode()).hexdigest()[:16]
+    if not specs:  # the wheelhouse was built by this Python already
+        return None
+    key = hashlib.sha256(json.dumps([tier.suite, tier.python, specs, requirements, _BUILD_PACKAGES]).encode()).hexdigest()[:16]
     out = cache_dir / f"wheels-{tier.suite}-{key}"
     if (out / "done").exists():
         return out
@@ -317,6 +332,19 @@ def target_wheels(tier: Tier, wheelhouse: Path, cache_dir: Path = CACHE_DIR, log
                     to_build.append((name, version))
             if to_build:
                 _build_in_chroot(tier, to_build, work, log)
+            # Resolve all of hostagent's dependencies again for the target's
+            # Python: pure wheels resolved for 3.11 may need a newer Python
+            # (click 8.5 needs 3.10), and bullseye's pip 20.3 cannot skip them.
+            resolve = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
+                       "--python-version", tier.python, "--implementation", "cp", "--abi", abi,
+                       "--abi", "abi3", "--abi", "none", "--find-links", str(work), "-d", str(work)]
+            for plat in _platforms(tier.glibc):
+                resolve += ["--platform", plat]
+            got = subprocess.run(resolve + requirements, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True)
+            if got.returncode != 0:
+                raise RuntimeError(f"resolving hostagent's dependencies for Python {tier.python} failed:\n"
+                                   f"{got.stdout[-4000:]}")
             (work / "done").write_text(json.dumps({"built": to_build, "specs": specs}))
             os.rename(work, out)
         finally:

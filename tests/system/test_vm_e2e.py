@@ -178,13 +178,16 @@ def test_lifecycle(vm: VMHost, tier: Tier, tmp_path: Path):
     extra = target_wheels(tier, wheelhouse)
     double = build_agent_double()
     lap("build wheels+double")
-    vm.run("rm -rf /root/wheelhouse /root/target-wheels")
-    vm.put(wheelhouse, "/root/wheelhouse")
-    vm.put(extra, "/root/target-wheels")
+    vm.run("rm -rf /root/wheelhouse")
+    if extra is None:  # the target has this machine's Python
+        vm.put(wheelhouse, "/root/wheelhouse")
+    else:
+        vm.put(extra, "/root/wheelhouse")
+        vm.put(next(wheelhouse.glob("hostagent-*.whl")), "/root/wheelhouse/")
     vm.put(double, "/root/deepflow-agent")
     # The README's way onto a host without internet.
     vm.run("python3 -m venv /opt/hostagent && /opt/hostagent/bin/pip install -q --no-index"
-           " --find-links /root/wheelhouse --find-links /root/target-wheels hostagent", timeout=900)
+           " --find-links /root/wheelhouse hostagent", timeout=900)
     lap("put hostagent")
 
     before = snapshot(vm)

@@ -13,16 +13,18 @@ seed disk is a zero-padded file, and this works the same on systemd 247
 (bullseye) as on 257 (trixie), unlike systemd credentials.
 
 Python on the target: hostagent's wheelhouse is built on this machine (Python
-3.11), but bullseye has 3.9 and trixie 3.13. Pure wheels work everywhere; for
-each binary wheel `target_wheels()` fetches the same version's wheel for the
-target Python from PyPI, and builds the ones PyPI has no wheel for
-(python-prctl is sdist-only) inside a throwaway mmdebstrap chroot of the
-target suite that has gcc, python3-dev and libcap-dev. The VM image itself
-never gets a compiler. Chosen over Debian's python3-prctl with a
---system-site-packages venv because that would not cover PyYAML (cp311-only
-wheel here, bullseye's python3-yaml 5.3 is below our >=5.4) and would not be
-the wheelhouse install the README documents. The target's install is then
-`pip install --no-index --find-links WHEELHOUSE --find-links TARGET_WHEELS hostagent`.
+3.11), but bullseye has 3.9 and trixie 3.13. `target_wheels()` makes the
+dependency set for the target's Python: binary wheels of the same (or else
+the newest) release from PyPI, python-prctl (sdist only) compiled inside a
+throwaway mmdebstrap chroot of the target suite with gcc, python3-dev and
+libcap-dev, then pip resolves all of hostagent's requirements again for that
+Python (pure wheels picked for 3.11 may need 3.10+, and bullseye's pip 20.3
+fails instead of skipping them). The VM image never gets a compiler. Chosen
+over Debian's python3-prctl with a --system-site-packages venv because that
+would not cover PyYAML (bullseye's python3-yaml 5.3 is below our >=5.4) nor
+the other deps, and would not be the wheelhouse install the README documents.
+On the target: `pip install --no-index --find-links DIR hostagent`, with DIR
+holding these wheels plus the hostagent wheel.
 
     python -m tests.images.vm_image [--tier bookworm-v2]   # build, print paths
 """

@@ -103,6 +103,9 @@ def install(
     except HostagentError as e:
         _fail(e, as_json, "install")
         return
+    except Exception as e:  # a bug: still one line, and still JSON for callers such as Ansible
+        _fail(HostagentError(f"internal error: {type(e).__name__}: {e}"), as_json, "install")
+        return
     outcome.notes.extend(resolved.warnings)
     _emit(outcome.to_dict(), as_json, lambda o: print(
         ("would change" if dry_run else "changed") if o["changed"] else "nothing to change: the host is already as asked"))

@@ -20,7 +20,7 @@ def _template_text() -> str:
         from importlib.resources import files
 
         return (files("hostagent.systemd") / TEMPLATE).read_text()
-    except (ModuleNotFoundError, FileNotFoundError):
+    except (ModuleNotFoundError, FileNotFoundError, TypeError):
         # Running from a source checkout that was not pip-installed.
         return (Path(__file__).resolve().parent.parent / "systemd" / TEMPLATE).read_text()
 

@@ -1,14 +1,12 @@
 """Fixtures shared by the unit and root integration tests."""
 from __future__ import annotations
 
-import fcntl
 import os
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-CGROUP_TEST_LOCK = "/run/lock/hostagent-tests-cgroup.lock"
 
 
 @pytest.fixture
@@ -20,13 +18,10 @@ def root() -> None:
 @pytest.fixture
 def cgroup_lock(root: None) -> Iterator[None]:
     """This machine's v1 hierarchy is shared with nspawn test hosts: one user at a time."""
-    os.makedirs(os.path.dirname(CGROUP_TEST_LOCK), exist_ok=True)
-    fd = os.open(CGROUP_TEST_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    from tests.cgrouplock import held
+
+    with held():
         yield
-    finally:
-        os.close(fd)
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -43,11 +41,10 @@ INSTALL_PHASE = (
 
 
 def _requirements() -> str:
-    if os.geteuid() != 0:
-        return "needs root"
-    for tool in ("systemd-nspawn", "mmdebstrap", "nsenter", "ssh", "gcc"):
-        if shutil.which(tool) is None:
-            return f"{tool} not installed"
+    from tests.images.nspawn import missing_requirement
+
+    if missing_requirement():
+        return missing_requirement()
     if ansible_bin("ansible-playbook") is None:
         return "ansible-core not installed (tests/ansible/requirements.txt)"
     return ""

@@ -23,7 +23,7 @@ Design notes (traps found on these machines):
 """
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import os
 import shlex
 import shutil
@@ -36,10 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+from tests.cgrouplock import held as cgroup_lock_held
 from tests.images.rootfs import Recipe, build_rootfs, clone_rootfs, overlay_rootfs, remove_tree, unmount_overlay
 from tests.images.wheelhouse import build_wheelhouse
 
-CGROUP_LOCK = Path("/run/lock/hostagent-tests-cgroup.lock")
 HOSTAGENT_VENV = "/opt/hostagent"
 # Every capability a hostagent profile may put on the binary (ebpf profile included),
 # plus what nspawn keeps by default. cap_setfcap is there already (bit 31).
@@ -120,6 +120,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def missing_requirement() -> str:
+    """Why an nspawn host cannot boot here, or "" when it can."""
+    if os.geteuid() != 0:
+        return "needs root"
+    for tool in ("systemd-nspawn", "mmdebstrap", "nsenter", "ssh", "gcc"):
+        if shutil.which(tool) is None:
+            return f"{tool} not installed"
+    return ""
+
+
 def _own_cgroups() -> dict[str, str]:
     """Mount point of each hierarchy -> this process's cgroup path in it."""
     paths = {}
@@ -188,7 +198,7 @@ class NspawnHost:
         self.timings: dict[str, float] = {}
         self._proc: Optional[subprocess.Popen] = None
         self._leader: Optional[int] = None
-        self._lock_file = None
+        self._lock: Optional[contextlib.ExitStack] = None
         self._cgroup_dirs: list[Path] = []
         self.boot_state = ""
 
@@ -209,10 +219,9 @@ class NspawnHost:
         t0 = time.monotonic()
         image = build_rootfs(self.recipe)
         self.timings["image"] = time.monotonic() - t0
-        CGROUP_LOCK.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_file = open(CGROUP_LOCK, "w")
         t0 = time.monotonic()
-        fcntl.flock(self._lock_file, fcntl.LOCK_EX)  # another test's host may be alive
+        self._lock = contextlib.ExitStack()
+        self._lock.enter_context(cgroup_lock_held())  # another test's host may be alive
         self.timings["lock_wait"] = time.monotonic() - t0
         t0 = time.monotonic()
         if self.overlay:
@@ -343,9 +352,9 @@ class NspawnHost:
             self.poweroff()
         finally:
             self._remove_cgroups()
-            if self._lock_file is not None:
-                self._lock_file.close()  # releases the flock
-                self._lock_file = None
+            if self._lock is not None:
+                self._lock.close()  # releases the flock
+                self._lock = None
             unmount_overlay(self.workdir)
             if self._own_workdir:
                 remove_tree(self.workdir)

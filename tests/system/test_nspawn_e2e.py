@@ -11,8 +11,6 @@ wheelhouse, the README's way.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -35,22 +33,14 @@ DOUBLE_ACTIONS = ("netns", "mlockall", "af_packet", "cgroup_cpu_procs", "cgroup_
                   "cgroup_cpu_period", "cgroup_cpu_quota", "cgroup_memory_limit")
 
 
-def _requirements() -> str:
-    if os.geteuid() != 0:
-        return "needs root"
-    for tool in ("systemd-nspawn", "mmdebstrap", "nsenter", "ssh", "gcc"):
-        if shutil.which(tool) is None:
-            return f"{tool} not installed"
-    return ""
-
-
 @pytest.fixture(scope="module")
 def host():
-    reason = _requirements()
+    from tests.fixtures.build import build_agent_double
+    from tests.images.nspawn import NspawnHost, missing_requirement
+
+    reason = missing_requirement()
     if reason:
         pytest.skip(reason)
-    from tests.fixtures.build import build_agent_double
-    from tests.images.nspawn import NspawnHost
 
     double = build_agent_double()
     with NspawnHost(ssh=True) as h:

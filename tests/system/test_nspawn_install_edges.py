@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import pytest
 import yaml
@@ -23,10 +22,11 @@ BASE = f"hostagent install --agent-binary {DOUBLE} --controller-ip 127.0.0.1 --y
 
 @pytest.fixture(scope="module")
 def host():
-    if os.geteuid() != 0 or not shutil.which("systemd-nspawn") or not shutil.which("mmdebstrap"):
-        pytest.skip("needs root, systemd-nspawn and mmdebstrap")
     from tests.fixtures.build import build_agent_double
-    from tests.images.nspawn import NspawnHost
+    from tests.images.nspawn import NspawnHost, missing_requirement
+
+    if missing_requirement():
+        pytest.skip(missing_requirement())
 
     with NspawnHost() as h:
         h.put(DOUBLE, build_agent_double().read_bytes(), 0o755)

@@ -108,7 +108,8 @@ class Service(Step):
         run(["systemctl", "stop", name])
         if not record.get("was_enabled"):
             run(["systemctl", "disable", "--quiet", "--no-reload", name])
-        run(["systemctl", "reset-failed", name], timeout=30) if unit_state(name).get("ActiveState") == "failed" else None
+        if unit_state(name).get("ActiveState") == "failed":
+            run(["systemctl", "reset-failed", name], timeout=30)
 
     def after_revert(self, record: dict) -> None:
         # Put back a service that was running before we touched it (e.g. a packaged root agent).

@@ -4,7 +4,7 @@ Run as root: .venv/bin/python bench/detect_bench.py [--sizes 1000,5000,10000] [-
 Each size gets a fresh network namespace filled with veth pairs (created with `ip -batch`,
 setup only) and is deleted afterwards. Figures are the best of --repeat runs, each in a
 fresh process so peak RSS (ru_maxrss) is per run:
-  detect: hostagent.netlayout.detect_layout(netns=..., scan_other_netns=False) inside the
+  detect: hostagent.net.detect.detect_layout(netns=..., scan_other_netns=False) inside the
           process (interpreter start and imports are reported separately as "cli")
   cli:    the whole `python -m hostagent.cli_net_bench` style process, imports included
   ip:     `ip -n NS -d -j link show` > /dev/null
@@ -28,7 +28,7 @@ _CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
 t0 = time.perf_counter()
-from hostagent.netlayout import detect_layout
+from hostagent.net.detect import detect_layout
 import hostagent.net.classify, hostagent.net.recommend, hostagent.net.scan  # imports outside the timing
 import pyroute2.netns, pyroute2.netlink.marshal, pyroute2.netlink.rtnl.ifinfmsg, pyroute2.netlink.rtnl.rtmsg
 t1 = time.perf_counter()

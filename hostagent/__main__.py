@@ -1,7 +1,7 @@
 import sys
 
 if sys.argv[1:2] == ["exec"]:
-    # The unit runs `python -m hostagent exec` at every start: skip the CLI's (typer's) import cost.
+    # The unit runs `hostagent exec` at every start: skip the CLI's (typer's) import cost.
     from hostagent.launcher import main as launcher_main
 
     raise SystemExit(launcher_main(sys.argv[2:]))

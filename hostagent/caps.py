@@ -5,6 +5,7 @@ host; the encoding is exactly what `setcap CAPS=eip` writes in the initial user 
 """
 from __future__ import annotations
 
+import errno
 import os
 import struct
 from typing import Iterable, Optional
@@ -107,7 +108,7 @@ def read_file_caps(path: str) -> Optional[bytes]:
     try:
         return os.getxattr(path, XATTR, follow_symlinks=False)
     except OSError as e:
-        if e.errno in (61, 95):  # ENODATA: no caps; EOPNOTSUPP: no xattrs here
+        if e.errno in (errno.ENODATA, errno.EOPNOTSUPP):  # no caps; no xattrs here
             return None
         raise
 

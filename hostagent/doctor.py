@@ -1,42 +1,32 @@
 """`hostagent doctor`: look at the running agent and say what is wrong with it."""
 from __future__ import annotations
 
-import os
 import socket
-from typing import Optional
+from typing import Any, Optional
 
-from hostagent import caps, cgroups, facts, manifest as manifest_mod, paths
-
-
-def _find_agent() -> list:
-    import psutil
-
-    found = []
-    for proc in psutil.process_iter(["pid", "name", "exe", "uids", "gids", "ppid"]):
-        info = proc.info
-        exe = (info.get("exe") or "").replace(" (deleted)", "")
-        if info.get("name") == "deepflow-agent" or exe == paths.AGENT_BINARY:
-            found.append(proc)
-    # The agent forks a watchdog child; report the parent first.
-    pids = {p.pid for p in found}
-    return sorted(found, key=lambda p: (p.info["ppid"] in pids, p.pid))
+from hostagent import caps, paths
+from hostagent import manifest as manifest_mod
+from hostagent.facts import accounts
+from hostagent.facts.cgroups import CgroupLayout, cgroup_layout, read
+from hostagent.facts.service import agent_processes
+from hostagent.status import status
 
 
-def _limits_for(cgroup_lines: list[str], layout: facts.CgroupLayout) -> dict:
+def _limits_for(cgroup_lines: list[str], layout: CgroupLayout) -> dict[str, Optional[str]]:
     limits = {}
     for line in cgroup_lines:
         hid, controllers, path = line.split(":", 2)
         if layout.mode == "v2" and hid == "0":
             base = f"{paths.CGROUP_ROOT}{path}"
             for name in ("cpu.max", "memory.max"):
-                limits[name] = cgroups.read(f"{base}/{name}")
+                limits[name] = read(f"{base}/{name}")
         elif layout.mode != "v2":
             ctrls = controllers.split(",")
             if "cpu" in ctrls and layout.cpu_mount:
                 for name in ("cpu.cfs_quota_us", "cpu.cfs_period_us"):
-                    limits[name] = cgroups.read(f"{layout.cpu_mount}{path}/{name}")
+                    limits[name] = read(f"{layout.cpu_mount}{path}/{name}")
             if "memory" in ctrls and layout.memory_mount:
-                limits["memory.limit_in_bytes"] = cgroups.read(f"{layout.memory_mount}{path}/memory.limit_in_bytes")
+                limits["memory.limit_in_bytes"] = read(f"{layout.memory_mount}{path}/memory.limit_in_bytes")
     return limits
 
 
@@ -48,22 +38,28 @@ def _port_open(ip: str, port: int, timeout: float) -> Optional[str]:
         return e.strerror or str(e)
 
 
-def examine(timeout: float = 2.0, config_path: str = paths.CONFIG_FILE) -> dict:
+def _installed_caps(manifest: Optional[manifest_mod.Manifest]) -> Optional[int]:
+    """The capability mask install resolved and recorded (the caps step), None when not installed."""
+    for entry in manifest.entries if manifest else []:
+        if entry["kind"] == "caps":
+            return caps.mask(entry["params"]["caps"])
+    return None
+
+
+def examine(timeout: float = 2.0, config_path: str = paths.CONFIG_FILE) -> dict[str, Any]:
     import yaml
 
     problems: list[str] = []
     manifest = manifest_mod.load()
-    opts = (manifest or {}).get("options") or {}
-    layout = facts.cgroup_layout()
-    report: dict = {"installed": manifest is not None, "cgroup_mode": layout.mode, "processes": [],
+    opts = (manifest.data.get("options") if manifest else None) or {}
+    layout = cgroup_layout()
+    report: dict[str, Any] = {"installed": manifest is not None, "cgroup_mode": layout.mode, "processes": [],
                     "config": {}, "controllers": [], "problems": problems}
 
     want_user = opts.get("user")
-    want_caps = None
-    if opts.get("caps"):
-        want_caps = caps.mask(caps.resolve(opts["caps"], facts.kernel_version()))
+    want_caps = _installed_caps(manifest)
 
-    procs = _find_agent()
+    procs = agent_processes()
     if not procs:
         problems.append("no deepflow-agent process is running")
     for proc in procs:
@@ -76,7 +72,7 @@ def examine(timeout: float = 2.0, config_path: str = paths.CONFIG_FILE) -> dict:
         uid = proc.info["uids"].real
         entry = {
             "pid": proc.pid, "uid": uid, "gid": proc.info["gids"].real,
-            "user": getattr(facts.user_by_uid(uid), "name", None),
+            "user": getattr(accounts.user_by_uid(uid), "name", None),
             "CapEff": caps.names_of(pc.get("CapEff", 0)), "CapPrm": caps.names_of(pc.get("CapPrm", 0)),
             "CapBnd": caps.names_of(pc.get("CapBnd", 0)), "cgroups": cg_lines, "limits": _limits_for(cg_lines, layout),
         }
@@ -84,7 +80,7 @@ def examine(timeout: float = 2.0, config_path: str = paths.CONFIG_FILE) -> dict:
         if uid == 0:
             problems.append(f"pid {proc.pid} runs as root")
         if want_user:
-            account = facts.user(want_user)
+            account = accounts.user(want_user)
             if account and uid != account.uid:
                 problems.append(f"pid {proc.pid} runs as uid {uid}, not {want_user} ({account.uid})")
         if want_caps is not None:
@@ -120,30 +116,8 @@ def examine(timeout: float = 2.0, config_path: str = paths.CONFIG_FILE) -> dict:
             problems.append(f"controller {ip}:{port} not reachable: {error}")
 
     if manifest is not None:
-        from hostagent import engine
-
-        drift = engine.status()["drift"]
+        drift = status()["drift"]
         report["drift"] = drift
         problems.extend(drift)
     return report
 
-
-def render(report: dict) -> None:
-    print(f"cgroup mode: {report['cgroup_mode']}; installed by hostagent: {'yes' if report['installed'] else 'no'}")
-    for p in report["processes"]:
-        print(f"agent pid {p['pid']}: uid {p['uid']} gid {p['gid']}")
-        for key in ("CapEff", "CapPrm", "CapBnd"):
-            print(f"  {key}: {','.join(p[key]) or '-'}")
-        print(f"  cgroups: {' '.join(p['cgroups'])}")
-        for name, value in p["limits"].items():
-            print(f"  {name} = {value}")
-    cfg = report["config"]
-    print(f"config {cfg.get('path')}: {'parses' if cfg.get('parses') else 'DOES NOT PARSE'}")
-    for c in report["controllers"]:
-        print(f"controller {c['ip']}:{c['port']}: {'reachable' if c['reachable'] else 'NOT reachable: ' + str(c['error'])}")
-    if report["problems"]:
-        print("problems:")
-        for problem in report["problems"]:
-            print(f"  - {problem}")
-    else:
-        print("no problems found")

@@ -1,5 +1,8 @@
-"""Exceptions, each carrying the exit code the CLI turns it into."""
+"""The one error family. Each error carries the exit code the CLI turns it into; the CLI alone
+decides how an error looks."""
 from __future__ import annotations
+
+from typing import Any, Optional
 
 
 class HostagentError(Exception):
@@ -14,7 +17,23 @@ class InputError(HostagentError):
     exit_code = 2
 
 
+class ServerError(InputError):
+    """deepflow-server refused, failed or gave an answer hostagent cannot use; nothing was changed."""
+
+
 class StepError(HostagentError):
     """A step could not apply or verify its change."""
 
     exit_code = 1
+
+
+class SymlinkRefused(StepError):
+    """A symlink stands where root would write; it is refused, not followed."""
+
+
+class RunFailed(StepError):
+    """A plan stopped part-way; outcome holds each step's result, the rollback's included."""
+
+    def __init__(self, message: str, outcome: Optional[Any] = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome

@@ -1,4 +1,4 @@
-"""File operations for a root process that must never write through a symlink it did not create.
+"""File writes for a root process that must never write through a symlink it did not create.
 
 Every write opens the parent directory with O_NOFOLLOW, creates a temp file next to the target with
 O_EXCL|O_NOFOLLOW, sets owner and mode on the fd, then renames over the target. A symlink planted at
@@ -6,31 +6,18 @@ the target is refused, not followed.
 """
 from __future__ import annotations
 
-import base64
 import errno
 import os
 import shutil
-import stat
-from dataclasses import dataclass
 from typing import Optional
 
-from hostagent.errors import InputError, StepError
-
-
-class SymlinkRefused(StepError):
-    pass
-
-
-def lstat_or_none(path: str) -> Optional[os.stat_result]:
-    try:
-        return os.lstat(path)
-    except FileNotFoundError:
-        return None
+from hostagent import caps
+from hostagent.errors import SymlinkRefused
+from hostagent.facts.files import FileState, is_symlink, open_nofollow
 
 
 def refuse_symlink(path: str) -> None:
-    st = lstat_or_none(path)
-    if st is not None and stat.S_ISLNK(st.st_mode):
+    if is_symlink(path):
         raise SymlinkRefused(f"{path} is a symlink; refusing to write through it")
 
 
@@ -83,69 +70,29 @@ def copy_file(src: str, dst: str, mode: int, uid: int, gid: int) -> None:
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
-def read_nofollow(path: str) -> Optional[bytes]:
-    """File content, None when absent; a symlink is refused."""
+def restore(state: FileState, path: str, data: Optional[bytes] = None) -> None:
+    """Put a file back as file_state() captured it: content, owner, mode, mtime, capabilities."""
+    atomic_write(path, data if data is not None else state.content, state.mode, state.uid, state.gid)
+    if state.mtime_ns is not None:
+        os.utime(path, ns=(state.mtime_ns, state.mtime_ns), follow_symlinks=False)
+    if state.caps_hex:
+        set_caps_raw(path, bytes.fromhex(state.caps_hex))
+
+
+def set_caps_raw(path: str, raw: Optional[bytes]) -> None:
+    """Write (or, with None, remove) the security.capability xattr through an fd."""
+    fd = open_nofollow(path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise SymlinkRefused(f"{path} is a symlink; refusing to read through it") from e
-        raise
-    with os.fdopen(fd, "rb") as f:
-        return f.read()
-
-
-def open_nofollow(path: str, flags: int = os.O_RDONLY) -> int:
-    try:
-        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise SymlinkRefused(f"{path} is a symlink; refusing to touch it") from e
-        raise
-
-
-@dataclass(frozen=True)
-class FileState:
-    """What a file was before we touched it, enough to put it back byte for byte."""
-
-    content_b64: str
-    mode: int
-    uid: int
-    gid: int
-    caps_hex: Optional[str] = None
-    mtime_ns: Optional[int] = None
-
-    @classmethod
-    def capture(cls, path: str, with_content: bool = True) -> Optional["FileState"]:
-        st = lstat_or_none(path)
-        if st is None:
-            return None
-        if not stat.S_ISREG(st.st_mode):
-            raise InputError(f"{path} exists and is not a regular file; refusing to replace it")
-        from hostagent.caps import read_file_caps
-
-        caps = read_file_caps(path)
-        content = base64.b64encode(read_nofollow(path) or b"").decode() if with_content else ""
-        return cls(content, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, caps.hex() if caps else None,
-                   st.st_mtime_ns)
-
-    def to_dict(self) -> dict:
-        return {"content_b64": self.content_b64, "mode": self.mode, "uid": self.uid, "gid": self.gid,
-                "caps_hex": self.caps_hex, "mtime_ns": self.mtime_ns}
-
-    def restore(self, path: str, data: Optional[bytes] = None) -> None:
-        content = data if data is not None else base64.b64decode(self.content_b64)
-        atomic_write(path, content, self.mode, self.uid, self.gid)
-        if self.mtime_ns is not None:
-            os.utime(path, ns=(self.mtime_ns, self.mtime_ns), follow_symlinks=False)
-        if self.caps_hex:
-            fd = open_nofollow(path)
+        if raw is not None:
+            os.setxattr(fd, caps.XATTR, raw)
+        else:
             try:
-                os.setxattr(fd, "security.capability", bytes.fromhex(self.caps_hex))
-            finally:
-                os.close(fd)
+                os.removexattr(fd, caps.XATTR)
+            except OSError as e:
+                if e.errno != errno.ENODATA:  # already gone
+                    raise
+    finally:
+        os.close(fd)
 
 
 def remove_file(path: str) -> None:
@@ -180,3 +127,4 @@ def remove_tree(path: str) -> None:
     refuse_symlink(path)
     # rmtree works on directory fds and does not follow symlinks inside the tree.
     shutil.rmtree(path, ignore_errors=False)
+

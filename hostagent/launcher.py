@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import ctypes
 import os
-import signal
 import stat
 import sys
 
-from hostagent import caps, cgroups, facts, fsutil
+from hostagent import agentcgroups, caps
 from hostagent.errors import HostagentError
+from hostagent.facts import accounts
+from hostagent.facts.cgroups import cgroup_layout
+from hostagent.facts.files import open_nofollow
+from hostagent.facts.host import kernel_version
 
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
@@ -40,7 +43,7 @@ def _last_cap() -> int:
 
 def ensure_binary(binary: str, cap_names: tuple[str, ...], gid: int) -> bool:
     """Owner root:gid, mode 0750 and the file caps; returns True if anything had to be fixed."""
-    fd = fsutil.open_nofollow(binary)
+    fd = open_nofollow(binary)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -92,12 +95,12 @@ def drop_privileges(uid: int, gid: int, cap_names: tuple[str, ...]) -> None:
         raise OSError(f"privilege drop did not take: uid {os.getuid()}, caps {got}")
 
 
-def _start_checks(user: str, argv: list[str]) -> facts.Account:
+def _start_checks(user: str, argv: list[str]) -> accounts.Account:
     if os.geteuid() != 0:
         raise SystemExit("hostagent exec: must start as root (it drops to the agent's user itself)")
     if not argv:
         raise SystemExit("hostagent exec: no agent command given (hostagent exec [options] -- AGENT ARGS)")
-    account = facts.user(user)
+    account = accounts.user(user)
     if account is None:
         raise SystemExit(f"hostagent exec: user {user} does not exist")
     return account
@@ -107,10 +110,10 @@ def prepare(user: str, cap_spec: str, cpu_millicores: int, memory_mib: int, argv
     """The part that needs full root: cgroup dirs with owner and limits, the binary's owner, mode and
     capabilities. The unit runs it as ExecStartPre=+ so the agent's own start can be sandboxed."""
     account = _start_checks(user, argv)
-    cap_names = caps.resolve(cap_spec, facts.kernel_version())
-    layout = facts.cgroup_layout()
-    created = cgroups.ensure(layout, cgroups.Limits(cpu_millicores, memory_mib), account.uid, account.gid)
-    log(f"cgroup {layout.mode}: {' '.join(layout.agent_dirs())}" + (" (recreated)" if created else ""))
+    cap_names = caps.resolve(cap_spec, kernel_version())
+    layout = cgroup_layout()
+    created = agentcgroups.ensure(layout, agentcgroups.Limits(cpu_millicores, memory_mib), account.uid, account.gid)
+    log(f"cgroup {layout.mode}: {' '.join(agentcgroups.agent_dirs(layout))}" + (" (recreated)" if created else ""))
     binary = argv[0]
     if binary.startswith("/") and ensure_binary(binary, cap_names, account.gid):
         log(f"restored owner, mode and capabilities of {binary} (replaced by an upgrade?)")
@@ -122,8 +125,8 @@ def run_agent(user: str, cap_spec: str, cpu_millicores: int, memory_mib: int, ar
     account = _start_checks(user, argv)
     if not prepared:
         prepare(user, cap_spec, cpu_millicores, memory_mib, argv)
-    cap_names = caps.resolve(cap_spec, facts.kernel_version())
-    cgroups.join(facts.cgroup_layout(), os.getpid())
+    cap_names = caps.resolve(cap_spec, kernel_version())
+    agentcgroups.join(cgroup_layout(), os.getpid())
     env = {k: v for k, v in os.environ.items() if k != "IN_CONTAINER"}  # would make the agent skip cgroups
     drop_privileges(account.uid, account.gid, cap_names)
     log(f"running {argv[0]} as {user} with {','.join(cap_names)}")
@@ -133,15 +136,11 @@ def run_agent(user: str, cap_spec: str, cpu_millicores: int, memory_mib: int, ar
 def cleanup() -> None:
     """After the service stops: on cgroup v2 the agent left the unit's cgroup, so systemd cannot
     reach processes it forked; end whatever is left in its own cgroup."""
-    layout = facts.cgroup_layout()
+    layout = cgroup_layout()
     if layout.mode != "v2":
         return
-    for directory in layout.agent_dirs():
-        for pid in cgroups.pids_in(directory):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    for directory in agentcgroups.agent_dirs(layout):
+        agentcgroups.kill_all(directory)
 
 
 def main(argv: list[str]) -> int:
@@ -151,10 +150,12 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="hostagent exec", description="Start the agent: as root prepare its cgroups and capabilities, "
         "drop to its user, exec it. Use from systemd (the installed unit does), SysV init or supervisord.")
-    parser.add_argument("--user", default="deepflow", help="user to become (default: deepflow)")
-    parser.add_argument("--caps", default=caps.DEFAULT_PROFILE, help="capability profile or list to keep")
-    parser.add_argument("--cpu-millicores", type=int, default=1000, help="CPU limit for the agent's cgroup")
-    parser.add_argument("--memory-mib", type=int, default=768, help="memory limit for the agent's cgroup")
+    # Defaults come from install's settings table, read only when a value is left out (the unit
+    # passes them all, so an agent start never imports it).
+    parser.add_argument("--user", help="user to become (default: as install)")
+    parser.add_argument("--caps", help="capability profile or list to keep (default: as install)")
+    parser.add_argument("--cpu-millicores", type=int, help="CPU limit for the agent's cgroup (default: as install)")
+    parser.add_argument("--memory-mib", type=int, help="memory limit for the agent's cgroup (default: as install)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--prepare-only", action="store_true", help="only the full-root part (ExecStartPre=+)")
     mode.add_argument("--prepared", action="store_true", help="--prepare-only already ran: join, drop, exec")
@@ -162,6 +163,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("agent", nargs=argparse.REMAINDER, help="-- AGENT [ARGS...]")
     args = parser.parse_args(argv)
     agent = args.agent[1:] if args.agent[:1] == ["--"] else args.agent
+    for name in ("user", "caps", "cpu_millicores", "memory_mib"):
+        if getattr(args, name) is None:
+            from hostagent.options import default
+
+            setattr(args, name, default(name))
     try:
         if args.cleanup:
             cleanup()

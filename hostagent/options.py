@@ -1,106 +1,179 @@
-"""Install options: merged from --config-file and flags (flags win), validated before anything runs."""
+"""Settings: one table from which install's flags, config-file keys, defaults and help are derived
+(and against which the Ansible module's argument spec is checked); every value validated before
+anything runs. Also the one grammar for --server and the one place for each name pattern."""
 from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Optional
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple, Optional
 
 from hostagent import caps, paths
 from hostagent.errors import InputError
 
-CLUSTER_ID_RE = re.compile(r"^[0-9a-zA-Z][-0-9a-zA-Z]{0,31}$")
-AGENT_GROUP_ID_RE = re.compile(r"^g-[0-9A-Za-z]{10}$")
-USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,30}$")
-HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+CLUSTER_ID = re.compile(r"[0-9a-zA-Z][-0-9a-zA-Z]{0,31}")
+AGENT_GROUP_ID = re.compile(r"g-[0-9A-Za-z]{10}")
+AGENT_GROUP_NAME = re.compile(r"[^\x00-\x1f/?#]{1,64}")
+USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,30}")
+HOST_NAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 # Domain names in DeepFlow are free text, but never need control characters or YAML/shell specials.
-DOMAIN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-DEFAULT_API_PORT = 30417
+DOMAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+CONTROLLER_PORT = 30035  # the agent's controller (gRPC) port on the server's NodePort
+INGESTER_PORT = 30033  # the agent's data port
+API_PORT = 30417  # deepflow-server's HTTP API (deepflow-ctl --api-port)
+
+
+class Setting(NamedTuple):
+    name: str  # snake_case: the InstallOptions field, the config-file key and the Ansible option
+    flag: str
+    type: str  # str | int | float | list
+    default: Any
+    help: str
+
+    @property
+    def help_text(self) -> str:
+        return f"{self.help} [default: {self.default}]" if self.default not in (None, ()) else self.help
+
+
+INSTALL_SETTINGS: tuple[Setting, ...] = (
+    Setting("controller_ips", "--controller-ip", "list", (), "deepflow-server controller IP (repeatable, required)."),
+    Setting("controller_port", "--controller-port", "int", CONTROLLER_PORT, "Controller port."),
+    Setting("agent_binary", "--agent-binary", "str", paths.AGENT_BINARY, "Agent binary to install (default: the one already there)."),
+    Setting("cluster_id", "--cluster-id", "str", None, "kubernetes-cluster-id to write."),
+    Setting("watcher_domain", "--watcher-domain", "str", None, "Look the cluster id up from this watcher Domain (needs --server)."),
+    Setting("server", "--server", "str", None, f"deepflow-server API [http[s]://]HOST[:PORT] (port {API_PORT} unless given)."),
+    Setting("domain_timeout", "--domain-timeout", "float", 120.0, "Seconds to wait for the watcher Domain to appear."),
+    Setting("agent_group", "--agent-group", "str", None, "Agent group id g-XXXXXXXXXX (or a name, with --server) → vtap-group-id-request."),
+    Setting("user", "--user", "str", "deepflow", "System user the agent runs as."),
+    Setting("caps", "--caps", "str", caps.DEFAULT_PROFILE,
+            f"Capability profile ({', '.join(caps.PROFILES)}) or a list cap_a,cap_b."),
+    Setting("cpu_millicores", "--cpu-millicores", "int", 1000, "CPU limit in millicores."),
+    Setting("memory_mib", "--memory-mib", "int", 768, "Memory limit in MiB."),
+)
+SETTINGS = {s.name: s for s in INSTALL_SETTINGS}
+
+
+def default(name: str) -> Any:
+    return SETTINGS[name].default
 
 
 @dataclass(frozen=True)
 class InstallOptions:
     controller_ips: tuple[str, ...]
-    controller_port: int = 30035
-    agent_binary: str = paths.AGENT_BINARY
+    controller_port: int = default("controller_port")
+    agent_binary: str = default("agent_binary")
     cluster_id: Optional[str] = None
     watcher_domain: Optional[str] = None
     server: Optional[str] = None
     agent_group: Optional[str] = None
-    user: str = "deepflow"
-    caps: str = caps.DEFAULT_PROFILE
-    cpu_millicores: int = 1000
-    memory_mib: int = 768
-    domain_timeout: float = 120.0
-    extra: dict = field(default_factory=dict)
+    user: str = default("user")
+    caps: str = default("caps")
+    cpu_millicores: int = default("cpu_millicores")
+    memory_mib: int = default("memory_mib")
+    domain_timeout: float = default("domain_timeout")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["controller_ips"] = list(self.controller_ips)
-        d.pop("extra")
         return d
 
 
-# Keys accepted in --config-file; same names as the flags (kebab or snake case).
-CONFIG_KEYS = {f.name for f in fields(InstallOptions)} - {"extra"}
-
-
-def _one_line(name: str, value: str) -> str:
-    if any(c in value for c in "\r\n\x00") or any(ord(c) < 32 for c in value):
+def one_line(name: str, value: str) -> str:
+    """Refuse, never trim: control characters and surrounding whitespace mean a broken input."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise InputError(f"{name} must be a single line without control characters")
+    if value != value.strip():
+        raise InputError(f"{name} {value!r} has surrounding whitespace")
     return value
 
 
-def parse_ip(value: str) -> ipaddress._BaseAddress:
+def parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     try:
-        return ipaddress.ip_address(_one_line("controller IP", value.strip()))
+        return ipaddress.ip_address(one_line("controller IP", value))
     except ValueError:
         raise InputError(f"malformed controller IP {value!r}") from None
 
 
-def parse_server(value: str) -> tuple[str, int]:
-    """HOST[:PORT] or [V6]:PORT → (host, port); port defaults to the server API's 30417."""
-    _one_line("--server", value)
-    v = value.strip()
-    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?", v)
+def parse_port(name: str, value: Any) -> int:
+    port = as_int(name, value)
+    if not 0 < port < 65536:
+        raise InputError(f"{name} out of range: {port} (1-65535)")
+    return port
+
+
+class ServerAddress(NamedTuple):
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+def parse_server(value: str) -> ServerAddress:
+    """The one --server grammar: [http[s]://]HOST[:PORT] or [V6][:PORT]; the port defaults to 30417."""
+    one_line("--server", value)
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        scheme, rest = "http", value
+    rest = rest[:-1] if rest.endswith("/") else rest
+    if scheme not in ("http", "https") or not rest or "/" in rest:
+        raise InputError(f"malformed --server {value!r} (want [http[s]://]HOST[:PORT])")
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?", rest)
+    port: Optional[str]
     if m:
         host, port = m.group(1), m.group(2)
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise InputError(f"malformed --server {value!r}") from None
-    elif v.count(":") > 1:  # bare IPv6 without port
-        host, port = v, None
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise InputError(f"malformed --server {value!r}") from None
+        _ipv6(host, value)
+    elif rest.count(":") > 1:  # bare IPv6 without port
+        host, port = rest, None
+        _ipv6(host, value)
     else:
-        host, _, port = v.partition(":")
-        port = port or None
+        host, _, port = rest.partition(":")
+        port = port if _ else None
         try:
             ipaddress.IPv4Address(host)
         except ValueError:
-            if not HOSTNAME_RE.match(host):
+            if not HOST_NAME.fullmatch(host):
                 raise InputError(f"malformed --server host {host!r}") from None
-    port_num = DEFAULT_API_PORT if port is None else int(port)
-    if not 0 < port_num < 65536:
-        raise InputError(f"--server port out of range: {port}")
-    return host, port_num
+    if port is not None and not (port.isascii() and port.isdigit()):
+        raise InputError(f"malformed --server port {port!r}")
+    return ServerAddress(scheme, host, API_PORT if port is None else parse_port("--server port", port))
 
 
-def server_url(value: str) -> str:
-    host, port = parse_server(value)
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+def _ipv6(host: str, value: str) -> None:
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        raise InputError(f"malformed --server {value!r}") from None
 
 
-def _as_int(name: str, value: Any) -> int:
+def as_int(name: str, value: Any) -> int:
     if isinstance(value, bool):
         raise InputError(f"{name} must be an integer")
+    if isinstance(value, int):
+        return value
+    text = str(value)
+    if not re.fullmatch(r"-?[0-9]+", text):
+        raise InputError(f"{name} must be an integer, got {value!r}")
+    return int(text)
+
+
+def as_float(name: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise InputError(f"{name} must be a number")
     try:
-        return int(str(value).strip())
-    except ValueError:
-        raise InputError(f"{name} must be an integer, got {value!r}") from None
+        return float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number of seconds, got {value!r}") from None
+
+
+def as_str(name: str, value: Any) -> str:
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise InputError(f"{name} must be a string, got {type(value).__name__}")
+    return one_line(name, str(value))
 
 
 def build(values: dict[str, Any], file_values: Optional[dict[str, Any]] = None) -> InstallOptions:
@@ -110,11 +183,12 @@ def build(values: dict[str, Any], file_values: Optional[dict[str, Any]] = None) 
         name = str(key).replace("-", "_")
         if name == "controller_ip":
             name = "controller_ips"
-        if name not in CONFIG_KEYS:
-            raise InputError(f"unknown key {key!r} in config file (known: {', '.join(sorted(k.replace('_', '-') for k in CONFIG_KEYS))})")
+        if name not in SETTINGS:
+            known = ", ".join(sorted(s.flag[2:] for s in INSTALL_SETTINGS))
+            raise InputError(f"unknown key {key!r} in config file (known: {known})")
         merged[name] = value
     for key, value in values.items():
-        if value is not None and value != () and value != []:
+        if value not in (None, (), []):
             merged[key] = value
     return validate(merged)
 
@@ -125,60 +199,61 @@ def validate(v: dict[str, Any]) -> InstallOptions:
         ips_raw = [ips_raw]
     if not ips_raw:
         raise InputError("at least one --controller-ip is required")
-    ips = [parse_ip(str(ip)) for ip in ips_raw]
+    ips = [parse_ip(as_str("--controller-ip", ip)) for ip in ips_raw]
     if len({ip.version for ip in ips}) > 1:
         raise InputError("controller IPs mix IPv4 and IPv6; the agent refuses that")
-    controller_port = _as_int("--controller-port", v.get("controller_port", 30035))
-    if not 0 < controller_port < 65536:
-        raise InputError(f"--controller-port out of range: {controller_port}")
+    controller_port = parse_port("--controller-port", v.get("controller_port", default("controller_port")))
 
     cluster_id = v.get("cluster_id")
     watcher_domain = v.get("watcher_domain")
     server = v.get("server")
     if cluster_id is not None:
-        cluster_id = _one_line("--cluster-id", str(cluster_id))
-        if not CLUSTER_ID_RE.match(cluster_id):
-            raise InputError(f"invalid cluster id {cluster_id!r} (want ^[0-9a-zA-Z][-0-9a-zA-Z]{{0,31}}$)")
+        cluster_id = as_str("--cluster-id", cluster_id)
+        if not CLUSTER_ID.fullmatch(cluster_id):
+            raise InputError(f"invalid cluster id {cluster_id!r} (want ^{CLUSTER_ID.pattern}$)")
     if cluster_id and watcher_domain:
         raise InputError("give --cluster-id or --watcher-domain, not both")
     if watcher_domain is not None:
-        watcher_domain = _one_line("--watcher-domain", str(watcher_domain))
-        if not DOMAIN_NAME_RE.match(watcher_domain):
+        watcher_domain = as_str("--watcher-domain", watcher_domain)
+        if not DOMAIN_NAME.fullmatch(watcher_domain):
             raise InputError(f"invalid watcher domain name {watcher_domain!r}")
         if not server:
             raise InputError("--watcher-domain needs --server HOST[:PORT] to look the domain up")
     if server is not None:
-        parse_server(str(server))
+        server = as_str("--server", server)
+        parse_server(server)
 
     agent_group = v.get("agent_group")
     if agent_group is not None:
-        agent_group = _one_line("--agent-group", str(agent_group))
-        if not AGENT_GROUP_ID_RE.match(agent_group) and not server:
-            raise InputError(f"invalid agent group id {agent_group!r} (want g- and 10 letters/digits, or a group name with --server)")
+        agent_group = as_str("--agent-group", agent_group)
+        if not AGENT_GROUP_ID.fullmatch(agent_group):
+            if not server:
+                raise InputError(f"invalid agent group id {agent_group!r} (want g- and 10 letters/digits, or a group name with --server)")
+            if not AGENT_GROUP_NAME.fullmatch(agent_group):
+                raise InputError(f"--agent-group {agent_group!r}: expected a group name or g-XXXXXXXXXX")
 
-    user = _one_line("--user", str(v.get("user", "deepflow")))
-    if not USER_RE.match(user) or user == "root":
+    user = as_str("--user", v.get("user", default("user")))
+    if not USER_NAME.fullmatch(user) or user == "root":
         raise InputError(f"invalid user name {user!r}")
-    caps_spec = _one_line("--caps", str(v.get("caps", caps.DEFAULT_PROFILE)))
+    caps_spec = as_str("--caps", v.get("caps", default("caps")))
     caps.resolve(caps_spec)  # refuses unknown names now, before anything runs
 
-    cpu = _as_int("--cpu-millicores", v.get("cpu_millicores", 1000))
+    cpu = as_int("--cpu-millicores", v.get("cpu_millicores", default("cpu_millicores")))
     if not 1 <= cpu <= 1_000_000:
         raise InputError(f"--cpu-millicores out of range: {cpu}")
-    mem = _as_int("--memory-mib", v.get("memory_mib", 768))
+    mem = as_int("--memory-mib", v.get("memory_mib", default("memory_mib")))
     if not 16 <= mem <= 1 << 20:
         raise InputError(f"--memory-mib out of range: {mem} (16 MiB or more)")
-    binary = _one_line("--agent-binary", str(v.get("agent_binary", paths.AGENT_BINARY)))
+    binary = as_str("--agent-binary", v.get("agent_binary", default("agent_binary")))
     if not binary.startswith("/"):
         raise InputError(f"--agent-binary must be an absolute path: {binary!r}")
-    timeout = float(v.get("domain_timeout", 120.0))
+    timeout = as_float("--domain-timeout", v.get("domain_timeout", default("domain_timeout")))
     if not 0 <= timeout <= 3600:
         raise InputError("--domain-timeout must be between 0 and 3600 seconds")
     return InstallOptions(
         controller_ips=tuple(str(ip) for ip in ips), controller_port=controller_port, agent_binary=binary,
-        cluster_id=cluster_id, watcher_domain=watcher_domain, server=str(server) if server else None,
-        agent_group=agent_group, user=user, caps=caps_spec, cpu_millicores=cpu, memory_mib=mem,
-        domain_timeout=timeout,
+        cluster_id=cluster_id, watcher_domain=watcher_domain, server=server, agent_group=agent_group,
+        user=user, caps=caps_spec, cpu_millicores=cpu, memory_mib=mem, domain_timeout=timeout,
     )
 
 
@@ -186,10 +261,13 @@ def load_config_file(path: str) -> dict[str, Any]:
     import yaml
 
     try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8")
+        data = yaml.safe_load(text)
     except OSError as e:
         raise InputError(f"cannot read config file {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"config file {path} is not UTF-8 text") from None
     except yaml.YAMLError as e:
         raise InputError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if data is None:

@@ -1,16 +1,18 @@
 """Preflight (read-only checks that refuse bad hosts and inputs) and the plan: options + facts → steps."""
 from __future__ import annotations
 
-import base64
 import os
 import stat
 from dataclasses import dataclass
 from typing import Optional
 
-from hostagent import agentconfig, caps, facts, fsutil, paths, unit
+from hostagent import caps, options, paths
 from hostagent.errors import InputError
-from hostagent.facts import HostFacts
+from hostagent.facts import HostFacts, accounts
+from hostagent.facts import host as host_facts
+from hostagent.facts.files import lstat_or_none
 from hostagent.options import InstallOptions
+from hostagent.render import agentconfig, unit
 from hostagent.steps import Step
 from hostagent.steps.accounts import Group, User
 from hostagent.steps.cgroup import AgentCgroups
@@ -30,17 +32,17 @@ class Resolved:
 
 
 def check_binary(path: str, host: HostFacts) -> None:
-    st = fsutil.lstat_or_none(path)
+    st = lstat_or_none(path)
     if st is None:
         raise InputError(f"agent binary {path} does not exist (give --agent-binary PATH)")
     if stat.S_ISLNK(st.st_mode):
         raise InputError(f"agent binary {path} is a symlink; give the real file")
     if not stat.S_ISREG(st.st_mode):
         raise InputError(f"agent binary {path} is not a regular file")
-    info = facts.elf_info(path)
+    info = host_facts.elf_info(path)
     if not info.is_elf:
         raise InputError(f"agent binary {path} is not an ELF executable")
-    if not facts.elf_matches_host(info, host.machine):
+    if not host_facts.elf_matches_host(info, host.machine):
         raise InputError(f"agent binary {path} is built for another architecture (ELF machine {info.machine}, host {host.machine})")
 
 
@@ -55,27 +57,27 @@ def preflight(opts: InstallOptions, host: HostFacts, resolve_remote: bool = True
         raise InputError("cgroup v2 root does not offer the cpu and memory controllers")
 
     check_binary(opts.agent_binary, host)
-    target = fsutil.lstat_or_none(paths.AGENT_BINARY)
+    target = lstat_or_none(paths.AGENT_BINARY)
     if target is not None and not stat.S_ISREG(target.st_mode):
         raise InputError(f"{paths.AGENT_BINARY} exists and is not a regular file (symlink?); refusing to replace it")
-    reason = facts.fs_keeps_file_caps(os.path.dirname(paths.AGENT_BINARY))
+    reason = host_facts.fs_keeps_file_caps(os.path.dirname(paths.AGENT_BINARY))
     if reason:
         raise InputError(f"cannot use file capabilities: {reason}")
     for path in (paths.CONFIG_DIR, paths.LOG_DIR, paths.STATE_DIR):
-        st = fsutil.lstat_or_none(path)
+        st = lstat_or_none(path)
         if st is not None and not stat.S_ISDIR(st.st_mode):
             raise InputError(f"{path} exists and is not a directory (symlink?); refusing to use it")
     for path in (paths.CONFIG_FILE, paths.UNIT_FILE):
-        st = fsutil.lstat_or_none(path)
+        st = lstat_or_none(path)
         if st is not None and not stat.S_ISREG(st.st_mode):
             raise InputError(f"{path} exists and is not a regular file (symlink?); refusing to replace it")
 
-    account = facts.user(opts.user)
+    account = accounts.user(opts.user)
     if account is not None:
-        reason = facts.unsafe_user_reason(account)
+        reason = accounts.unsafe_user_reason(account)
         if reason:
             raise InputError(f"existing user {opts.user} {reason}; refusing to run the agent as it")
-        group = facts.group_name(account.gid) or str(account.gid)
+        group = accounts.group_name(account.gid) or str(account.gid)
     else:
         group = opts.user
 
@@ -85,37 +87,15 @@ def preflight(opts: InstallOptions, host: HostFacts, resolve_remote: bool = True
         warnings.append("SELinux is enforcing: DeepFlow documents that eBPF needs it disabled")
 
     cluster_id, group_id = opts.cluster_id, opts.agent_group
-    if resolve_remote and opts.watcher_domain:
+    if resolve_remote and (opts.watcher_domain or (group_id and not options.AGENT_GROUP_ID.fullmatch(group_id))):
         from hostagent import server
 
-        cluster_id = server.domain_cluster_id(_server_url(opts), opts.watcher_domain, timeout=opts.domain_timeout)
-    if resolve_remote and group_id and not _is_group_id(group_id):
-        group_id = _resolve_group(opts, group_id)
+        assert opts.server
+        if opts.watcher_domain:
+            cluster_id = server.domain_cluster_id(opts.server, opts.watcher_domain, timeout=opts.domain_timeout)
+        if group_id and not options.AGENT_GROUP_ID.fullmatch(group_id):
+            group_id = server.resolve_agent_group(opts.server, group_id, timeout=10.0)
     return Resolved(cap_names, cluster_id, group_id, group, tuple(warnings))
-
-
-def _server_url(opts: InstallOptions) -> str:
-    from hostagent.options import server_url
-
-    assert opts.server
-    return server_url(opts.server)
-
-
-def _is_group_id(value: str) -> bool:
-    from hostagent.options import AGENT_GROUP_ID_RE
-
-    return bool(AGENT_GROUP_ID_RE.match(value))
-
-
-def _resolve_group(opts: InstallOptions, name: str) -> str:
-    try:
-        from hostagent.groupapi import ServerError, resolve_agent_group
-    except ImportError:
-        raise InputError("agent group names need the group API (hostagent.groupapi); give a g-XXXXXXXXXX id") from None
-    try:
-        return resolve_agent_group(_server_url(opts), name, timeout=10.0)
-    except ServerError as e:
-        raise InputError(str(e)) from None
 
 
 def plan(opts: InstallOptions, host: HostFacts, r: Resolved) -> list[Step]:
@@ -129,16 +109,13 @@ def plan(opts: InstallOptions, host: HostFacts, r: Resolved) -> list[Step]:
         Binary(path=paths.AGENT_BINARY, source=opts.agent_binary, group=group),
         Directory(path=paths.LOG_DIR, mode=0o750, owner=user, group=group, purge=True),
         Directory(path=paths.CONFIG_DIR, mode=0o755, owner="root", group="root"),
-        File(path=paths.CONFIG_FILE, content_b64=_b64(config), mode=0o640, owner="root", group=group),
+        File(path=paths.CONFIG_FILE, content=config, mode=0o640, owner="root", group=group),
         AgentCgroups(mode=cg.mode, cpu_mount=cg.cpu_mount, memory_mount=cg.memory_mount, user=user,
                      cpu_millicores=opts.cpu_millicores, memory_mib=opts.memory_mib),
         # Last change to the binary: chown clears capabilities.
         FileCaps(path=paths.AGENT_BINARY, caps=list(r.caps)),
-        File(path=paths.UNIT_FILE, content_b64=_b64(unit_text), mode=0o644, owner="root", group="root",
+        File(path=paths.UNIT_FILE, content=unit_text, mode=0o644, owner="root", group="root",
              reload_systemd=True),
         Service(name=paths.UNIT_NAME, user=user, binary=paths.AGENT_BINARY),
     ]
 
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()

@@ -1,66 +1,216 @@
-"""The deepflow-server HTTP API, as far as install needs it: the cluster id of a watcher's Domain."""
+"""The one deepflow-server HTTP client, and what hostagent asks of the server: the cluster id of a
+watcher's Domain; agent groups and their config.
+
+Routes and envelope as deepflow-ctl uses them: GET /v2/domains/, GET/POST /v1/vtap-groups/,
+GET/POST/PUT /v1/agent-group-configuration/<lcuuid>/yaml, answers shaped
+{"OPT_STATUS", "DESCRIPTION", "DATA"}. A call succeeds only with HTTP 200 and OPT_STATUS SUCCESS.
+Every call has a response-size cap and a total deadline, follows no redirect, and maps every
+transport failure to one ServerError line.
+"""
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Optional
 
-from hostagent.errors import InputError
-from hostagent.options import CLUSTER_ID_RE
+from hostagent import options
+from hostagent.errors import InputError, ServerError
+
+# deepflow-ctl sends these on every request.
+HEADERS = {"X-User-Id": "1", "X-User-Type": "1"}
+MAX_RESPONSE = 16 << 20  # the largest answer hostagent reads (a group config is a few KiB)
 
 
-class ServerError(InputError):
-    """The server refused, failed or gave an answer we cannot use; nothing was changed."""
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
+        raise ServerError(f"deepflow-server answered HTTP {code} redirecting to {newurl}; hostagent follows no redirects")
 
 
-def get_json(url: str, timeout: float) -> Any:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            body = resp.read()
-    except urllib.error.HTTPError as e:
-        raise ServerError(f"deepflow-server answered HTTP {e.code} for {url}") from None
-    except urllib.error.URLError as e:
-        reason = e.reason
-        if isinstance(reason, (socket.timeout, TimeoutError)):
-            raise ServerError(f"deepflow-server at {url} timed out after {timeout:g}s") from None
-        raise ServerError(f"cannot reach deepflow-server at {url}: {getattr(reason, 'strerror', None) or reason}") from None
-    except (socket.timeout, TimeoutError):
-        raise ServerError(f"deepflow-server at {url} timed out after {timeout:g}s") from None
-    try:
-        return json.loads(body)
-    except ValueError:
-        raise ServerError(f"deepflow-server at {url} did not return JSON") from None
+_OPENER = urllib.request.build_opener(_NoRedirect)
 
 
-def _data(envelope: Any, url: str) -> Any:
-    if not isinstance(envelope, dict) or "OPT_STATUS" not in envelope:
-        raise ServerError(f"unexpected answer from {url}: no OPT_STATUS envelope")
-    if envelope["OPT_STATUS"] != "SUCCESS":
-        desc = str(envelope.get("DESCRIPTION") or "").splitlines()[0:1]
-        raise ServerError(f"deepflow-server refused: {envelope['OPT_STATUS']} {desc[0] if desc else ''}".rstrip())
-    return envelope.get("DATA")
+@dataclass
+class Client:
+    base: str  # http(s)://HOST:PORT, from options.parse_server
+    timeout: float = 10.0  # total seconds per call: connect, send and the whole answer
+    org_id: int = 1
+
+    @classmethod
+    def for_server(cls, server: str, timeout: float = 10.0, org_id: int = 1) -> Client:
+        return cls(options.parse_server(server).url, timeout, org_id)
+
+    def _read(self, resp: Any, deadline: float, where: str) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            if time.monotonic() > deadline:
+                raise ServerError(f"deepflow-server at {self.base} timed out after {self.timeout:g}s ({where})")
+            chunk = resp.read1(65536) if hasattr(resp, "read1") else resp.read(65536)
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > MAX_RESPONSE:
+                raise ServerError(f"deepflow-server answer to {where} is larger than {MAX_RESPONSE >> 20} MiB; refusing it")
+            chunks.append(chunk)
+
+    def call(self, method: str, path: str, query: Optional[dict[str, str]] = None, body: Optional[bytes] = None,
+             content_type: str = "application/json") -> Any:
+        """DATA of the envelope; ServerError (one line) for anything but HTTP 200 + SUCCESS."""
+        url = self.base + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        where = f"{method} {path}"
+        headers = dict(HEADERS, **{"X-Org-Id": str(self.org_id)})
+        if body is not None:
+            headers["Content-Type"] = content_type
+        request = urllib.request.Request(url, data=body, method=method, headers=headers)
+        deadline = time.monotonic() + self.timeout
+        try:
+            try:
+                with _OPENER.open(request, timeout=self.timeout) as resp:
+                    status, raw = resp.status, self._read(resp, deadline, where)
+            except urllib.error.HTTPError as exc:
+                status, raw = exc.code, self._read(exc, deadline, where)
+        except urllib.error.URLError as exc:
+            reason = exc.reason
+            if isinstance(reason, (socket.timeout, TimeoutError)):
+                raise ServerError(f"deepflow-server at {self.base} timed out after {self.timeout:g}s ({where})") from None
+            raise ServerError(f"cannot reach deepflow-server at {self.base}: {getattr(reason, 'strerror', None) or reason}") from None
+        except (socket.timeout, TimeoutError):
+            raise ServerError(f"deepflow-server at {self.base} timed out after {self.timeout:g}s ({where})") from None
+        except (http.client.HTTPException, OSError) as exc:
+            raise ServerError(f"deepflow-server at {self.base} broke off {where}: {type(exc).__name__}") from None
+        try:
+            envelope = json.loads(raw)
+        except ValueError:
+            envelope = None
+        if not isinstance(envelope, dict) or "OPT_STATUS" not in envelope:
+            first = (raw.decode("utf-8", "replace").strip().splitlines() or [""])[0][:200]
+            raise ServerError(f"deepflow-server answered HTTP {status} to {where}, not a deepflow answer: {first!r}")
+        if status != 200 or envelope["OPT_STATUS"] != "SUCCESS":
+            desc = str(envelope.get("DESCRIPTION") or "").strip().splitlines()[:1]
+            raise ServerError(f"deepflow-server refused: {envelope['OPT_STATUS']}: {desc[0] if desc else ''} (HTTP {status}, {where})")
+        return envelope.get("DATA")
 
 
-def domain_cluster_id(base_url: str, name: str, timeout: float = 120.0, poll: float = 2.0,
+def domain_cluster_id(server: str, name: str, timeout: float = 120.0, poll: float = 2.0,
                       request_timeout: float = 5.0, sleep: Callable[[float], None] = time.sleep) -> str:
     """Wait (bounded) for the watcher's Domain to appear and return its validated CLUSTER_ID."""
-    url = f"{base_url}/v2/domains/?{urllib.parse.urlencode({'name': name})}"
+    client = Client.for_server(server, request_timeout)
     deadline = time.monotonic() + timeout
     while True:
-        domains = _data(get_json(url, request_timeout), url) or []
+        domains = client.call("GET", "/v2/domains/", {"name": name}) or []
         matches = [d for d in domains if isinstance(d, dict) and d.get("NAME") == name]
         if len(matches) > 1:
             raise ServerError(f"{len(matches)} domains are named {name!r}; cannot pick a cluster id")
         if matches:
             cluster_id: Optional[str] = matches[0].get("CLUSTER_ID")
-            if not isinstance(cluster_id, str) or not CLUSTER_ID_RE.match(cluster_id):
+            if not isinstance(cluster_id, str) or not options.CLUSTER_ID.fullmatch(cluster_id):
                 raise ServerError(f"domain {name!r} has an invalid CLUSTER_ID {cluster_id!r}")
             return cluster_id
         if time.monotonic() + poll > deadline:
             raise ServerError(f"no domain named {name!r} on deepflow-server after {timeout:g}s "
                               "(is the watcher Deployment running and registered?)")
         sleep(poll)
+
+
+def _validate_group_ref(name_or_id: str) -> None:
+    if not options.AGENT_GROUP_ID.fullmatch(name_or_id) and not options.AGENT_GROUP_NAME.fullmatch(name_or_id):
+        raise InputError(f"--agent-group {name_or_id!r}: expected a group name or g-XXXXXXXXXX")
+
+
+def find_group(client: Client, name_or_id: str) -> Optional[dict[str, Any]]:
+    """The group with that short id (g-...) or exact name, None when there is none."""
+    _validate_group_ref(name_or_id)
+    by_id = bool(options.AGENT_GROUP_ID.fullmatch(name_or_id))
+    field, query = ("SHORT_UUID", "short_uuid") if by_id else ("NAME", "name")
+    groups = client.call("GET", "/v1/vtap-groups/", {query: name_or_id}) or []
+    # Filter again here: a server that ignores the query answers with every group.
+    matches = [g for g in groups if isinstance(g, dict) and g.get(field) == name_or_id]
+    if len(matches) > 1:
+        raise ServerError(f"{len(matches)} agent groups match {name_or_id!r}; use the g-XXXXXXXXXX id")
+    return matches[0] if matches else None
+
+
+def resolve_agent_group(server_url: str, name_or_id: str, timeout: float = 10.0) -> str:
+    """The g-XXXXXXXXXX id of an existing group, given its name or id (for install --agent-group)."""
+    group = find_group(Client.for_server(server_url, timeout), name_or_id)
+    if group is None:
+        raise ServerError(f"no agent group {name_or_id!r} on {options.parse_server(server_url).url}")
+    short = group.get("SHORT_UUID")
+    if not isinstance(short, str) or not options.AGENT_GROUP_ID.fullmatch(short):
+        raise ServerError(f"agent group {name_or_id!r} has no usable SHORT_UUID: {short!r}")
+    return short
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    group_id: str
+    lcuuid: str
+    group_created: bool
+    config_existed: bool
+    method: str  # POST, PUT, or "" when the server already had this exact config
+    changed: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _existing_config(client: Client, lcuuid: str) -> Optional[str]:
+    """The group's config YAML, or None when it has none (the server may answer FAIL then)."""
+    try:
+        data = client.call("GET", f"/v1/agent-group-configuration/{lcuuid}/yaml")
+    except ServerError:
+        return None
+    return data if isinstance(data, str) and data.strip() else None
+
+
+def _same_yaml(a: str, b: str) -> bool:
+    import yaml
+
+    try:
+        return yaml.safe_load(a) == yaml.safe_load(b)
+    except yaml.YAMLError:
+        return False
+
+
+def apply_group_config(server_url: str, name_or_id: str, yaml_text: str, *, create: bool = False,
+                       timeout: float = 10.0) -> ApplyResult:
+    """Find (or, with create, make) the group and push the config; on failure undo the group creation."""
+    client = Client.for_server(server_url, timeout)
+    group = find_group(client, name_or_id)
+    created = False
+    if group is None:
+        if not create:
+            raise ServerError(f"no agent group {name_or_id!r}; pass --create-group to create it")
+        if options.AGENT_GROUP_ID.fullmatch(name_or_id):
+            raise InputError("--create-group needs a group name, not an id")
+        client.call("POST", "/v1/vtap-groups/", body=json.dumps({"name": name_or_id}).encode())
+        group = find_group(client, name_or_id)
+        if group is None:
+            raise ServerError(f"created agent group {name_or_id!r} but cannot find it afterwards")
+        created = True
+    lcuuid, short = group.get("LCUUID"), group.get("SHORT_UUID")
+    if not isinstance(lcuuid, str) or not lcuuid or not isinstance(short, str):
+        raise ServerError(f"agent group {name_or_id!r}: answer lacks LCUUID/SHORT_UUID")
+    existing = _existing_config(client, lcuuid)
+    existed = existing is not None
+    if existing is not None and not created and _same_yaml(existing, yaml_text):
+        return ApplyResult(short, lcuuid, False, True, "", changed=False)
+    method = "PUT" if existed else "POST"
+    try:
+        # The server validates the YAML before it stores anything; a refusal leaves the old config.
+        client.call(method, f"/v1/agent-group-configuration/{lcuuid}/yaml", body=yaml_text.encode(),
+                    content_type="text/yaml; charset=utf-8")
+    except ServerError as refused:
+        if created:
+            try:
+                client.call("DELETE", f"/v1/vtap-groups/{lcuuid}/")
+            except ServerError as undo:
+                raise ServerError(f"{refused}; and the group created for it could not be deleted: {undo}") from None
+        raise
+    return ApplyResult(short, lcuuid, created, existed, method)

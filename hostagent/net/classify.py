@@ -142,7 +142,7 @@ def node_link_evidence(links: Sequence[Link], uplinks: Sequence[str] = ()) -> li
 
 def _masters(links: Sequence[Link], names: list[str], by_index: dict[int, Link]) -> list[int]:
     wanted = set(names)
-    return [link.master for link in links if link.name in wanted and link.master in by_index]  # type: ignore[misc]
+    return [link.master for link in links if link.name in wanted and link.master in by_index]  # type: ignore[misc,unused-ignore]
 
 
 def netns_evidence(related: Iterable[Netns], node_nsids: dict[str, int | None]) -> list[Evidence]:

@@ -220,7 +220,7 @@ def _link_from(data: Any, offset: int, found: dict[int, tuple[int, int]]) -> Lin
     )
 
 
-class _Parsed(dict):  # type: ignore[type-arg]
+class _Parsed(dict):  # type: ignore[type-arg,unused-ignore]
     """What pyroute2's Marshal.parse expects back from a parser: a mapping with a header."""
 
     __slots__ = ()
@@ -240,7 +240,7 @@ def _marshal(handlers: dict[int, Any]) -> Any:
 
     fast = {key: wrap(key, handler) for key, handler in handlers.items()}
 
-    class FastMarshal(Marshal):  # type: ignore[misc]
+    class FastMarshal(Marshal):  # type: ignore[misc,unused-ignore]
         def get_parser(self, key: int, flags: int, sequence_number: int) -> Any:
             parser = fast.get(key)
             return parser if parser is not None else super().get_parser(key, flags, sequence_number)

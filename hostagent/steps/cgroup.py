@@ -1,73 +1,87 @@
-"""The agent's cgroup dirs with limits, owned by its user (see hostagent.cgroups)."""
+"""The agent's cgroup dirs with limits, owned by its user (see hostagent.agentcgroups)."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from typing import Optional
 
-from hostagent import cgroups, facts
+from hostagent import agentcgroups
 from hostagent.errors import StepError
-from hostagent.steps import Step
+from hostagent.facts import accounts
+from hostagent.facts.cgroups import CgroupLayout, enabled_v2_controllers
+from hostagent.steps.base import Record, Step
 
 
+@dataclass
 class AgentCgroups(Step):
     kind = "cgroups"
+    mode: str
+    cpu_mount: Optional[str]
+    memory_mount: Optional[str]
+    user: str
+    cpu_millicores: int
+    memory_mib: int
 
     @property
     def key(self) -> str:
-        return self.params["mode"]
+        return self.mode
 
     @property
-    def layout(self) -> facts.CgroupLayout:
-        p = self.params
-        return facts.CgroupLayout(p["mode"], p.get("cpu_mount"), p.get("memory_mount"))
+    def layout(self) -> CgroupLayout:
+        return CgroupLayout(self.mode, self.cpu_mount, self.memory_mount)
 
     @property
-    def limits(self) -> cgroups.Limits:
-        return cgroups.Limits(self.params["cpu_millicores"], self.params["memory_mib"])
+    def dirs(self) -> list[str]:
+        return agentcgroups.agent_dirs(self.layout)
+
+    @property
+    def limits(self) -> agentcgroups.Limits:
+        return agentcgroups.Limits(self.cpu_millicores, self.memory_mib)
 
     @property
     def title(self) -> str:
-        dirs = ", ".join(self.layout.agent_dirs())
-        return f"cgroup ({self.params['mode']}) {dirs} for {self.params['user']}, {self.params['cpu_millicores']}m CPU, {self.params['memory_mib']} MiB"
+        return (f"cgroup ({self.mode}) {', '.join(self.dirs)} for {self.user}, "
+                f"{self.cpu_millicores}m CPU, {self.memory_mib} MiB")
 
     def _ids(self) -> tuple[int, int]:
-        account = facts.user(self.params["user"])
+        account = accounts.user(self.user)
         if account is None:
-            raise StepError(f"user {self.params['user']} does not exist")
+            raise StepError(f"user {self.user} does not exist")
         return account.uid, account.gid
 
     def check(self) -> bool:
-        account = facts.user(self.params["user"])
-        return account is not None and not cgroups.drift(self.layout, self.limits, account.uid, account.gid)
+        account = accounts.user(self.user)
+        return account is not None and not agentcgroups.drift(self.layout, self.limits, account.uid, account.gid)
 
     def drift(self) -> list[str]:
-        account = facts.user(self.params["user"])
+        account = accounts.user(self.user)
         if account is None:
-            return [f"user {self.params['user']} is missing"]
-        return cgroups.drift(self.layout, self.limits, account.uid, account.gid)
+            return [f"user {self.user} is missing"]
+        return agentcgroups.drift(self.layout, self.limits, account.uid, account.gid)
 
     def diff(self) -> str:
-        if facts.user(self.params["user"]) is None:
-            return "\n".join(f"+ {d} owned by {self.params['user']}" for d in self.layout.agent_dirs())
+        if accounts.user(self.user) is None:
+            return "\n".join(f"+ {d} owned by {self.user}" for d in self.dirs)
         return "\n".join(f"~ {problem}" for problem in self.drift())
 
-    def apply(self) -> dict:
-        layout = self.layout
+    def apply(self) -> Record:
         before = {}
-        for d in layout.agent_dirs():
+        for d in self.dirs:
             if os.path.isdir(d):
                 st = os.lstat(d)
                 before[d] = [st.st_uid, st.st_gid]
-        enabled_before = cgroups.enabled_v2_controllers() if layout.mode == "v2" else set()
+        v2 = self.mode == "v2"
+        enabled_before = enabled_v2_controllers() if v2 else set()
         uid, gid = self._ids()
         try:
-            created = cgroups.ensure(layout, self.limits, uid, gid)
+            created = agentcgroups.ensure(self.layout, self.limits, uid, gid)
         except OSError as e:
             raise StepError(f"cannot prepare cgroup dirs: {e}") from None
-        turned_on = sorted({"cpu", "memory"} - enabled_before) if layout.mode == "v2" else []
+        turned_on = sorted({"cpu", "memory"} - enabled_before) if v2 else []
         return {"created": created, "owners_before": before, "controllers_enabled": turned_on}
 
-    def revert(self, record: dict) -> None:
-        for d in self.layout.agent_dirs():
+    def revert(self, record: Record) -> None:
+        for d in self.dirs:
             if d in record.get("owners_before", {}):
                 uid, gid = record["owners_before"][d]
                 if os.path.isdir(d):
@@ -79,12 +93,8 @@ class AgentCgroups(Step):
             else:
                 # Created by us, or recreated by the launcher after a reboot: remove once empty.
                 try:
-                    cgroups.remove(d)
+                    agentcgroups.remove(d)
                 except OSError as e:
                     raise StepError(str(e)) from None
         for controller in record.get("controllers_enabled", []):
-            try:
-                with open(f"/sys/fs/cgroup/cgroup.subtree_control", "w") as f:
-                    f.write(f"-{controller}")
-            except OSError:
-                pass  # still in use by other cgroups (systemd enables it anyway); leaving it on is harmless
+            agentcgroups.disable_v2_controller(controller)

@@ -1,140 +1,152 @@
 """Files, directories, the agent binary and its file capabilities."""
 from __future__ import annotations
 
-import base64
 import difflib
 import hashlib
 import os
 import stat
-from typing import Optional
+from dataclasses import dataclass
+from typing import NoReturn, Optional
 
-from hostagent import caps, facts, fsutil, paths
-from hostagent.errors import StepError
-from hostagent.steps import Step, run
-
-
-def _ids(owner: str, group: str) -> tuple[int, int]:
-    uid = 0 if owner == "root" else (facts.user(owner) or _missing("user", owner)).uid
-    gid = 0 if group == "root" else facts.group_gid(group)
-    if gid is None:
-        _missing("group", group)
-    return uid, gid  # type: ignore[return-value]
+from hostagent import caps, fsutil, paths
+from hostagent.errors import StepError, SymlinkRefused
+from hostagent.facts import accounts
+from hostagent.facts.files import FileState, file_state, lstat_or_none, read_nofollow
+from hostagent.run import run
+from hostagent.steps.base import Record, Step
 
 
-def _missing(what: str, name: str):
+def _missing(what: str, name: str) -> NoReturn:
     raise StepError(f"{what} {name} does not exist")
 
 
+def _ids(owner: str, group: str) -> tuple[int, int]:
+    account = accounts.user(owner) if owner != "root" else None
+    uid = 0 if owner == "root" else (account.uid if account else _missing("user", owner))
+    gid = 0 if group == "root" else accounts.group_gid(group)
+    if gid is None:
+        _missing("group", group)
+    return uid, gid
+
+
 def _owner_mode_ok(st: os.stat_result, mode: int, owner: str, group: str) -> bool:
-    uid = 0 if owner == "root" else getattr(facts.user(owner), "uid", None)
-    gid = 0 if group == "root" else facts.group_gid(group)
+    account = accounts.user(owner) if owner != "root" else None
+    uid = 0 if owner == "root" else (account.uid if account else None)
+    gid = 0 if group == "root" else accounts.group_gid(group)
     return (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (mode, uid, gid)
 
 
+@dataclass
 class Directory(Step):
     """A directory with owner and mode. purge: on revert remove it with its content (log dirs)."""
 
     kind = "dir"
+    path: str
+    mode: int
+    owner: str
+    group: str
+    purge: bool = False
+
+    @property
+    def holds_data(self) -> bool:  # type: ignore[override]
+        return self.purge
 
     @property
     def title(self) -> str:
-        p = self.params
-        return f"directory {p['path']} ({p['owner']}:{p['group']} {p['mode']:04o})"
+        return f"directory {self.path} ({self.owner}:{self.group} {self.mode:04o})"
 
     def check(self) -> bool:
-        st = fsutil.lstat_or_none(self.params["path"])
-        return st is not None and stat.S_ISDIR(st.st_mode) and _owner_mode_ok(
-            st, self.params["mode"], self.params["owner"], self.params["group"])
+        st = lstat_or_none(self.path)
+        return st is not None and stat.S_ISDIR(st.st_mode) and _owner_mode_ok(st, self.mode, self.owner, self.group)
 
     def diff(self) -> str:
         return f"+ {self.title}"
 
-    def apply(self) -> dict:
-        p = self.params
-        uid, gid = _ids(p["owner"], p["group"])
-        st = fsutil.lstat_or_none(p["path"])
+    def apply(self) -> Record:
+        uid, gid = _ids(self.owner, self.group)
+        st = lstat_or_none(self.path)
         if st is None:
-            fsutil.make_dir(p["path"], p["mode"], uid, gid)
+            fsutil.make_dir(self.path, self.mode, uid, gid)
             return {"created": True}
         if not stat.S_ISDIR(st.st_mode):
-            raise StepError(f"{p['path']} exists and is not a directory")
-        fsutil.set_owner_mode(p["path"], p["mode"], uid, gid, directory=True)
+            raise StepError(f"{self.path} exists and is not a directory")
+        fsutil.set_owner_mode(self.path, self.mode, uid, gid, directory=True)
         return {"created": False, "mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}
 
-    def revert(self, record: dict) -> None:
-        path = self.params["path"]
-        if fsutil.lstat_or_none(path) is None:
+    def revert(self, record: Record) -> None:
+        if lstat_or_none(self.path) is None:
             return
         if record.get("created"):
-            if self.params.get("purge") and not self.params.get("keep"):
-                fsutil.remove_tree(path)
+            if self.purge:
+                fsutil.remove_tree(self.path)
             else:
                 try:
-                    os.rmdir(path)
+                    os.rmdir(self.path)
                 except OSError as e:
-                    raise StepError(f"cannot remove {path}: {e.strerror} (it holds files hostagent did not put there)") from None
+                    raise StepError(f"cannot remove {self.path}: {e.strerror} (it holds files hostagent did not put there)") from None
         else:
-            fsutil.set_owner_mode(path, record["mode"], record["uid"], record["gid"], directory=True)
+            fsutil.set_owner_mode(self.path, record["mode"], record["uid"], record["gid"], directory=True)
 
 
+@dataclass
 class File(Step):
-    """A small file with exact content, owner and mode (config, unit). Prior content is kept in the
-    manifest and restored byte for byte."""
+    """A small text file with exact content, owner and mode (config, unit). Prior content is kept in
+    the manifest and restored byte for byte."""
 
     kind = "file"
+    path: str
+    content: str
+    mode: int
+    owner: str
+    group: str
+    reload_systemd: bool = False
 
     @property
-    def content(self) -> bytes:
-        return base64.b64decode(self.params["content_b64"])
+    def data(self) -> bytes:
+        return self.content.encode()
 
     @property
     def title(self) -> str:
-        p = self.params
-        return f"file {p['path']} ({p['owner']}:{p['group']} {p['mode']:04o})"
+        return f"file {self.path} ({self.owner}:{self.group} {self.mode:04o})"
 
     def check(self) -> bool:
-        p = self.params
-        st = fsutil.lstat_or_none(p["path"])
-        if st is None or not stat.S_ISREG(st.st_mode) or not _owner_mode_ok(st, p["mode"], p["owner"], p["group"]):
+        st = lstat_or_none(self.path)
+        if st is None or not stat.S_ISREG(st.st_mode) or not _owner_mode_ok(st, self.mode, self.owner, self.group):
             return False
-        return fsutil.read_nofollow(p["path"]) == self.content
+        return read_nofollow(self.path) == self.data
 
     def diff(self) -> Optional[str]:
         try:
-            old = fsutil.read_nofollow(self.params["path"]) or b""
-        except fsutil.SymlinkRefused as e:
+            old = read_nofollow(self.path) or b""
+        except SymlinkRefused as e:
             return str(e)
         lines = difflib.unified_diff(
-            old.decode(errors="replace").splitlines(keepends=True),
-            self.content.decode(errors="replace").splitlines(keepends=True),
-            fromfile=f"{self.params['path']} (now)", tofile=f"{self.params['path']} (hostagent)")
+            old.decode(errors="replace").splitlines(keepends=True), self.content.splitlines(keepends=True),
+            fromfile=f"{self.path} (now)", tofile=f"{self.path} (hostagent)")
         text = "".join(lines)
-        return text or f"owner/mode of {self.params['path']} → {self.params['owner']}:{self.params['group']} {self.params['mode']:04o}"
+        return text or f"owner/mode of {self.path} → {self.owner}:{self.group} {self.mode:04o}"
 
     def _reload(self) -> None:
-        if self.params.get("reload_systemd"):
+        if self.reload_systemd:
             run(["systemctl", "daemon-reload"])
 
-    def apply(self) -> dict:
-        p = self.params
-        before = fsutil.FileState.capture(p["path"])
-        uid, gid = _ids(p["owner"], p["group"])
-        fsutil.atomic_write(p["path"], self.content, p["mode"], uid, gid)
+    def apply(self) -> Record:
+        before = file_state(self.path)
+        uid, gid = _ids(self.owner, self.group)
+        fsutil.atomic_write(self.path, self.data, self.mode, uid, gid)
         self._reload()
         return {"before": before.to_dict() if before else None}
 
-    def revert(self, record: dict) -> None:
+    def revert(self, record: Record) -> None:
         before = record.get("before")
         if before is None:
-            fsutil.remove_file(self.params["path"])
+            fsutil.remove_file(self.path)
         else:
-            fsutil.FileState(**before).restore(self.params["path"])
+            fsutil.restore(FileState(**before), self.path)
         self._reload()
 
     def drift(self) -> list[str]:
-        if self.check():
-            return []
-        return [f"{self.params['path']} differs from what hostagent installed"]
+        return [] if self.check() else [f"{self.path} differs from what hostagent installed"]
 
 
 def _file_signature(path: str) -> tuple[int, int]:
@@ -142,136 +154,115 @@ def _file_signature(path: str) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
+@dataclass
 class Binary(Step):
     """The agent binary at its fixed path: copied from source (unless it is already there), owned
     root:<group>, mode 0750 so only the agent's group can run it. Capabilities are a separate,
     later step because chown clears them."""
 
     kind = "binary"
+    path: str
+    source: str
+    group: str
 
     @property
     def title(self) -> str:
-        p = self.params
-        src = "" if p["source"] == p["path"] else f" from {p['source']}"
-        return f"agent binary {p['path']}{src} (root:{p['group']} 0750)"
+        src = "" if self.source == self.path else f" from {self.source}"
+        return f"agent binary {self.path}{src} (root:{self.group} 0750)"
 
     def _content_current(self) -> bool:
-        p = self.params
-        if p["source"] == p["path"]:
+        if self.source == self.path:
             return True
         # Copies keep the source's mtime, so size+mtime identify a current copy without hashing.
-        return _file_signature(p["source"]) == _file_signature(p["path"])
+        return _file_signature(self.source) == _file_signature(self.path)
 
     def check(self) -> bool:
-        st = fsutil.lstat_or_none(self.params["path"])
+        st = lstat_or_none(self.path)
         return (st is not None and stat.S_ISREG(st.st_mode) and self._content_current()
-                and _owner_mode_ok(st, 0o750, "root", self.params["group"]))
+                and _owner_mode_ok(st, 0o750, "root", self.group))
 
     def diff(self) -> str:
         return f"+ {self.title}"
 
-    def apply(self) -> dict:
-        p = self.params
-        copying = p["source"] != p["path"] and not (
-            fsutil.lstat_or_none(p["path"]) is not None and self._content_current())
-        before = fsutil.FileState.capture(p["path"], with_content=False)
-        record: dict = {"before": before.to_dict() if before else None, "backup": None}
-        _, gid = _ids("root", p["group"])
+    def apply(self) -> Record:
+        copying = self.source != self.path and not (lstat_or_none(self.path) is not None and self._content_current())
+        before = file_state(self.path, with_content=False)
+        record: Record = {"before": before.to_dict() if before else None, "backup": None}
+        _, gid = _ids("root", self.group)
         if copying:
             if before is not None:
                 # Keep the binary we replace (e.g. a package's) to put it back on uninstall.
-                record["backup"] = _backup(p["path"])
-            fsutil.copy_file(p["source"], p["path"], 0o750, 0, gid)
+                record["backup"] = _backup(self.path)
+            fsutil.copy_file(self.source, self.path, 0o750, 0, gid)
         else:
-            fsutil.set_owner_mode(p["path"], 0o750, 0, gid)
+            fsutil.set_owner_mode(self.path, 0o750, 0, gid)
         return record
 
-    def revert(self, record: dict) -> None:
-        path = self.params["path"]
+    def revert(self, record: Record) -> None:
         before = record.get("before")
         if before is None:
-            fsutil.remove_file(path)
+            fsutil.remove_file(self.path)
             return
-        state = fsutil.FileState(**before)
+        state = FileState(**before)
         if record.get("backup"):
             with open(record["backup"], "rb") as f:
-                state.restore(path, f.read())
+                fsutil.restore(state, self.path, f.read())
             os.unlink(record["backup"])
         else:
-            fsutil.set_owner_mode(path, state.mode, state.uid, state.gid)
+            fsutil.set_owner_mode(self.path, state.mode, state.uid, state.gid)
             if state.caps_hex:
-                fd = fsutil.open_nofollow(path)
-                try:
-                    os.setxattr(fd, caps.XATTR, bytes.fromhex(state.caps_hex))
-                finally:
-                    os.close(fd)
+                fsutil.set_caps_raw(self.path, bytes.fromhex(state.caps_hex))
 
 
 def _backup(path: str) -> str:
-    data = fsutil.read_nofollow(path) or b""
+    data = read_nofollow(path) or b""
     os.makedirs(paths.BACKUP_DIR, mode=0o700, exist_ok=True)
     target = os.path.join(paths.BACKUP_DIR, hashlib.sha256(data).hexdigest())
     fsutil.atomic_write(target, data, 0o600)
     return target
 
 
+@dataclass
 class FileCaps(Step):
     """File capabilities (=eip) on the agent binary, set last and read back."""
 
     kind = "caps"
+    path: str
+    caps: list[str]
 
     @property
     def title(self) -> str:
-        return f"file capabilities {','.join(self.params['caps'])}=eip on {self.params['path']}"
+        return f"file capabilities {','.join(self.caps)}=eip on {self.path}"
+
+    def _now(self) -> str:
+        try:
+            return caps.describe_file_caps(caps.read_file_caps(self.path)) or "none"
+        except FileNotFoundError:
+            return "missing file"
 
     def check(self) -> bool:
         try:
-            return caps.file_caps_match(caps.read_file_caps(self.params["path"]), self.params["caps"])
+            return caps.file_caps_match(caps.read_file_caps(self.path), self.caps)
         except FileNotFoundError:
             return False
 
     def diff(self) -> str:
-        try:
-            now = caps.describe_file_caps(caps.read_file_caps(self.params["path"])) or "none"
-        except FileNotFoundError:
-            now = "none"
-        return f"- caps: {now}\n+ caps: {','.join(self.params['caps'])}=eip"
+        return f"- caps: {self._now()}\n+ caps: {','.join(self.caps)}=eip"
 
     def drift(self) -> list[str]:
         if self.check():
             return []
-        try:
-            now = caps.describe_file_caps(caps.read_file_caps(self.params["path"])) or "none"
-        except FileNotFoundError:
-            now = "missing file"
-        return [f"file capabilities on {self.params['path']} are {now}, want {','.join(self.params['caps'])}=eip"]
+        return [f"file capabilities on {self.path} are {self._now()}, want {','.join(self.caps)}=eip"]
 
-    def apply(self) -> dict:
-        path = self.params["path"]
-        prior = caps.read_file_caps(path)
-        fd = fsutil.open_nofollow(path)
-        try:
-            caps.write_file_caps(fd, self.params["caps"])
-        finally:
-            os.close(fd)
-        written = caps.read_file_caps(path)
-        if not caps.file_caps_match(written, self.params["caps"]):
-            raise StepError(f"file capabilities on {path} did not stick (read back: {caps.describe_file_caps(written) or 'none'})")
+    def apply(self) -> Record:
+        prior = caps.read_file_caps(self.path)
+        fsutil.set_caps_raw(self.path, caps.encode_file_caps(self.caps))
+        written = caps.read_file_caps(self.path)
+        if not caps.file_caps_match(written, self.caps):
+            raise StepError(f"file capabilities on {self.path} did not stick (read back: {caps.describe_file_caps(written) or 'none'})")
         return {"caps_hex": prior.hex() if prior else None}
 
-    def revert(self, record: dict) -> None:
-        path = self.params["path"]
-        if fsutil.lstat_or_none(path) is None:
+    def revert(self, record: Record) -> None:
+        if lstat_or_none(self.path) is None:
             return
-        fd = fsutil.open_nofollow(path)
-        try:
-            if record.get("caps_hex"):
-                os.setxattr(fd, caps.XATTR, bytes.fromhex(record["caps_hex"]))
-            else:
-                try:
-                    os.removexattr(fd, caps.XATTR)
-                except OSError as e:
-                    if e.errno != 61:  # ENODATA: already gone
-                        raise
-        finally:
-            os.close(fd)
+        fsutil.set_caps_raw(self.path, bytes.fromhex(record["caps_hex"]) if record.get("caps_hex") else None)

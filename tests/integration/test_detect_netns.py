@@ -16,7 +16,8 @@ from typing import Iterator
 
 import pytest
 
-from hostagent.netlayout import DetectError, detect_layout
+from hostagent.errors import InputError
+from hostagent.net.detect import detect_layout
 
 pytestmark = pytest.mark.root
 
@@ -219,9 +220,9 @@ def test_mixed_and_inner_capture(lab: Lab) -> None:
 
 
 def test_netns_errors(root: None) -> None:
-    with pytest.raises(DetectError, match="no network namespace"):
+    with pytest.raises(InputError, match="no network namespace"):
         detect_layout(f"hatest-missing-{uuid.uuid4().hex[:6]}")
-    with pytest.raises(DetectError, match="invalid netns name"):
+    with pytest.raises(InputError, match="invalid netns name"):
         detect_layout("../etc")
 
 
@@ -230,13 +231,13 @@ def test_cli_detect_json(lab: Lab) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from hostagent.cli_net import register
+    from hostagent.cli.net import register
 
     app = typer.Typer()
     register(app)
     result = CliRunner().invoke(app, ["detect", "--netns", lab.node, "--json"])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
+    data = json.loads(result.stdout)["data"]
     assert data["verdict"] == "calico"
     cali = next(link for link in data["links"] if link["name"] == "cali1234567890a")
     assert cali["kind"] == "veth" and cali["lower"].startswith("ifindex ")

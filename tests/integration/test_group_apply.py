@@ -11,8 +11,10 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from hostagent import groupapi, groupconfig
-from hostagent.cli_net import register
+from hostagent import options, server as groupapi
+from hostagent.errors import InputError, ServerError
+from hostagent.cli.net import register
+from hostagent.render import groupconfig
 from tests.fixtures.fake_group_server import TEMPLATE, FakeGroupServer, ValidationError, validate_yaml
 
 
@@ -38,35 +40,35 @@ def test_resolve_by_name_and_id(server: FakeGroupServer) -> None:
     assert groupapi.resolve_agent_group(server.url, group["SHORT_UUID"], 5) == group["SHORT_UUID"]
     # deepflow-ctl's headers go with every request.
     assert all(r.headers.get("X-User-Id") == "1" and r.headers.get("X-Org-Id") == "1" for r in server.requests)
-    with pytest.raises(groupapi.ServerError, match="no agent group 'nope'"):
+    with pytest.raises(ServerError, match="no agent group 'nope'"):
         groupapi.resolve_agent_group(server.url, "nope", 5)
-    with pytest.raises(groupapi.InputError, match="expected a group name"):
+    with pytest.raises(InputError, match="expected a group name"):
         groupapi.resolve_agent_group(server.url, "bad/name", 5)
 
 
 def test_resolve_reports_server_failures_verbatim(server: FakeGroupServer) -> None:
     server.set_failure("fail", description="agent group service unavailable: db locked")
-    with pytest.raises(groupapi.ServerError, match="FAIL: agent group service unavailable: db locked"):
+    with pytest.raises(ServerError, match="FAIL: agent group service unavailable: db locked"):
         groupapi.resolve_agent_group(server.url, "x", 5)
     server.set_failure("hang", hang_seconds=10)
-    with pytest.raises(groupapi.ServerError, match="no answer within 0.5s"):
+    with pytest.raises(ServerError, match="timed out after 0.5s"):
         groupapi.resolve_agent_group(server.url, "x", 0.5)
     server.clear_failure()
 
 
 def test_server_address_forms() -> None:
-    assert groupapi.server_base("10.0.0.5") == "http://10.0.0.5:30417"
-    assert groupapi.server_base("dfs.example:20417") == "http://dfs.example:20417"
-    assert groupapi.server_base("https://[fd00::1]:443/") == "https://[fd00::1]:443"
-    with pytest.raises(groupapi.InputError):
-        groupapi.server_base("ftp://x")
+    assert options.parse_server("10.0.0.5").url == "http://10.0.0.5:30417"
+    assert options.parse_server("dfs.example:20417").url == "http://dfs.example:20417"
+    assert options.parse_server("https://[fd00::1]:443/").url == "https://[fd00::1]:443"
+    with pytest.raises(InputError):
+        options.parse_server("ftp://x")
 
 
 def test_apply_creates_group_then_updates(server: FakeGroupServer) -> None:
     first = cli("group-config", "--apply", "--server", server.url, "--agent-group", "edge-hosts",
                 "--create-group", "--lb", "10.9.8.7", "--no-other-netns", "--json")
     assert first.exit_code == 0, first.output
-    out = json.loads(first.stdout)
+    out = json.loads(first.stdout)["data"]
     assert out["applied"]["group_created"] and out["applied"]["method"] == "POST"
     (group,) = server.groups.values()
     assert group["NAME"] == "edge-hosts" and out["applied"]["group_id"] == group["SHORT_UUID"]
@@ -99,9 +101,9 @@ def test_refused_config_changes_nothing(server: FakeGroupServer) -> None:
                      "--create-group", "--inner", "--no-other-netns")
         assert result.exit_code == 2
         assert result.stderr.strip() == (
-            "hostagent group-config: error: POST /v1/agent-group-configuration/"
-            f"{old.requests[-2].path.split('/')[3]}/yaml: FAIL: yaml validate failed: unexpected key in "
-            "configuration: inner_interface_capture_enabled, please check the yaml format"
+            "hostagent group-config: error: deepflow-server refused: FAIL: yaml validate failed: unexpected key in "
+            "configuration: inner_interface_capture_enabled, please check the yaml format (HTTP 400, POST "
+            f"/v1/agent-group-configuration/{old.requests[-2].path.split('/')[3]}/yaml)"
         )
         assert result.stdout == ""
         # The group made for this push was deleted again.

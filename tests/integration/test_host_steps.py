@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ def make_plan(binary: str, **kw) -> list[Step]:
     host = host_facts()
     resolved = planner.preflight(opts, host)
     steps = planner.plan(opts, host, resolved)
-    return [s for s in steps if not isinstance(s, Service) and s.params.get("path") != paths.UNIT_FILE]
+    return [s for s in steps if not isinstance(s, Service) and getattr(s, "path", None) != paths.UNIT_FILE]
 
 
 def _cleanup() -> None:
@@ -131,8 +132,10 @@ def test_install_again_change_and_uninstall(clean_host, double_copy) -> None:
     assert_same(clean_host)
 
 
+@dataclass
 class Explodes(Step):
     kind = "test-explodes"
+    name: str
 
     def check(self) -> bool:
         return False
@@ -264,7 +267,7 @@ def test_filesystems_that_lose_file_caps_are_refused(tmp_path, fstype, options, 
     argv = ["mount", "-t", fstype] + (["-o", options] if options else []) + ["none", str(point)]
     subprocess.run(argv, check=True)
     try:
-        assert reason in (facts.fs_keeps_file_caps(str(point)) or "")
+        assert reason in (facts.host.fs_keeps_file_caps(str(point)) or "")
     finally:
         subprocess.run(["umount", str(point)], check=True)
-    assert facts.fs_keeps_file_caps(str(tmp_path)) is None
+    assert facts.host.fs_keeps_file_caps(str(tmp_path)) is None

@@ -110,20 +110,20 @@ def test_status_reports_drift_and_a_rerun_repairs_it(host, unchanged) -> None:
     rc, report, _ = hostagent(host, BASE)
     assert rc == 0
     rc, status, _ = hostagent(host, "hostagent status --json")
-    assert rc == 0 and status["installed"] and status["drift"] == []
+    assert rc == 0 and status["data"]["installed"] and status["data"]["drift"] == []
     host.run("chmod 0644 /etc/deepflow-agent/deepflow-agent.yaml && setcap -r /usr/sbin/deepflow-agent").check()
     rc, status, _ = hostagent(host, "hostagent status --json")
-    assert rc == 1 and any("deepflow-agent.yaml differs" in d for d in status["drift"])
-    assert any("file capabilities on /usr/sbin/deepflow-agent are none" in d for d in status["drift"])
+    assert rc == 1 and any("deepflow-agent.yaml differs" in d for d in status["data"]["drift"])
+    assert any("file capabilities on /usr/sbin/deepflow-agent are none" in d for d in status["data"]["drift"])
     rc, report, _ = hostagent(host, BASE)
     fixed = {s["id"] for s in report["steps"] if s["status"] == "applied"}
     assert {"file:/etc/deepflow-agent/deepflow-agent.yaml", "caps:/usr/sbin/deepflow-agent",
             "service:deepflow-agent.service"} == fixed
     rc, status, _ = hostagent(host, "hostagent status --json")
-    assert rc == 0 and status["drift"] == []
+    assert rc == 0 and status["data"]["drift"] == []
     rc, doctor, _ = hostagent(host, "hostagent doctor --json --timeout 0.5")
-    assert [p["user"] for p in doctor["processes"]] == ["deepflow"]
-    assert doctor["processes"][0]["CapBnd"] == ["cap_net_admin", "cap_net_raw", "cap_ipc_lock", "cap_sys_ptrace", "cap_sys_admin"]
+    assert [p["user"] for p in doctor["data"]["processes"]] == ["deepflow"]
+    assert doctor["data"]["processes"][0]["CapBnd"] == ["cap_net_admin", "cap_net_raw", "cap_ipc_lock", "cap_sys_ptrace", "cap_sys_admin"]
 
 
 def test_changed_limits_change_only_what_differs(host, unchanged) -> None:

@@ -57,4 +57,60 @@ def test_uninstall_and_status_without_manifest() -> None:
     obj = json.loads(proc.stdout)
     assert proc.returncode == 0 and obj["changed"] is False and "nothing to uninstall" in obj["notes"][0]
     proc = hostagent("status", "--json")
-    assert proc.returncode == 0 and json.loads(proc.stdout) == {"installed": False, "drift": [], "steps": []}
+    assert proc.returncode == 0 and json.loads(proc.stdout)["data"] == {"installed": False, "drift": [], "steps": []}
+
+
+ENVELOPE = {"command", "ok", "changed", "dry_run", "steps", "notes", "error", "exit_code", "data"}
+
+
+@pytest.mark.skipif(os.path.exists(paths.MANIFEST), reason="hostagent is installed here")
+@pytest.mark.parametrize("args, code", [
+    (["status"], 0),
+    (["uninstall", "--dry-run"], 0),
+    (["install", "--controller-ip", "10.0.0.1", "--caps", "cap_nope"], 2),
+    (["install", "--controller-ip", "10.0.0.1", "--server", "host:abc", "--watcher-domain", "w"], 2),
+    (["detect", "--netns", "no-such-netns"], 2),
+    (["group-config", "--schema", "flat"], 2),
+    (["group-config", "--capture-mode", "2"], 2),
+    (["install", "--no-such-flag"], 2),
+    (["doctor", "--timeout", "0.1"], 1),
+])
+def test_every_command_prints_the_same_envelope(args, code) -> None:
+    proc = hostagent(*args, "--json")
+    obj = json.loads(proc.stdout)
+    assert set(obj) == ENVELOPE, obj
+    assert (proc.returncode, obj["exit_code"], obj["ok"]) == (code, code, code == 0), (proc.stdout, proc.stderr)
+    assert obj["command"] == args[0]
+    assert bool(obj["error"]) == bool(code)
+    if code == 2:  # refusals, not findings (doctor, status), are one line on stderr
+        assert proc.stderr.startswith(f"hostagent {args[0]}: error: ") and proc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", ["install", "uninstall", "status", "doctor", "detect", "group-config", "completion"])
+def test_short_help_works_everywhere(command) -> None:
+    proc = hostagent(command, "-h")
+    assert proc.returncode == 0 and "Usage:" in proc.stdout
+
+
+def test_help_lists_the_choices() -> None:
+    out = hostagent("group-config", "-h").stdout
+    assert "nested" in out and "legacy" in out
+    assert "deepflow-doc" in hostagent("install", "-h").stdout
+
+
+def test_version_and_completion() -> None:
+    from hostagent import __version__
+
+    assert hostagent("--version").stdout == f"hostagent {__version__}\n"
+    for shell in ("bash", "zsh"):
+        proc = hostagent("completion", shell)
+        assert proc.returncode == 0 and "_HOSTAGENT_COMPLETE" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "hostagent"], env={**os.environ, "_HOSTAGENT_COMPLETE": "bash_complete",
+                          "COMP_WORDS": "hostagent inst", "COMP_CWORD": "1"}, capture_output=True, text=True)
+    assert "install" in proc.stdout
+
+
+def test_quiet_prints_nothing_on_success() -> None:
+    proc = hostagent("status", "--quiet")
+    assert proc.returncode in (0, 1) and proc.stdout == ""
+

@@ -8,10 +8,9 @@ import sys
 import pytest
 import yaml
 
-from hostagent import groupconfig
+from hostagent.render import groupconfig
 from hostagent.errors import InputError
 from hostagent.net.model import Layout, Recommendation, RegexCheck
-from hostagent.netlayout import render_human
 
 
 def layout(regex: str = r"^(eth.*|en[osipx].*|cali.*|lo)$", mode: int = 0, verdict: str = "calico") -> Layout:
@@ -83,15 +82,17 @@ def test_group_id_format() -> None:
 
 
 def test_render_human_includes_the_group_config() -> None:
-    text = render_human(layout())
-    assert "layout: calico" in text and "recommended agent-group config (v6.6+ schema):" in text
+    from hostagent.cli.agent import detection_report
+
+    text = detection_report(layout())
+    assert "layout: calico" in text and "recommended agent-group config (v6.6.9+ schema):" in text
     assert "interface_regex: ^(eth.*|en[osipx].*|cali.*|lo)$" in text
 
 
 def test_cli_net_imports_only_typer() -> None:
     code = (
-        "import sys; import hostagent.cli_net; "
-        "heavy = [m for m in ('pyroute2', 'yaml', 'hostagent.netlayout', 'hostagent.groupapi') if m in sys.modules]; "
+        "import sys; import hostagent.cli.net; "
+        "heavy = [m for m in ('pyroute2', 'yaml', 'hostagent.net.detect', 'hostagent.server') if m in sys.modules]; "
         "print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout

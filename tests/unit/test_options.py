@@ -67,9 +67,9 @@ def test_unknown_config_file_key_is_refused() -> None:
 
 
 def test_server_parsing() -> None:
-    assert options.server_url("deepflow.example.org") == "http://deepflow.example.org:30417"
-    assert options.server_url("10.0.0.5:20417") == "http://10.0.0.5:20417"
-    assert options.server_url("[fd00::5]:30417") == "http://[fd00::5]:30417"
+    assert options.parse_server("deepflow.example.org").url == "http://deepflow.example.org:30417"
+    assert options.parse_server("10.0.0.5:20417").url == "http://10.0.0.5:20417"
+    assert options.parse_server("[fd00::5]:30417").url == "http://[fd00::5]:30417"
 
 
 def test_load_config_file(tmp_path) -> None:

@@ -5,7 +5,8 @@ import configparser
 
 import yaml
 
-from hostagent import agentconfig, caps, unit
+from hostagent import caps
+from hostagent.render import agentconfig, unit
 
 
 def test_config_is_yaml_the_agent_reads() -> None:
@@ -26,7 +27,7 @@ def _unit(profile: str) -> configparser.RawConfigParser:
     names = caps.resolve(profile, (6, 1))
     parser = configparser.RawConfigParser(strict=False)  # systemd allows repeated keys
     parser.optionxform = str  # type: ignore[assignment]
-    text = unit.render("deepflow", names, 1500, 512).decode()
+    text = unit.render("deepflow", names, 1500, 512)
     parser.read_string(text)
     return parser
 
@@ -39,13 +40,13 @@ def test_unit_bounding_set_holds_every_file_cap() -> None:
     # With the effective bit set, exec fails with EPERM (203/EXEC) if a file cap is outside the bounding set.
     for profile in caps.PROFILES:
         names = caps.resolve(profile, (6, 1))
-        text = unit.render("deepflow", names, 1000, 768).decode()
+        text = unit.render("deepflow", names, 1000, 768)
         bounding = {c.lower() for line in _all_values(text, "CapabilityBoundingSet") for c in line.split()}
         assert set(names) <= bounding, profile
 
 
 def test_unit_runs_the_launcher_with_the_options() -> None:
-    text = unit.render("dfagent", caps.resolve("cbpf-minimal"), 1500, 512).decode()
+    text = unit.render("dfagent", caps.resolve("cbpf-minimal"), 1500, 512)
     exec_start = _all_values(text, "ExecStart")[0]
     assert " -m hostagent exec --prepared --user dfagent --caps cap_net_admin,cap_net_raw,cap_ipc_lock,cap_sys_ptrace" in exec_start
     assert "--cpu-millicores 1500 --memory-mib 512 -- /usr/sbin/deepflow-agent -f /etc/deepflow-agent/deepflow-agent.yaml" in exec_start
@@ -60,20 +61,20 @@ def test_unit_runs_the_launcher_with_the_options() -> None:
 
 
 def test_ebpf_profile_keeps_kernel_logs_tmp_and_tracefs_reachable() -> None:
-    doc = unit.render("d", caps.resolve("deepflow-doc"), 1000, 768).decode()
-    ebpf = unit.render("d", caps.resolve("ebpf", (6, 1)), 1000, 768).decode()
+    doc = unit.render("d", caps.resolve("deepflow-doc"), 1000, 768)
+    ebpf = unit.render("d", caps.resolve("ebpf", (6, 1)), 1000, 768)
     for setting in ("ProtectKernelLogs=yes", "PrivateTmp=yes", "ProtectKernelTunables=yes", "ProtectSystem=strict"):
         assert setting in doc and setting not in ebpf
 
 
 def test_cgroup_dirs_stay_writable_under_protect_control_groups() -> None:
-    from hostagent.facts import CgroupLayout
+    from hostagent.facts.cgroups import CgroupLayout
 
     v1 = unit.render("d", caps.resolve("deepflow-doc"), 1000, 768,
-                     CgroupLayout("v1", "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/memory")).decode()
+                     CgroupLayout("v1", "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/memory"))
     assert _all_values(v1, "ReadWritePaths") == [
         "/var/log/deepflow-agent", "-/sys/fs/cgroup/cpu,cpuacct/deepflow-agent", "-/sys/fs/cgroup/memory/deepflow-agent"]
-    v2 = unit.render("d", caps.resolve("deepflow-doc"), 1000, 768, CgroupLayout("v2")).decode()
+    v2 = unit.render("d", caps.resolve("deepflow-doc"), 1000, 768, CgroupLayout("v2"))
     assert _all_values(v2, "ReadWritePaths")[1:] == ["-/sys/fs/cgroup/deepflow-agent"]
 
 

@@ -1,13 +1,13 @@
 """The systemd unit, rendered with jinja2 from systemd/deepflow-agent.service.j2."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Optional
 
 from hostagent import paths
-from hostagent.facts import CgroupLayout
+from hostagent.agentcgroups import agent_dirs
+from hostagent.facts.cgroups import CgroupLayout
 
 # What the sandboxed launcher needs before it drops to the user: write the user-owned cgroup.procs
 # (dac_override), change ids, shrink the bounding set. Never kept by the agent.
@@ -32,7 +32,7 @@ def launcher_command() -> str:
 
 def render(user: str, caps: tuple[str, ...], cpu_millicores: int, memory_mib: int,
            cgroup: Optional[CgroupLayout] = None,
-           binary: str = paths.AGENT_BINARY, config: str = paths.CONFIG_FILE) -> bytes:
+           binary: str = paths.AGENT_BINARY, config: str = paths.CONFIG_FILE) -> str:
     import jinja2
 
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
@@ -40,10 +40,10 @@ def render(user: str, caps: tuple[str, ...], cpu_millicores: int, memory_mib: in
     text = env.from_string(_template_text()).render(
         user=user, caps=caps, binary=binary, config=config, launcher=launcher_command(),
         launcher_args=f"--user {user} --caps {','.join(caps)} --cpu-millicores {cpu_millicores} --memory-mib {memory_mib}",
-        log_dir=paths.LOG_DIR, cgroup_dirs=cgroup.agent_dirs() if cgroup else [],
+        log_dir=paths.LOG_DIR, cgroup_dirs=agent_dirs(cgroup) if cgroup else [],
         launcher_caps=[c for c in LAUNCHER_CAPS if c not in caps],
         ebpf="cap_syslog" in caps,
         # A launcher installed under /root or /home must stay readable to the unit.
         protect_home="read-only" if sys.prefix.startswith(("/root", "/home")) else "yes",
     )
-    return text.encode()
+    return text

@@ -1,4 +1,4 @@
-"""`hostagent detect`: read the host's links over netlink and say which CNI layout they form."""
+"""Read the host's links over netlink and say which CNI layout they form."""
 
 from __future__ import annotations
 
@@ -9,25 +9,19 @@ from pathlib import Path
 from hostagent.errors import InputError
 from hostagent.net.model import Layout, Link, Netns
 
-__all__ = ["DetectError", "Layout", "detect_layout", "render_human", "render_layout"]
-
-NETNS_NAME = re.compile(r"^[A-Za-z0-9_.@:+-]{1,64}$")
+NETNS_NAME = re.compile(r"[A-Za-z0-9_.@:+-]{1,64}")
 MAX_OTHER_NETNS = 512  # one socket (one short fork) each; a bound keeps detect quick on huge nodes
-
-
-class DetectError(InputError):
-    """Bad input or an unreadable host; the CLI prints it on one line and exits 2."""
 
 
 def _node_ns(netns: str | None) -> tuple[str | None, str]:
     """Where to open the netlink socket (None: here) and the nsfs path of the inspected netns."""
     if netns is None:
         return None, "/proc/thread-self/ns/net"
-    if not NETNS_NAME.match(netns) or netns in (".", ".."):
-        raise DetectError(f"invalid netns name {netns!r}: expected a name from `ip netns list`")
+    if not NETNS_NAME.fullmatch(netns) or netns in (".", ".."):
+        raise InputError(f"invalid netns name {netns!r}: expected a name from `ip netns list`")
     path = f"/run/netns/{netns}"
     if not os.path.exists(path):
-        raise DetectError(f"no network namespace named {netns!r} (no {path})")
+        raise InputError(f"no network namespace named {netns!r} (no {path})")
     return path, path
 
 
@@ -113,12 +107,12 @@ def detect_layout(
     from hostagent.net import classify, recommend, rtdump, scan
 
     if not 8 <= ring_blocks <= 1_000_000:
-        raise DetectError(f"ring blocks must be within [8, 1000000], got {ring_blocks}")
+        raise InputError(f"ring blocks must be within [8, 1000000], got {ring_blocks}")
     ns_arg, node_path = _node_ns(netns)
     try:
         sock = rtdump.open_route_socket(ns_arg)
     except OSError as exc:
-        raise DetectError(str(exc)) from exc
+        raise InputError(str(exc)) from exc
     warnings: list[str] = []
     related: list[Netns] = []
     nsids: dict[str, int | None] = {}
@@ -129,7 +123,7 @@ def detect_layout(
             links: tuple[Link, ...] = tuple(rtdump.dump_links(sock))
             route_idx = rtdump.default_route_ifindexes(sock)
         except OSError as exc:
-            raise DetectError(f"netlink dump failed: {exc}") from exc
+            raise InputError(f"netlink dump failed: {exc}") from exc
         if scan_other_netns:
             related, nsids, unrelated, more = _scan_other(node_path, MAX_OTHER_NETNS, frozenset(route_idx))
             warnings += more
@@ -164,57 +158,3 @@ def detect_layout(
         warnings=tuple(warnings),
         peer_netns=peer_labels,
     )
-
-
-def _names(names: tuple[str, ...], limit: int = 12) -> str:
-    if not names:
-        return "-"
-    shown = ", ".join(names[:limit])
-    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
-
-
-def render_layout(layout: Layout) -> str:
-    """Human-readable report: verdict, evidence, capture table, recommendation."""
-    lines = [f"netns: {layout.netns or '(this process)'}"]
-    lines.append(f"layout: {layout.verdict}" + (f" ({', '.join(layout.families)})" if layout.verdict == "mixed" else ""))
-    lines.append(f"default route via: {_names(layout.default_route_nics)}")
-    lines.append(f"node NICs: {_names(layout.node_nics)}")
-    kinds: dict[str, int] = {}
-    for link in layout.links:
-        kinds[link.kind] = kinds.get(link.kind, 0) + 1
-    lines.append(f"links: {len(layout.links)} ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))})")
-    lines.append(
-        f"other netns: {len(layout.other_netns)} with links into this netns, {layout.unrelated_netns_count} unrelated"
-    )
-    lines.append("evidence:")
-    lines += [f"  [{e.source}] {e.family}: {e.detail}" for e in layout.evidence] or ["  (none: no pod or VM NICs)"]
-    if layout.capture:
-        lines.append("capture (pod-to-pod traffic):   same node            cross node")
-        for view in layout.capture:
-            note = f"  -- {view.note}" if view.note else ""
-            lines.append(f"  {view.point:<28} {view.same_node:<20} {view.cross_node}{note}")
-    rec = layout.recommendation
-    lines.append("recommendation:")
-    lines.append(f"  interface_regex: {rec.interface_regex}")
-    lines.append(f"  capture_mode: {rec.capture_mode} ({'virtual mirror' if rec.capture_mode == 1 else 'local'})")
-    lines += [f"  - {reason}" for reason in rec.reasons]
-    check = rec.regex_check
-    lines.append(f"  regex matches: {_names(check.matched)}")
-    lines.append(f"  regex misses (NICs that carry traffic): {_names(check.missed)}")
-    lines.append(f"  not captured on purpose: {_names(check.ignored)}")
-    if rec.inner_capture:
-        inner = rec.inner_capture
-        lines.append(
-            f"  inner netns capture: regex {inner['inner_interface_regex']}, ring_blocks {inner['ring_blocks']}"
-            f" -> {inner['memory_note']}"
-        )
-    lines += [f"warning: {w}" for w in layout.warnings]
-    return "\n".join(lines)
-
-
-def render_human(layout: Layout) -> str:
-    """The layout report followed by the recommended group config (for `install --detect`)."""
-    from hostagent import groupconfig
-
-    text = groupconfig.to_yaml(groupconfig.build(layout, groupconfig.GroupConfigOptions()))
-    return f"{render_layout(layout)}\nrecommended agent-group config (v6.6+ schema):\n{text.rstrip()}"

@@ -1,16 +1,16 @@
 """The agent's static config file, emitted with pyyaml from data."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 from hostagent import paths
 
-HEADER = b"# Managed by hostagent: `hostagent uninstall` restores what was here before.\n"
+HEADER = "# Managed by hostagent: `hostagent uninstall` restores what was here before.\n"
 
 
 def config_data(controller_ips: tuple[str, ...], controller_port: int, cluster_id: Optional[str],
-                agent_group_id: Optional[str]) -> dict:
-    data: dict = {"controller-ips": list(controller_ips), "controller-port": controller_port}
+                agent_group_id: Optional[str]) -> dict[str, Any]:
+    data: dict[str, Any] = {"controller-ips": list(controller_ips), "controller-port": controller_port}
     if cluster_id:
         data["kubernetes-cluster-id"] = cluster_id
     if agent_group_id:
@@ -19,7 +19,7 @@ def config_data(controller_ips: tuple[str, ...], controller_port: int, cluster_i
     return data
 
 
-def render(data: dict) -> bytes:
+def render(data: dict[str, Any]) -> str:
     import yaml
 
-    return HEADER + yaml.safe_dump(data, default_flow_style=False, sort_keys=False).encode()
+    return HEADER + yaml.safe_dump(data, default_flow_style=False, sort_keys=False)

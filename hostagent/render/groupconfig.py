@@ -15,10 +15,8 @@ from typing import Any, Optional
 from hostagent.errors import InputError
 from hostagent.net.model import Layout
 
-CONTROLLER_PORT = 30035  # proxy controller (gRPC, registration); some DeepFlow docs swap these two
-INGESTER_PORT = 30033  # ingester (data)
-GROUP_ID = re.compile(r"^g-[0-9a-zA-Z]{10}$")
-HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+# Controller (gRPC, registration) and ingester (data) ports; some DeepFlow docs swap these two.
+from hostagent.options import AGENT_GROUP_ID, CONTROLLER_PORT, HOST_NAME, INGESTER_PORT, one_line
 
 # The template keys we may write (server/agent_config/template.yaml); values give the type.
 NESTED_TEMPLATE: dict[str, Any] = {
@@ -77,10 +75,11 @@ class GroupConfigOptions:
 
 
 def _check_host(flag: str, value: str) -> str:
+    one_line(flag, value)
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
-        if HOSTNAME.match(value):
+        if HOST_NAME.fullmatch(value):
             return value
     raise InputError(f"{flag}: {value!r} is neither an IP address nor a host name")
 
@@ -119,7 +118,7 @@ def validate(opts: GroupConfigOptions) -> None:
             raise InputError("inner-netns capture has no key in the legacy schema; use --schema nested")
         if opts.group_id is None:
             raise InputError("--schema legacy needs --group-id g-XXXXXXXXXX (the file's vtap_group_id)")
-    if opts.group_id is not None and not GROUP_ID.match(opts.group_id):
+    if opts.group_id is not None and not AGENT_GROUP_ID.fullmatch(opts.group_id):
         raise InputError(f"--group-id {opts.group_id!r} must be g- followed by 10 letters or digits")
 
 

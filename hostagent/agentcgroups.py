@@ -9,15 +9,23 @@ files must be owned by the agent's user. Used by the install step and by the lau
 from __future__ import annotations
 
 import os
+import signal
 import time
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 from hostagent import paths
-from hostagent.facts import CgroupLayout
+from hostagent.facts.cgroups import CgroupLayout, enabled_v2_controllers, pids_in, read
 
 CPU_PERIOD_US = 100_000
 V1_FILES = ("cgroup.procs", "tasks", "cpu.cfs_period_us", "cpu.cfs_quota_us", "memory.limit_in_bytes")
 V2_FILES = ("cgroup.procs", "cgroup.threads", "cgroup.subtree_control", "cpu.max", "memory.max")
+
+
+def agent_dirs(layout: CgroupLayout) -> list[str]:
+    """Where the agent puts itself: the paths are the agent's, not ours to choose."""
+    if layout.mode == "v2":
+        return [f"{paths.CGROUP_ROOT}/{paths.CGROUP_NAME}"]
+    return [f"{m}/{paths.CGROUP_NAME}" for m in (layout.cpu_mount, layout.memory_mount) if m]
 
 
 class Limits(NamedTuple):
@@ -48,18 +56,6 @@ def _write(path: str, value: str) -> None:
         os.close(fd)
 
 
-def read(path: str) -> Optional[str]:
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
-def enabled_v2_controllers() -> set[str]:
-    return set((read(f"{paths.CGROUP_ROOT}/cgroup.subtree_control") or "").split())
-
-
 def enable_v2_controllers() -> list[str]:
     """Enable cpu and memory for children of the root; returns those this call turned on."""
     turned_on = []
@@ -68,6 +64,13 @@ def enable_v2_controllers() -> list[str]:
             _write(f"{paths.CGROUP_ROOT}/cgroup.subtree_control", f"+{controller}")
             turned_on.append(controller)
     return turned_on
+
+
+def disable_v2_controller(controller: str) -> None:
+    try:
+        _write(f"{paths.CGROUP_ROOT}/cgroup.subtree_control", f"-{controller}")
+    except OSError:
+        pass  # still in use by other cgroups (systemd enables it anyway); leaving it on is harmless
 
 
 def _owned_files(directory: str, layout: CgroupLayout) -> list[str]:
@@ -80,7 +83,7 @@ def ensure(layout: CgroupLayout, limits: Limits, uid: int, gid: int) -> list[str
     created = []
     if layout.mode == "v2":
         enable_v2_controllers()
-    for directory in layout.agent_dirs():
+    for directory in agent_dirs(layout):
         if os.path.islink(directory):
             raise OSError(f"{directory} is a symlink")
         if not os.path.isdir(directory):
@@ -103,7 +106,7 @@ def drift(layout: CgroupLayout, limits: Limits, uid: int, gid: int) -> list[str]
         missing = {"cpu", "memory"} - enabled_v2_controllers()
         if missing:
             problems.append(f"controllers not enabled in {paths.CGROUP_ROOT}/cgroup.subtree_control: {', '.join(sorted(missing))}")
-    for directory in layout.agent_dirs():
+    for directory in agent_dirs(layout):
         try:
             st = os.lstat(directory)
         except FileNotFoundError:
@@ -125,26 +128,32 @@ def drift(layout: CgroupLayout, limits: Limits, uid: int, gid: int) -> list[str]
 def join(layout: CgroupLayout, pid: int) -> None:
     """Move pid into the agent's cgroups (as root; on v2 the kernel demands write access to the
     common ancestor's cgroup.procs, which only root has)."""
-    for directory in layout.agent_dirs():
+    for directory in agent_dirs(layout):
         _write(os.path.join(directory, "cgroup.procs"), str(pid))
 
 
-def pids_in(directory: str) -> list[int]:
-    text = read(os.path.join(directory, "cgroup.procs")) or ""
-    return [int(x) for x in text.split()]
+def kill_all(directory: str) -> None:
+    """SIGKILL every process in the cgroup and its children (the agent could move some there)."""
+    for pid in pids_in(directory):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def remove(directory: str, timeout: float = 10.0) -> None:
-    """rmdir once its processes are gone (they may take a moment to exit after a stop)."""
+    """rmdir it, children first, once its processes are gone (they may take a moment to exit)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
+            for root, dirs, _files in os.walk(directory, topdown=False):
+                for d in dirs:
+                    os.rmdir(os.path.join(root, d))
             os.rmdir(directory)
             return
         except FileNotFoundError:
             return
         except OSError:
             if time.monotonic() > deadline:
-                left = pids_in(directory)
-                raise OSError(f"cannot remove {directory}: processes still inside: {left}")
+                raise OSError(f"cannot remove {directory}: processes still inside: {pids_in(directory)}") from None
             time.sleep(0.05)

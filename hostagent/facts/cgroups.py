@@ -1,0 +1,60 @@
+"""Facts about cgroups: the mode (v1, hybrid, v2), where the v1 controllers are mounted, and what
+a cgroup directory holds."""
+from __future__ import annotations
+
+import os
+from typing import NamedTuple, Optional
+
+from hostagent import paths
+from hostagent.facts.host import CGROUP2_SUPER_MAGIC, mounts, statfs_type
+
+
+class CgroupLayout(NamedTuple):
+    """mode: v1 (all legacy), hybrid (legacy + /sys/fs/cgroup/unified), v2 (unified only)."""
+
+    mode: str
+    cpu_mount: Optional[str] = None
+    memory_mount: Optional[str] = None
+    v2_controllers: tuple[str, ...] = ()
+
+
+def cgroup_layout() -> CgroupLayout:
+    kind = statfs_type(paths.CGROUP_ROOT)
+    if kind == CGROUP2_SUPER_MAGIC:
+        return CgroupLayout("v2", v2_controllers=tuple((read(f"{paths.CGROUP_ROOT}/cgroup.controllers") or "").split()))
+    cpu = memory = None
+    for m in mounts():
+        if m.fstype != "cgroup":
+            continue
+        # The agent (cgroups-rs) takes the first mount of each controller in mountinfo.
+        if "cpu" in m.super_options and cpu is None:
+            cpu = m.point
+        if "memory" in m.super_options and memory is None:
+            memory = m.point
+    hybrid = False
+    try:
+        hybrid = statfs_type(f"{paths.CGROUP_ROOT}/unified") == CGROUP2_SUPER_MAGIC
+    except OSError:
+        pass
+    return CgroupLayout("hybrid" if hybrid else "v1", cpu, memory)
+
+
+def read(path: str) -> Optional[str]:
+    """A cgroup file's value, stripped; None when it cannot be read."""
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def enabled_v2_controllers() -> set[str]:
+    return set((read(f"{paths.CGROUP_ROOT}/cgroup.subtree_control") or "").split())
+
+
+def pids_in(directory: str) -> list[int]:
+    """Processes in a cgroup directory and every child cgroup below it."""
+    pids: list[int] = []
+    for root, _dirs, _files in os.walk(directory):
+        pids += [int(x) for x in (read(os.path.join(root, "cgroup.procs")) or "").split()]
+    return pids

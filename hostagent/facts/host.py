@@ -1,0 +1,130 @@
+"""Facts about the host itself: init system, kernel, SELinux, mounts, ELF files.
+Each fact is a query plus a pure parser, so the parser is testable on recorded data."""
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import struct
+from typing import NamedTuple, Optional
+
+from hostagent import run
+
+CGROUP2_SUPER_MAGIC = 0x63677270
+
+# Filesystems known to drop security.* xattrs, so file capabilities cannot live there.
+NO_XATTR_FS = frozenset({"nfs", "nfs4", "vfat", "msdos", "exfat", "cifs", "smb3", "9p", "iso9660", "ramfs"})
+
+# ELF e_machine per `uname -m`, with the ELF class (1 = 32-bit, 2 = 64-bit).
+ELF_MACHINE = {
+    "x86_64": (62, 2), "aarch64": (183, 2), "i686": (3, 1), "i386": (3, 1), "armv7l": (40, 1),
+    "riscv64": (243, 2), "ppc64le": (21, 2), "s390x": (22, 2), "loongarch64": (258, 2),
+}
+
+
+def statfs_type(path: str) -> int:
+    libc = ctypes.CDLL(None, use_errno=True)  # this process's libc
+    buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit
+    if libc.statfs(path.encode(), buf) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    return int(struct.unpack_from("l", buf.raw)[0])
+
+
+# NamedTuples rather than dataclasses: `hostagent exec` imports this at every agent start, and
+# dataclasses pulls in inspect (~15 ms).
+class Mount(NamedTuple):
+    point: str
+    fstype: str
+    options: tuple[str, ...]
+    super_options: tuple[str, ...]
+
+
+def parse_mountinfo(text: str) -> list[Mount]:
+    out = []
+    for line in text.splitlines():
+        left, right = line.split(" - ", 1)
+        fields = left.split()
+        fstype, _source, super_opts = (right.split() + ["", ""])[:3]
+        point = fields[4].replace("\\040", " ")
+        out.append(Mount(point, fstype, tuple(fields[5].split(",")), tuple(super_opts.split(","))))
+    return out
+
+
+def mounts() -> list[Mount]:
+    with open("/proc/self/mountinfo") as f:
+        return parse_mountinfo(f.read())
+
+
+def mount_of(path: str, all_mounts: Optional[list[Mount]] = None) -> Mount:
+    """The mount holding path: the longest mount point that is a prefix of its real path."""
+    real = os.path.realpath(path)
+    best = None
+    for m in all_mounts or mounts():
+        prefix = m.point.rstrip("/") + "/"
+        holds = real == m.point or real.startswith(prefix) or m.point == "/"
+        if holds and (best is None or len(m.point) >= len(best.point)):
+            best = m
+    assert best is not None
+    return best
+
+
+def fs_keeps_file_caps(path: str) -> Optional[str]:
+    """None if files under path can carry working file capabilities, else the reason they cannot."""
+    m = mount_of(path)
+    if m.fstype in NO_XATTR_FS:
+        return f"{m.point} is {m.fstype}, which does not keep security.capability xattrs"
+    if "nosuid" in m.options or os.statvfs(path).f_flag & os.ST_NOSUID:
+        return f"{m.point} is mounted nosuid, so the kernel ignores file capabilities there"
+    return None
+
+
+def systemd_booted() -> bool:
+    """sd_booted(): systemd is PID 1 exactly when /run/systemd/system is a directory."""
+    return os.path.isdir("/run/systemd/system")
+
+
+def parse_systemctl_version(text: str) -> Optional[int]:
+    m = re.match(r"systemd (\d+)", text)
+    return int(m.group(1)) if m else None
+
+
+def systemd_version() -> Optional[int]:
+    return parse_systemctl_version(run.output(["systemctl", "--version"]) or "")
+
+
+def kernel_version(release: Optional[str] = None) -> tuple[int, ...]:
+    release = release or os.uname().release
+    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", release)
+    return tuple(int(x) for x in m.groups(default="0")) if m else (0,)
+
+
+def selinux_mode() -> str:
+    try:
+        with open("/sys/fs/selinux/enforce") as f:
+            return "enforcing" if f.read().strip() == "1" else "permissive"
+    except OSError:
+        return "disabled"
+
+
+class ElfInfo(NamedTuple):
+    is_elf: bool
+    machine: Optional[int] = None
+    elf_class: Optional[int] = None
+
+
+def parse_elf_header(head: bytes) -> ElfInfo:
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        return ElfInfo(False)
+    endian = "<" if head[5] == 1 else ">"
+    return ElfInfo(True, struct.unpack_from(endian + "H", head, 18)[0], head[4])
+
+
+def elf_info(path: str) -> ElfInfo:
+    with open(path, "rb") as f:
+        return parse_elf_header(f.read(20))
+
+
+def elf_matches_host(info: ElfInfo, machine: Optional[str] = None) -> bool:
+    expected = ELF_MACHINE.get(machine or os.uname().machine)
+    return expected is None or (info.machine, info.elf_class) == expected

@@ -1,0 +1,53 @@
+"""Facts about the service: its systemd state, its journal, the agent's processes."""
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+from hostagent import paths, run
+
+SHOW_PROPERTIES = "ActiveState,SubState,UnitFileState,MainPID,NRestarts,Result"
+
+
+def parse_systemctl_show(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def unit_state(unit: str) -> dict[str, str]:
+    return parse_systemctl_show(run.run(["systemctl", "show", unit, f"--property={SHOW_PROPERTIES}"]).stdout)
+
+
+def journal_excerpt(unit: str, lines: int = 15) -> str:
+    return (run.output(["journalctl", "-u", unit, "-n", str(lines), "--no-pager", "-o", "cat"]) or "").strip()
+
+
+def parse_proc_status_uid(text: str) -> Optional[int]:
+    for line in text.splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    return None
+
+
+def proc_uid_exe(pid: int) -> tuple[Optional[int], Optional[str]]:
+    """Real uid and executable of a process; (None, None) once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            uid = parse_proc_status_uid(f.read())
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None, None
+    return uid, exe.replace(" (deleted)", "")
+
+
+def agent_processes() -> list[Any]:
+    """psutil processes of the agent binary in this pid namespace, parents before their children."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "name", "exe", "uids", "gids", "ppid"]):
+        info = proc.info
+        exe = (info.get("exe") or "").replace(" (deleted)", "")
+        if info.get("name") == "deepflow-agent" or exe == paths.AGENT_BINARY:
+            found.append(proc)
+    pids = {p.pid for p in found}
+    return sorted(found, key=lambda p: (p.info["ppid"] in pids, p.pid))

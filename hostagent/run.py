@@ -1,0 +1,44 @@
+"""The one way hostagent runs a host command: an argv list (never a shell string), a fixed
+environment, stdin from /dev/null, a timeout, and with --debug each command echoed pasteably."""
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from typing import Optional, Sequence
+
+from hostagent.errors import StepError
+
+# Commands see the same language and PATH whatever the caller's environment (sudo, cron, Ansible).
+ENV = {"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+DEBUG_ENV = "HOSTAGENT_DEBUG"
+
+
+def _debug(argv: Sequence[str]) -> None:
+    if os.environ.get(DEBUG_ENV):
+        print(f"+ {shlex.join(argv)}", file=sys.stderr, flush=True)
+
+
+def run(argv: Sequence[str], timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run argv; with check, a non-zero exit is a StepError naming the command and its last line."""
+    _debug(argv)
+    try:
+        proc = subprocess.run(list(argv), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=timeout, env=ENV, check=False)
+    except FileNotFoundError:
+        raise StepError(f"{argv[0]} not found on this host") from None
+    except subprocess.TimeoutExpired:
+        raise StepError(f"{shlex.join(argv)} timed out after {timeout:g}s") from None
+    if check and proc.returncode != 0:
+        msg = (proc.stderr or proc.stdout).strip().splitlines()
+        raise StepError(f"{shlex.join(argv)} failed ({proc.returncode}): {msg[-1] if msg else ''}")
+    return proc
+
+
+def output(argv: Sequence[str], timeout: float = 10) -> Optional[str]:
+    """stdout of a read-only query, or None when the command is missing, fails or hangs (facts)."""
+    try:
+        return run(argv, timeout=timeout).stdout
+    except StepError:
+        return None

@@ -1,0 +1,60 @@
+"""A step: one reversible change with check / apply / revert.
+
+Its parameters are typed dataclass fields, JSON-able, so the manifest can rebuild the step for
+`status` and `uninstall`. apply() returns a record of what was there before; revert(record) puts
+exactly that back.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Optional
+
+Record = dict[str, Any]
+
+
+@dataclass
+class Step:
+    kind: ClassVar[str]
+    # True for steps that hold the user's data (logs): uninstall --keep-logs leaves them in place.
+    holds_data: ClassVar[bool] = False
+    # Set by the engine: did an earlier step change something in this run?
+    upstream_changed: bool = field(default=False, init=False, repr=False, compare=False)
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}:{self.key}"
+
+    @property
+    def key(self) -> str:
+        return str(getattr(self, "path", None) or getattr(self, "name", None) or "")
+
+    @property
+    def title(self) -> str:
+        return self.id
+
+    def check(self) -> bool:
+        """True when the host is already as this step wants it (apply would be a no-op)."""
+        raise NotImplementedError
+
+    def diff(self) -> Optional[str]:
+        """What apply would change, for --dry-run; None when there is nothing textual to show."""
+        return None
+
+    def apply(self) -> Record:
+        raise NotImplementedError
+
+    def revert(self, record: Record) -> None:
+        raise NotImplementedError
+
+    def after_revert(self, record: Record) -> None:
+        """Runs once every step has been reverted (e.g. to restart a service that was running)."""
+
+    def drift(self) -> list[str]:
+        return [] if self.check() else [f"{self.title}: not as installed"]
+
+    def params(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "params": self.params()}

@@ -154,3 +154,18 @@ def test_module_documentation_matches_its_argument_spec():
         doc = documented[name]
         assert (doc["type"], doc.get("default"), doc.get("choices")) == \
                (spec["type"], spec.get("default"), spec.get("choices")), name
+
+
+def test_module_options_follow_the_cli_settings_table():
+    """Each install setting is a module option of the matching type, passed by its own flag."""
+    from hostagent.options import INSTALL_SETTINGS
+
+    mod = _module()
+    types = {"list": "list", "int": "int", "float": "float", "str": ("str", "path")}
+    flags = dict(mod.INSTALL_FLAGS)
+    for s in INSTALL_SETTINGS:
+        spec = mod.ARGUMENT_SPEC[s.name]
+        assert spec["type"] in types[s.type], (s.name, spec)
+        assert "default" not in spec or spec["default"] in ([], None), f"{s.name}: the CLI owns the default"
+        if s.type != "list":
+            assert flags[s.name] == s.flag, s.name

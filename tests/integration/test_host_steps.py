@@ -271,3 +271,16 @@ def test_filesystems_that_lose_file_caps_are_refused(tmp_path, fstype, options, 
     finally:
         subprocess.run(["umount", str(point)], check=True)
     assert facts.host.fs_keeps_file_caps(str(tmp_path)) is None
+
+
+def test_uninstall_keep_logs_leaves_only_the_logs(clean_host, double_copy) -> None:
+    engine.install(make_plan(double_copy), {}, {})
+    Path(paths.LOG_FILE).write_text("agent log line\n")
+    out = engine.uninstall(keep_logs=True)
+    assert [s.status for s in out.steps if s.id == f"dir:{paths.LOG_DIR}"] == ["kept"]
+    assert Path(paths.LOG_FILE).read_text() == "agent log line\n"
+    assert not os.path.exists(paths.MANIFEST) and not os.path.exists(paths.AGENT_BINARY)
+    with pytest.raises(KeyError):
+        pwd.getpwnam(USER)
+    shutil.rmtree(paths.LOG_DIR)
+    assert_same(clean_host)

@@ -4,5 +4,5 @@
 # runs install (dry run, real, again), status, doctor and uninstall there against a stand-in agent.
 set -euo pipefail
 cd "$(dirname "$0")"
-bash tests/setup.sh
+bash tests/setup.sh --demo
 exec .venv/bin/python -m tests.demo "$@"

@@ -58,11 +58,6 @@ net.register(app)
 
 def main() -> None:
     argv = sys.argv[1:]
-    # The unit calls `exec` at every start: skip typer's import cost for it.
-    if argv[:1] == ["exec"]:
-        from hostagent import launcher
-
-        raise SystemExit(launcher.main(argv[1:]))
     command = typer.main.get_command(app)
     instruction = os.environ.get(COMPLETE_VAR)
     if instruction:  # click's protocol, as the script `completion` prints speaks it

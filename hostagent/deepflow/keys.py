@@ -274,18 +274,23 @@ def _check_scalar(spec: KeySpec, value: Any) -> list[Problem]:
     accepts = _ACCEPTS.get(spec.type or "") or ((_kind(spec.default),) if spec.type else None)
     if accepts is not None and kind not in accepts:
         return [Problem(spec.path, "type", f"{spec.path}: scalar type mismatch: expected {spec.type}, got {kind}"
-                        f" {value!r}")]
+                        f" {_show(value)}")]
     if spec.type == "int" and isinstance(value, float) and not value.is_integer():
         return [Problem(spec.path, "type", f"{spec.path}: expected int, got {value!r} (the server truncates it)")]
     if spec.enum is not None and str(value) not in spec.enum:
         allowed = ", ".join(spec.enum)
-        return [Problem(spec.path, "enum", f"{spec.path}: {value!r} is not one of {allowed}", allowed=allowed)]
+        return [Problem(spec.path, "enum", f"{spec.path}: {_show(value)} is not one of {allowed}", allowed=allowed)]
     if spec.range is not None and not _in_range(spec, value):
         allowed = f"[{spec.range[0]}, {spec.range[1]}]"
-        what = f"{value!r} (length {len(value)})" if isinstance(value, str) and spec.type == "string" else repr(value)
+        what = f"{_show(value)} (length {len(value)})" if isinstance(value, str) and spec.type == "string" else repr(value)
         unit = f" {spec.unit}" if spec.unit else ""
         return [Problem(spec.path, "range", f"{spec.path}: {what} is outside {allowed}{unit}", allowed=allowed)]
     return []
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _in_range(spec: KeySpec, value: Any) -> bool:

@@ -131,7 +131,7 @@ def first_version_with(key: str, after: str | None = None, schema: str | None = 
 
 @cache
 def _load(name: str) -> KeyTable:
-    raw = json.loads(resources.files("hostagent.deepflow").joinpath("keytables", f"{name}.json").read_text())
+    raw = json.loads(resources.files("hostagent.deepflow").joinpath("keytables").joinpath(f"{name}.json").read_text())
     if name.startswith("legacy-"):
         keys = {e["path"]: _legacy_spec(e) for e in raw["keys"]}
         keys.update({k: KeySpec(k, None, None) for k in _LEGACY_NULL_KEYS if k not in keys})

@@ -31,19 +31,23 @@ _COUNT = re.compile(r"\{([0-9]*)(,([0-9]*))?\}")
 
 def check_agent_regex(pattern: str) -> None:
     """Raise ValueError naming the construct when the agent could not use the pattern as Python does."""
+    # The construct first: Pythons before 3.11 reject (?>...) and a*+ with a vaguer message.
+    try:
+        problem = _unsupported(pattern)
+    except (IndexError, ValueError):  # cut short (a trailing \\, an open class): re says what is wrong
+        problem = None
+    if problem is not None:
+        raise ValueError(f"{pattern!r}: {problem}")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # FutureWarning for nested sets: reported below, by name
+        warnings.simplefilter("ignore")  # FutureWarning for nested sets, DeprecationWarning for late flags
         try:
             re.compile(pattern)
         except re.error as exc:
             raise ValueError(f"{pattern!r} is not a valid regex: {exc}") from None
-    problem = _unsupported(pattern)
-    if problem is not None:
-        raise ValueError(f"{pattern!r}: {problem}")
 
 
 def _unsupported(p: str) -> str | None:
-    """The first construct Rust lacks or reads otherwise, with why; p is already valid for Python."""
+    """The first construct Rust lacks or reads otherwise, with why."""
     i = 0
     while i < len(p):
         c = p[i]
@@ -74,8 +78,8 @@ def _escape(p: str, i: int, in_class: bool) -> tuple[str | None, int]:
         return "\\Z (write \\z for the end of the text)" + _SUFFIX, i + 2
     if e == "N":
         return "named character \\N{...}" + _SUFFIX, i + 2
-    if e in ("x", "u", "U"):
-        return None, i + 2  # the hex digits that follow are plain characters to this scanner
+    if e in ("x", "u", "U"):  # hex digits follow: plain characters to this scanner
+        return None, (p.index("}", i) + 1 if p.startswith("{", i + 2) else i + 2)  # \x{..}: re refuses it
     if e == "b" and in_class:
         return "backspace [\\b] in a class (write \\x08)" + _SUFFIX, i + 2
     if e in _PERL or e in _CONTROL or e == "z":
@@ -117,6 +121,8 @@ def _group(p: str, i: int) -> tuple[str | None, int]:
     flags = _FLAGS.match(rest)
     if flags:
         spelled = flags.group(0)
+        if spelled.endswith(")") and i > 0:  # Python < 3.11 applies it to the whole pattern, Rust from here on
+            return f"inline flag group (?{spelled} after the start" + _DIFFERS, i + 2
         for flag, name in (("a", "ASCII flag (?a)" + _SUFFIX), ("L", "locale flag (?L)" + _SUFFIX),
                            ("x", "verbose flag (?x) (whitespace inside classes)" + _DIFFERS)):
             if flag in spelled:

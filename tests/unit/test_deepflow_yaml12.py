@@ -86,3 +86,25 @@ def test_only_ambiguous_strings_are_quoted() -> None:
 def test_load_reads_like_go_yaml() -> None:
     assert yaml12.load("a: 1e3\nb: 0o17\nc: 08\nd: yes\ne: ~\nf: 0x1F\ng: '1e3'\nh: 1_000\ni: -0b11\n") == {
         "a": 1000.0, "b": 15, "c": 8.0, "d": "yes", "e": None, "f": 31, "g": "1e3", "h": 1000, "i": -3}
+
+
+def test_a_whole_template_keeps_its_types() -> None:
+    """Every default of a server's template, and tricky strings where strings go, read back by a 1.2 reader,
+    pass the server's type check."""
+    from hostagent.deepflow.keys import check, table_for
+
+    table = table_for("7.1.8")
+    config: dict[str, Any] = {}
+    strings = iter(TRICKY * 10)
+    for spec in table.keys.values():
+        if spec.default is None or spec.type == "dict" or any(spec.path.startswith(p + ".") for p in table.keys):
+            continue
+        value = next(strings) if spec.type in ("string", "ip") and isinstance(spec.default, str) else spec.default
+        node = config
+        *parents, leaf = spec.path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    back = _ruamel12().load(yaml12.dump(config))
+    assert _same(back, config)
+    assert [p for p in check(back, table) if p.kind == "type"] == []

@@ -216,7 +216,10 @@ def _unknown(path: str, table: KeyTable) -> Problem:
     match = re.search(r"v([0-9][0-9.]*)$", table.ref)
     first = first_version_with(path, schema=table.schema)
     later = first_version_with(path, after=match.group(1), schema=table.schema) if match else first
-    msg = f"unexpected key in configuration: {path} (not in the {table.ref} template"
+    # The nested route rejects the whole config with these words; the flat one binds a struct and
+    # drops an unknown key without a word.
+    lead = "unexpected key in configuration" if table.schema == "nested" else "unknown key, which the server drops"
+    msg = f"{lead}: {path} (not in the {table.ref} template"
     if first is None:
         other = first_version_with(path)
         kind = "nested" if table.schema == "legacy" else "legacy flat"

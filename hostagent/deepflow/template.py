@@ -71,8 +71,8 @@ def _leaves(node: Mapping[str, Any], prefix: str) -> Iterator[KeySpec]:
         if kind == "section" or (kind is None and isinstance(value, dict)):
             yield from _leaves(value if isinstance(value, dict) else {}, path + ".")
             continue
-        unit, value = meta.get("unit"), _without_comments(value)
-        yield KeySpec(path, kind or _type_of(value), value, parse_range(meta.get("range")),
+        unit, default = meta.get("unit"), _without_comments(value)
+        yield KeySpec(path, kind or _type_of(default), default, parse_range(meta.get("range")),
                       parse_enum(meta.get("enum_options")), meta.get("upgrade_from"), str(unit) if unit else None)
 
 

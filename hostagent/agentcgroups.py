@@ -13,7 +13,7 @@ import signal
 import time
 from typing import NamedTuple
 
-from hostagent import paths
+from hostagent import faults, paths
 from hostagent.facts.cgroups import CgroupLayout, enabled_v2_controllers, pids_in, read
 
 CPU_PERIOD_US = 100_000
@@ -73,6 +73,27 @@ def disable_v2_controller(controller: str) -> None:
         pass  # still in use by other cgroups (systemd enables it anyway); leaving it on is harmless
 
 
+LIMIT_FILES = ("cpu.max", "memory.max", "cpu.cfs_period_us", "cpu.cfs_quota_us", "memory.limit_in_bytes")
+
+
+def read_limits(directory: str, layout: CgroupLayout) -> dict[str, str]:
+    """The limit files of a cgroup dir as they are now, to put back on revert."""
+    values = {}
+    for name in LIMIT_FILES:
+        value = read(os.path.join(directory, name))
+        if value is not None:
+            values[name] = value
+    return values
+
+
+def write_limits(directory: str, values: dict[str, str]) -> None:
+    # The period before the quota: v1 refuses a quota that does not fit the period in force.
+    for name in sorted(values, key=lambda n: n != "cpu.cfs_period_us"):
+        path = os.path.join(directory, name)
+        if os.path.exists(path) and read(path) != values[name]:
+            _write(path, values[name])
+
+
 def _owned_files(directory: str, layout: CgroupLayout) -> list[str]:
     names = V2_FILES if layout.mode == "v2" else V1_FILES
     return [n for n in names if os.path.exists(os.path.join(directory, n))]
@@ -89,6 +110,7 @@ def ensure(layout: CgroupLayout, limits: Limits, uid: int, gid: int) -> list[str
         if not os.path.isdir(directory):
             os.mkdir(directory, 0o755)
             created.append(directory)
+            faults.point(f"inside:mkdir:{directory}")
         os.chown(directory, uid, gid, follow_symlinks=False)
         for name in _owned_files(directory, layout):
             os.chown(os.path.join(directory, name), uid, gid, follow_symlinks=False)

@@ -1,11 +1,13 @@
-"""Run a plan of steps: apply with rollback, record in the manifest; and uninstall by replaying the
-manifest in reverse."""
+"""Run a plan of steps: apply with rollback, recorded write-ahead in the manifest; and uninstall by
+replaying the manifest in reverse. A SIGKILL at any point leaves a manifest from which the next
+install or uninstall completes (see manifest.py)."""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from hostagent import faults
 from hostagent import manifest as manifest_mod
 from hostagent.errors import HostagentError, InputError, RunFailed
 from hostagent.manifest import Manifest
@@ -49,6 +51,18 @@ def _message(e: BaseException) -> str:
     return str(e.args[0]) if isinstance(e, HostagentError) and e.args else f"{type(e).__name__}: {e}"
 
 
+def _dry_run(plan: list[Step], outcome: Outcome, progress: Progress) -> Outcome:
+    changed = False
+    for step in plan:
+        step.upstream_changed = changed
+        same = step.check()
+        changed = changed or not same
+        result = StepResult(step.id, step.title, "unchanged" if same else "planned", None if same else step.diff())
+        outcome.steps.append(result)
+        progress(result)
+    return outcome
+
+
 def install(plan: list[Step], options: dict[str, Any], facts: dict[str, Any], dry_run: bool = False,
             progress: Progress = _noop) -> Outcome:
     outcome = Outcome("install", dry_run)
@@ -59,48 +73,42 @@ def install(plan: list[Step], options: dict[str, Any], facts: dict[str, Any], dr
         if orphans:
             raise InputError(f"installed with different settings ({', '.join(orphans)}); run `hostagent uninstall` first")
     if dry_run:
-        changed = False
-        for step in plan:
-            step.upstream_changed = changed
-            same = step.check()
-            changed = changed or not same
-            result = StepResult(step.id, step.title, "unchanged" if same else "planned", None if same else step.diff())
-            outcome.steps.append(result)
-            progress(result)
-        return outcome
+        return _dry_run(plan, outcome, progress)
 
     manifest = existing or Manifest.new(options, facts)
     manifest.update_run(options, facts)
     previous = existing.copy() if existing else None
-    undo: list[tuple[Step, Record]] = []  # this run's changes, for rollback
+    undo: list[tuple[Step, Record]] = []  # this run's changes (the failing one too), for rollback
     changed = False
-    manifest_written = False
-    state_ready = existing is not None
     try:
         for step in plan:
             started = time.monotonic()
             step.upstream_changed = changed
             first = manifest.record_of(step.id)
+            faults.point(f"before:{step.id}")
             if step.check():
                 result = StepResult(step.id, step.title, "unchanged")
                 record = first if first is not None else {"noop": True}
+                manifest.put(step, record)
             else:
-                if not state_ready:
-                    manifest.data["state_dir_created"] = manifest_mod.ensure_state_dir()
-                    state_ready = True
                 planned_diff = step.diff()  # what changes, for --diff of a real run (Ansible)
-                record_now = step.apply()
+                record_now = step.snapshot()
+                # The manifest keeps what was there before the FIRST install, so uninstall restores
+                # the host as hostagent found it, not an intermediate state; rollback uses this run's.
+                record = step.keep_first(first, record_now) if first is not None and not first.get("noop") else record_now
+                manifest.put(step, record, "applying")
+                manifest.save()  # write-ahead: the intent and what to restore, before any change
                 undo.append((step, record_now))
                 changed = True
-                # The manifest keeps what was there before the FIRST install, so uninstall restores
-                # the host as hostagent found it, not an intermediate state.
-                record = first if first is not None and not first.get("noop") else record_now
+                faults.point(f"intent:{step.id}")
+                step.apply(record_now)
+                faults.point(f"applied:{step.id}")  # changed, not yet recorded as done
+                manifest.put(step, record)
                 result = StepResult(step.id, step.title, "applied", planned_diff)
-            result.seconds = time.monotonic() - started
-            manifest.put(step, record)
             if changed:
                 manifest.save()
-                manifest_written = True
+            faults.point(f"after:{step.id}")
+            result.seconds = time.monotonic() - started
             outcome.steps.append(result)
             progress(result)
     except Exception as e:  # roll back this run's changes, whatever failed
@@ -109,14 +117,18 @@ def install(plan: list[Step], options: dict[str, Any], facts: dict[str, Any], dr
         outcome.steps.append(failure)
         progress(failure)
         rollback_errors = _rollback(undo, outcome, progress)
-        if previous is not None:
+        if rollback_errors:
+            manifest.save()  # keep every entry: uninstall can still finish the job
+        elif previous is not None:
             previous.save()
-        elif manifest_written or manifest.data.get("state_dir_created"):
+            manifest_mod.collect_backups(previous.referenced_backups())
+        elif manifest.data.get("state_dir_created") or changed:
             manifest.remove()
         msg = _message(e)
         if rollback_errors:
             msg += " | rollback incomplete: " + "; ".join(rollback_errors)
         raise RunFailed(msg, outcome) from e
+    manifest_mod.collect_backups(manifest.referenced_backups())
     return outcome
 
 
@@ -124,7 +136,9 @@ def _rollback(undo: list[tuple[Step, Record]], outcome: Outcome, progress: Progr
     errors = []
     for step, record in reversed(undo):
         try:
-            step.revert(record)
+            note = step.revert(record)
+            if note:
+                outcome.notes.append(note)
             result = StepResult(step.id, step.title, "rolled-back")
         except Exception as e:  # keep going: leave as little behind as possible
             errors.append(f"{step.id}: {e}")
@@ -139,16 +153,22 @@ def _rollback(undo: list[tuple[Step, Record]], outcome: Outcome, progress: Progr
     return errors
 
 
-def uninstall(dry_run: bool = False, keep_logs: bool = False, progress: Progress = _noop) -> Outcome:
+def uninstall(dry_run: bool = False, keep_logs: bool = False, force: bool = False,
+              progress: Progress = _noop) -> Outcome:
     outcome = Outcome("uninstall", dry_run)
-    manifest = manifest_mod.load()
+    if force:
+        manifest, unproven = manifest_mod.load_forced()
+        outcome.notes.extend(unproven)
+    else:
+        manifest = manifest_mod.load()
     if manifest is None:
         outcome.notes.append("nothing to uninstall: no hostagent manifest on this host")
         return outcome
-    done: list[tuple[Step, Record]] = []
     for step, record in reversed(manifest.steps()):
         if record.get("noop"):
             result = StepResult(step.id, step.title, "unchanged")
+            if not dry_run:
+                manifest.drop(step.id)
         elif keep_logs and step.holds_data:
             result = StepResult(step.id, step.title, "kept")
             if not dry_run:
@@ -158,22 +178,30 @@ def uninstall(dry_run: bool = False, keep_logs: bool = False, progress: Progress
             result = StepResult(step.id, step.title, "planned", f"- {step.title}")
         else:
             started = time.monotonic()
+            faults.point(f"revert-before:{step.id}")
             try:
-                step.revert(record)
+                note = step.revert(record)  # idempotent: a crash here is finished by the next run
             except Exception as e:
                 failure = StepResult(step.id, step.title, "failed")
                 outcome.steps.append(failure)
                 progress(failure)
                 manifest.save()  # what is left, so a second uninstall can finish
                 raise RunFailed(f"uninstall stopped at {step.id}: {_message(e)}", outcome) from e
-            done.append((step, record))
+            if note:
+                outcome.notes.append(note)
+            manifest.queue_after_revert(step, record)
             manifest.drop(step.id)
             manifest.save()
+            faults.point(f"revert-after:{step.id}")
             result = StepResult(step.id, step.title, "reverted", seconds=time.monotonic() - started)
         outcome.steps.append(result)
         progress(result)
     if not dry_run:
-        for step, record in done:
+        # Recorded in the manifest, so an uninstall stopped earlier (or killed) still runs them.
+        for step, record in manifest.pending_after_revert():
+            faults.point(f"after-revert:{step.id}")
             step.after_revert(record)
+            manifest.done_after_revert(step.id)
+            manifest.save()
         manifest.remove()
     return outcome

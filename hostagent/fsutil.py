@@ -8,12 +8,47 @@ from __future__ import annotations
 
 import errno
 import os
+import re
+import secrets
 import shutil
+import stat
 from typing import Optional
 
 from hostagent import caps
 from hostagent.errors import SymlinkRefused
 from hostagent.facts.files import FileState, is_symlink, open_nofollow
+
+TEMP_MARK = ".hostagent-"
+STALE_TEMP = re.compile(r"\..+\.hostagent-[0-9a-f]{16}")
+
+
+def remove_stale_temps(directory: str) -> list[str]:
+    """Temp files that a killed run left in directory (root's own, by their name); returns them."""
+    removed: list[str] = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        if not STALE_TEMP.fullmatch(name):
+            continue
+        path = os.path.join(directory, name)
+        st = os.lstat(path)
+        if stat.S_ISREG(st.st_mode) and st.st_uid == 0:
+            os.unlink(path)
+            removed.append(path)
+        elif stat.S_ISDIR(st.st_mode) and st.st_uid == 0:
+            shutil.rmtree(path)
+            removed.append(path)
+    return removed
+
+
+def fsync_dir(path: str) -> None:
+    fd = _open_dir(path)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def refuse_symlink(path: str) -> None:
@@ -34,7 +69,7 @@ def atomic_write(path: str, data: bytes, mode: int, uid: int = 0, gid: int = 0) 
     parent, name = os.path.split(path)
     refuse_symlink(path)
     dir_fd = _open_dir(parent)
-    tmp = f".{name}.hostagent-{os.getpid()}"
+    tmp = f".{name}{TEMP_MARK}{secrets.token_hex(8)}"  # unpredictable: no one can plant it first
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
         try:
@@ -47,6 +82,7 @@ def atomic_write(path: str, data: bytes, mode: int, uid: int = 0, gid: int = 0) 
         finally:
             os.close(fd)
         os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        os.fsync(dir_fd)  # the rename itself survives a power loss
     except BaseException:
         try:
             os.unlink(tmp, dir_fd=dir_fd)

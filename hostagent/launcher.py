@@ -18,7 +18,7 @@ import os
 import stat
 import sys
 
-from hostagent import agentcgroups, caps
+from hostagent import agentcgroups, caps, fsutil, paths
 from hostagent.errors import HostagentError
 from hostagent.facts import accounts
 from hostagent.facts.cgroups import cgroup_layout
@@ -117,6 +117,21 @@ def prepare(user: str, cap_spec: str, cpu_millicores: int, memory_mib: int, argv
     binary = argv[0]
     if binary.startswith("/") and ensure_binary(binary, cap_names, account.gid):
         log(f"restored owner, mode and capabilities of {binary} (replaced by an upgrade?)")
+    if not os.path.lexists(paths.LOG_DIR) and os.path.isdir(os.path.dirname(paths.LOG_DIR)):
+        # Removed by hand or by a cleanup: the agent would fail to open its log.
+        fsutil.make_dir(paths.LOG_DIR, 0o750, account.uid, account.gid)
+        log(f"recreated {paths.LOG_DIR}")
+
+
+def _close_inherited_fds() -> None:
+    """An init other than systemd may pass its own descriptors on: the agent gets only 0, 1 and 2."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the directory's own fd, already closed
 
 
 def run_agent(user: str, cap_spec: str, cpu_millicores: int, memory_mib: int, argv: list[str],
@@ -129,7 +144,12 @@ def run_agent(user: str, cap_spec: str, cpu_millicores: int, memory_mib: int, ar
     agentcgroups.join(cgroup_layout(), os.getpid())
     env = {k: v for k, v in os.environ.items() if k != "IN_CONTAINER"}  # would make the agent skip cgroups
     drop_privileges(account.uid, account.gid, cap_names)
+    import prctl
+
+    # What the unit's NoNewPrivileges= gives, under any init: nothing the agent execs gains privileges.
+    prctl.set_no_new_privs(True)
     log(f"running {argv[0]} as {user} with {','.join(cap_names)}")
+    _close_inherited_fds()
     os.execve(argv[0], argv, env)
 
 

@@ -1,5 +1,10 @@
-"""The manifest: what install applied, in order, with what was there before. Written atomically
-after every step so an interrupted run can still be undone. This module owns its schema."""
+"""The manifest: what install applied, in order, with what was there before. This module owns its
+schema.
+
+Write-ahead: a step's entry (with the state to restore) is saved as "applying" before the step
+changes anything and marked "applied" after, so after a crash at any point the next install or
+uninstall knows every change that may have been made. Saves are atomic (write, fsync, rename,
+fsync the directory); the state dir and the first manifest appear together, by one rename."""
 from __future__ import annotations
 
 import base64
@@ -7,6 +12,8 @@ import errno
 import fcntl
 import json
 import os
+import secrets
+import stat
 import time
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional
@@ -14,7 +21,7 @@ from typing import Any, Iterator, Optional
 from hostagent import __version__, fsutil, paths
 from hostagent.errors import InputError
 from hostagent.facts.files import read_nofollow
-from hostagent.steps import Step, from_dict
+from hostagent.steps import KINDS, Step, from_dict
 from hostagent.steps.base import Record
 
 VERSION = 2
@@ -64,8 +71,8 @@ class Manifest:
                 return record
         return None
 
-    def put(self, step: Step, record: Record) -> None:
-        entry = {**step.to_dict(), "record": record}
+    def put(self, step: Step, record: Record, state: str = "applied") -> None:
+        entry = {**step.to_dict(), "record": record, "state": state}
         for i, existing in enumerate(self.entries):
             if existing["id"] == step.id:
                 self.entries[i] = entry
@@ -75,15 +82,52 @@ class Manifest:
     def drop(self, step_id: str) -> None:
         self.data["steps"] = [e for e in self.entries if e["id"] != step_id]
 
+    def pending_after_revert(self) -> list[tuple[Step, Record]]:
+        """Steps reverted by an uninstall whose after_revert (e.g. restart a packaged service) has not run."""
+        return [(from_dict(e), e["record"]) for e in self.data.get("after_revert", [])]
+
+    def queue_after_revert(self, step: Step, record: Record) -> None:
+        self.data.setdefault("after_revert", []).append({**step.to_dict(), "record": record})
+
+    def done_after_revert(self, step_id: str) -> None:
+        self.data["after_revert"] = [e for e in self.data.get("after_revert", []) if e["id"] != step_id]
+
+    def referenced_backups(self) -> set[str]:
+        found = set()
+        for e in self.entries + self.data.get("after_revert", []):
+            backup = e["record"].get("backup") if isinstance(e.get("record"), dict) else None
+            if backup:
+                found.add(os.path.basename(str(backup)))
+        return found
+
     def update_run(self, options: dict[str, Any], facts: dict[str, Any]) -> None:
         self.data.update(options=options, facts=facts, hostagent=__version__)
 
+    def _bytes(self) -> bytes:
+        return json.dumps(self.data, indent=2).encode() + b"\n"
+
     def save(self) -> None:
         self.data["updated_at"] = _now()
-        fsutil.atomic_write(self.path, json.dumps(self.data, indent=2).encode() + b"\n", 0o600)
+        state_dir = os.path.dirname(self.path)
+        if self.path == paths.MANIFEST and not os.path.lexists(state_dir):
+            self._create_state_dir(state_dir)
+            return
+        fsutil.atomic_write(self.path, self._bytes(), 0o600)
+
+    def _create_state_dir(self, state_dir: str) -> None:
+        """The state dir and its first manifest in one rename: a crash leaves both or neither
+        (plus a temp dir that the next run removes)."""
+        parent = os.path.dirname(state_dir)
+        self.data["state_dir_created"] = True
+        tmp = os.path.join(parent, f".{os.path.basename(state_dir)}{fsutil.TEMP_MARK}{secrets.token_hex(8)}")
+        os.mkdir(tmp, 0o700)
+        fsutil.atomic_write(os.path.join(tmp, os.path.basename(self.path)), self._bytes(), 0o600)
+        os.rename(tmp, state_dir)
+        fsutil.fsync_dir(parent)
 
     def remove(self) -> None:
         fsutil.remove_file(self.path)
+        collect_backups(set())
         if os.path.isdir(paths.BACKUP_DIR) and not os.listdir(paths.BACKUP_DIR):
             os.rmdir(paths.BACKUP_DIR)
         if self.data.get("state_dir_created"):
@@ -96,6 +140,9 @@ class Manifest:
         return Manifest(json.loads(json.dumps(self.data)), self.path)
 
 
+FORCE_HINT = "; `hostagent uninstall --force` reverts what it can prove and lists the rest"
+
+
 def load(path: str = paths.MANIFEST) -> Optional[Manifest]:
     """The manifest on this host, None when there is none; a damaged one is refused with its reason."""
     raw = read_nofollow(path)
@@ -104,35 +151,93 @@ def load(path: str = paths.MANIFEST) -> Optional[Manifest]:
     try:
         data = json.loads(raw)
     except ValueError:
-        raise InputError(f"{path} is not valid JSON; refusing to guess what was installed") from None
+        raise InputError(f"{path} is not valid JSON (truncated?){FORCE_HINT}") from None
     if not isinstance(data, dict):
-        raise InputError(f"{path} is not a hostagent manifest (not a JSON object)")
+        raise InputError(f"{path} is not a hostagent manifest (not a JSON object){FORCE_HINT}")
     if data.get("version") == 1:
         _migrate_v1(data)
+    if isinstance(data.get("version"), int) and data["version"] > VERSION:
+        raise InputError(f"{path} was written by hostagent {data.get('hostagent')} (manifest version "
+                         f"{data['version']}); this hostagent {__version__} reads version {VERSION}: uninstall with "
+                         f"that hostagent{FORCE_HINT}")
     if data.get("version") != VERSION:
-        raise InputError(f"{path} has manifest version {data.get('version')!r}, this hostagent reads {VERSION}")
+        raise InputError(f"{path} has manifest version {data.get('version')!r}, this hostagent reads {VERSION}{FORCE_HINT}")
     steps = data.get("steps")
-    if not isinstance(steps, list) or not all(isinstance(e, dict) and all(k in e for k in ENTRY_KEYS) for e in steps):
-        raise InputError(f"{path} is damaged: every step needs {', '.join(ENTRY_KEYS)}")
+    if not isinstance(steps, list) or not all(_entry_ok(e) for e in steps):
+        raise InputError(f"{path} is damaged: every step needs {', '.join(ENTRY_KEYS)}{FORCE_HINT}")
     manifest = Manifest(data, path)
-    manifest.steps()  # refuses unknown kinds and bad params now, not half-way through an uninstall
+    try:
+        manifest.steps()  # refuses unknown kinds and bad params now, not half-way through an uninstall
+        manifest.pending_after_revert()
+    except InputError as e:
+        raise InputError(f"{path}: {e}{FORCE_HINT}") from None
     return manifest
 
 
-def ensure_state_dir() -> bool:
-    """Create the state dir; True if this call created it (uninstall then removes it)."""
-    fsutil.refuse_symlink(paths.STATE_DIR)
+def _entry_ok(e: Any) -> bool:
+    return isinstance(e, dict) and all(k in e for k in ENTRY_KEYS) and isinstance(e["record"], dict)
+
+
+def load_forced(path: str = paths.MANIFEST) -> tuple[Optional[Manifest], list[str]]:
+    """For `uninstall --force`: the entries that can be rebuilt, and a line for each that cannot."""
+    raw = read_nofollow(path)
+    if raw is None:
+        return None, []
     try:
-        os.mkdir(paths.STATE_DIR, 0o700)
-        return True
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
+        return Manifest({"version": VERSION, "steps": [], "state_dir_created": False}, path), [
+            f"{path} is unreadable: no step can be proven; check {', '.join(paths.INSTALLED_PATHS)} by hand"]
+    if data.get("version") == 1:
+        _migrate_v1(data)
+    kept, unproven = [], []
+    for e in data["steps"]:
+        try:
+            if not _entry_ok(e):
+                raise InputError("incomplete entry")
+            from_dict(e)
+            kept.append(e)
+        except InputError as err:
+            unproven.append(f"{e.get('id', '?') if isinstance(e, dict) else '?'}: not reverted ({err})")
+    data["steps"] = kept
+    data["version"] = VERSION
+    data.setdefault("after_revert", [])
+    data["after_revert"] = [e for e in data["after_revert"] if _entry_ok(e) and e.get("kind") in KINDS]
+    return Manifest(data, path), unproven
+
+
+def collect_backups(keep: set[str]) -> None:
+    """Remove backups that no manifest entry refers to (left by re-runs, rollbacks or crashes)."""
+    try:
+        names = os.listdir(paths.BACKUP_DIR)
+    except OSError:
+        return
+    for name in names:
+        if name not in keep:
+            fsutil.remove_file(os.path.join(paths.BACKUP_DIR, name))
+
+
+def _run_dir() -> None:
+    """/run/hostagent, root's own and 0700; anything else there is refused, not used."""
+    try:
+        os.mkdir(paths.RUN_DIR, 0o700)
     except FileExistsError:
-        return False
+        pass
+    st = os.lstat(paths.RUN_DIR)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or stat.S_IMODE(st.st_mode) & 0o077:
+        raise InputError(f"{paths.RUN_DIR} is not a directory that only root can write; remove it and re-run")
 
 
 @contextmanager
 def locked(timeout: float = 30.0) -> Iterator[None]:
-    """Serialize concurrent hostagent runs on this host."""
-    fd = os.open(paths.LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    """Serialize concurrent hostagent runs on this host; a held lock names its holder."""
+    _run_dir()
+    try:
+        fd = os.open(paths.LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise InputError(f"cannot open {paths.LOCK_FILE}: {e.strerror}") from None
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -141,8 +246,14 @@ def locked(timeout: float = 30.0) -> Iterator[None]:
                 break
             except OSError as e:
                 if e.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
-                    raise InputError(f"another hostagent run holds {paths.LOCK_FILE}; try again when it ends") from None
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                    raise InputError(f"another hostagent run (pid {holder}) holds {paths.LOCK_FILE}; "
+                                     "try again when it ends") from None
                 time.sleep(0.1)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        for directory in paths.WRITTEN_DIRS:
+            fsutil.remove_stale_temps(directory)
         yield
     finally:
         os.close(fd)

@@ -88,11 +88,18 @@ def one_line(name: str, value: str) -> str:
     return value
 
 
-def parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+IFACE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")  # what an IPv6 scope id may name: an interface
+
+
+def parse_ip(value: str, name: str = "controller IP") -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     try:
-        return ipaddress.ip_address(one_line("controller IP", value))
+        ip = ipaddress.ip_address(one_line(name, value))
     except ValueError:
-        raise InputError(f"malformed controller IP {value!r}") from None
+        raise InputError(f"malformed {name} {value!r}") from None
+    scope = getattr(ip, "scope_id", None)
+    if scope is not None and not IFACE_NAME.fullmatch(scope):
+        raise InputError(f"{name} {value!r}: the scope id must be an interface name")
+    return ip
 
 
 def parse_port(name: str, value: Any) -> int:
@@ -162,12 +169,11 @@ def as_int(name: str, value: Any) -> int:
 
 
 def as_float(name: str, value: Any) -> float:
-    if isinstance(value, bool):
-        raise InputError(f"{name} must be a number")
-    try:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number of seconds, got {value!r}") from None
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]+(\.[0-9]+)?", value):
+        raise InputError(f"{name} must be a number of seconds, got {value!r}")
+    return float(value)
 
 
 def as_str(name: str, value: Any) -> str:

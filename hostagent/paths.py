@@ -13,6 +13,13 @@ UNIT_FILE = "/etc/systemd/system/" + UNIT_NAME
 STATE_DIR = os.environ.get("HOSTAGENT_STATE_DIR", "/var/lib/hostagent")
 MANIFEST = STATE_DIR + "/manifest.json"
 BACKUP_DIR = STATE_DIR + "/backup"
-LOCK_FILE = "/run/lock/hostagent.lock" if os.path.isdir("/run/lock") else "/run/hostagent.lock"
+# A root-only directory: no other user can create, hold or replace the lock.
+RUN_DIR = "/run/hostagent"
+LOCK_FILE = RUN_DIR + "/lock"
 CGROUP_ROOT = "/sys/fs/cgroup"
 CGROUP_NAME = "deepflow-agent"  # hard-coded by the agent (cgroups-rs builder name)
+# Where hostagent writes; a killed run's temp files there are removed by the next run.
+WRITTEN_DIRS = (os.path.dirname(AGENT_BINARY), CONFIG_DIR, os.path.dirname(UNIT_FILE), os.path.dirname(STATE_DIR),
+                STATE_DIR, BACKUP_DIR)
+# What install creates, for a manifest that cannot be read any more.
+INSTALLED_PATHS = (AGENT_BINARY, CONFIG_FILE, LOG_DIR, UNIT_FILE, STATE_DIR)

@@ -80,6 +80,15 @@ def preflight(opts: InstallOptions, host: HostFacts, resolve_remote: bool = True
         group = accounts.group_name(account.gid) or str(account.gid)
     else:
         group = opts.user
+        gid = accounts.group_gid(group)
+        if gid is not None and not _recorded_as_created(f"group:{group}"):
+            # It would become the new user's primary group, and userdel could later remove it.
+            raise InputError(f"group {group} already exists (gid {gid}) but user {opts.user} does not; "
+                             "pick another --user: the agent's user gets a new group of its own")
+    dropins = paths.UNIT_FILE + ".d"
+    if os.path.isdir(dropins) and os.listdir(dropins):
+        raise InputError(f"{dropins} holds drop-ins ({', '.join(sorted(os.listdir(dropins)))}) that systemd "
+                         "would merge into hostagent's unit; move them away first")
 
     cap_names = caps.resolve(opts.caps, host.kernel)
     warnings = []
@@ -96,6 +105,15 @@ def preflight(opts: InstallOptions, host: HostFacts, resolve_remote: bool = True
         if group_id and not options.AGENT_GROUP_ID.fullmatch(group_id):
             group_id = server.resolve_agent_group(opts.server, group_id, timeout=10.0)
     return Resolved(cap_names, cluster_id, group_id, group, tuple(warnings))
+
+
+def _recorded_as_created(step_id: str) -> bool:
+    """Whether the manifest (of a run that was killed, say) records this as hostagent's own creation."""
+    from hostagent import manifest
+
+    found = manifest.load()
+    record = found.record_of(step_id) if found else None
+    return bool(record and record.get("created"))
 
 
 def plan(opts: InstallOptions, host: HostFacts, r: Resolved) -> list[Step]:

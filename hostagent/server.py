@@ -53,6 +53,8 @@ class Client:
                 raise ServerError(f"deepflow-server at {self.base} timed out after {self.timeout:g}s ({where})")
             chunk = resp.read1(65536) if hasattr(resp, "read1") else resp.read(65536)
             if not chunk:
+                if getattr(resp, "length", None):  # Content-Length promised more
+                    raise ServerError(f"deepflow-server at {self.base} broke off {where}: {resp.length} bytes missing")
                 return b"".join(chunks)
             size += len(chunk)
             if size > MAX_RESPONSE:

@@ -20,9 +20,11 @@ YES = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
 
 
 def _setting(name: str) -> Any:
-    """A typer option derived from the settings table: its flag and help (with the default)."""
+    """A typer option derived from the settings table: its flag and help (with the default). Numbers
+    arrive as text and are checked by options.validate (click's int() would take non-ASCII digits)."""
     s = SETTINGS[name]
-    return typer.Option(None, s.flag, help=s.help_text, show_default=False)
+    metavar = {"int": "INTEGER", "float": "SECONDS"}.get(s.type, "TEXT")
+    return typer.Option(None, s.flag, help=s.help_text, show_default=False, metavar=metavar)
 
 
 def _confirm(style: Style, preview: Callable[[], Any], question: str) -> bool:
@@ -37,17 +39,17 @@ def _confirm(style: Style, preview: Callable[[], Any], question: str) -> bool:
 
 def install(
     controller_ip: Optional[List[str]] = _setting("controller_ips"),
-    controller_port: Optional[int] = _setting("controller_port"),
+    controller_port: Optional[str] = _setting("controller_port"),
     agent_binary: Optional[str] = _setting("agent_binary"),
     cluster_id: Optional[str] = _setting("cluster_id"),
     watcher_domain: Optional[str] = _setting("watcher_domain"),
     server: Optional[str] = _setting("server"),
-    domain_timeout: Optional[float] = _setting("domain_timeout"),
+    domain_timeout: Optional[str] = _setting("domain_timeout"),
     agent_group: Optional[str] = _setting("agent_group"),
     user: Optional[str] = _setting("user"),
     caps: Optional[str] = _setting("caps"),
-    cpu_millicores: Optional[int] = _setting("cpu_millicores"),
-    memory_mib: Optional[int] = _setting("memory_mib"),
+    cpu_millicores: Optional[str] = _setting("cpu_millicores"),
+    memory_mib: Optional[str] = _setting("memory_mib"),
     config_file: Optional[str] = typer.Option(None, help="YAML file with the same keys as these flags; flags win."),
     detect: bool = typer.Option(False, "--detect", help="Print the NIC layout and recommended group config first."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan with file diffs; change nothing."),
@@ -103,6 +105,7 @@ def detection_report(layout: Any) -> str:
 def uninstall(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be removed; change nothing."),
     keep_logs: bool = typer.Option(False, "--keep-logs", help="Leave /var/log/deepflow-agent and its logs in place."),
+    force: bool = typer.Option(False, "--force", help="With a damaged manifest: revert what it proves, list the rest."),
     yes: bool = YES, as_json: bool = JSON, quiet: bool = QUIET, verbose: bool = VERBOSE, debug: bool = DEBUG,
 ) -> None:
     """Stop the agent and undo exactly what install recorded, in reverse."""
@@ -116,14 +119,14 @@ def uninstall(
         if os.geteuid() != 0 and not dry_run:
             raise InputError("hostagent uninstall must run as root")
         ask = not (yes or dry_run or as_json) and sys.stdin.isatty()
-        preview = lambda: engine.uninstall(dry_run=True, keep_logs=keep_logs, progress=Style().progress)  # noqa: E731
+        preview = lambda: engine.uninstall(dry_run=True, keep_logs=keep_logs, force=force, progress=Style().progress)  # noqa: E731
         if ask and not _confirm(Style(), preview, "remove all of this?"):
             return Report("uninstall")
         if dry_run:
-            outcome = engine.uninstall(dry_run=True, keep_logs=keep_logs, progress=style.progress)
+            outcome = engine.uninstall(dry_run=True, keep_logs=keep_logs, force=force, progress=style.progress)
         else:
             with manifest.locked():
-                outcome = engine.uninstall(keep_logs=keep_logs, progress=style.progress)
+                outcome = engine.uninstall(keep_logs=keep_logs, force=force, progress=style.progress)
         return from_outcome(outcome)
 
     run("uninstall", style, body,

@@ -46,10 +46,23 @@ def group_name(gid: int) -> Optional[str]:
         return None
 
 
+def group_members(gid: int) -> set[str]:
+    """Every account in a group: its supplementary members and the users whose primary group it is."""
+    try:
+        members = set(grp.getgrgid(gid).gr_mem)
+    except KeyError:
+        members = set()
+    return members | {p.pw_name for p in pwd.getpwall() if p.pw_gid == gid}
+
+
 def unsafe_user_reason(account: Account) -> Optional[str]:
     """Why an existing account must not run the agent, or None when it is fine to reuse."""
     if account.uid == 0:
         return "has uid 0"
+    group = group_name(account.gid)
+    if group != account.name or group_members(account.gid) - {account.name}:
+        # Members of a shared group (nogroup, users, …) could run the capability-carrying binary.
+        return f"has a shared primary group ({group or account.gid}), not one of its own"
     if account.shell not in NOLOGIN_SHELLS:
         return f"has a login shell ({account.shell})"
     if account.home == "/home" or account.home.startswith("/home/"):

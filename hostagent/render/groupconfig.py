@@ -7,7 +7,6 @@ written, and every config is checked against the template copy below first.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -16,7 +15,7 @@ from hostagent.errors import InputError
 from hostagent.net.model import Layout
 
 # Controller (gRPC, registration) and ingester (data) ports; some DeepFlow docs swap these two.
-from hostagent.options import AGENT_GROUP_ID, CONTROLLER_PORT, HOST_NAME, INGESTER_PORT, one_line
+from hostagent.options import AGENT_GROUP_ID, CONTROLLER_PORT, INGESTER_PORT, parse_ip
 
 # The template keys we may write (server/agent_config/template.yaml); values give the type.
 NESTED_TEMPLATE: dict[str, Any] = {
@@ -75,13 +74,8 @@ class GroupConfigOptions:
 
 
 def _check_host(flag: str, value: str) -> str:
-    one_line(flag, value)
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        if HOST_NAME.fullmatch(value):
-            return value
-    raise InputError(f"{flag}: {value!r} is neither an IP address nor a host name")
+    """The server hands these to agents as IP addresses (proxy_controller_ip, ingester_ip)."""
+    return str(parse_ip(value, flag))
 
 
 def _check_port(flag: str, value: int) -> int:

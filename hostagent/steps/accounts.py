@@ -23,9 +23,11 @@ class Group(Step):
     def diff(self) -> str:
         return f"+ groupadd --system {self.name}"
 
-    def apply(self) -> Record:
+    def snapshot(self) -> Record:
+        return {"created": not self.check()}
+
+    def apply(self, record: Record) -> None:
         run(["groupadd", "--system", self.name])
-        return {"created": True}
 
     def revert(self, record: Record) -> None:
         if record.get("created") and self.check():
@@ -54,10 +56,14 @@ class User(Step):
     def diff(self) -> str:
         return "+ " + " ".join(self._argv())
 
-    def apply(self) -> Record:
+    def snapshot(self) -> Record:
+        return {"created": not self.check()}
+
+    def apply(self, record: Record) -> None:
         run(self._argv())
-        return {"created": True}
 
     def revert(self, record: Record) -> None:
         if record.get("created") and self.check():
+            # userdel may also drop a same-named primary group; that group is ours (preflight refuses
+            # an existing group for a new user), and the group step's revert then finds it gone.
             run(["userdel", self.name])

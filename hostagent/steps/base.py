@@ -1,8 +1,10 @@
-"""A step: one reversible change with check / apply / revert.
+"""A step: one reversible change with check / snapshot / apply / revert.
 
 Its parameters are typed dataclass fields, JSON-able, so the manifest can rebuild the step for
-`status` and `uninstall`. apply() returns a record of what was there before; revert(record) puts
-exactly that back.
+`status` and `uninstall`. snapshot() records what is there before anything changes; the engine
+writes that record to the manifest (write-ahead) before apply(record) makes the change; revert(record)
+puts exactly that back whether apply ran fully, partly or not at all, so a crash at any point is
+recoverable.
 """
 from __future__ import annotations
 
@@ -41,10 +43,22 @@ class Step:
         """What apply would change, for --dry-run; None when there is nothing textual to show."""
         return None
 
-    def apply(self) -> Record:
+    def snapshot(self) -> Record:
+        """What is there now, enough for revert() to put it back. Changes nothing on the host
+        (a step may keep a backup in hostagent's own state dir)."""
         raise NotImplementedError
 
-    def revert(self, record: Record) -> None:
+    def apply(self, record: Record) -> None:
+        raise NotImplementedError
+
+    def keep_first(self, first: Record, now: Record) -> Record:
+        """The record to keep when a re-run changes an installed step again: the first install's
+        (what the host had before hostagent), updated with what this run makes its own."""
+        return first
+
+    def revert(self, record: Record) -> Optional[str]:
+        """Undo apply(); also correct after a partial apply or none (idempotent). Returns a note
+        for the user when something was kept rather than undone."""
         raise NotImplementedError
 
     def after_revert(self, record: Record) -> None:

@@ -64,27 +64,31 @@ class AgentCgroups(Step):
             return "\n".join(f"+ {d} owned by {self.user}" for d in self.dirs)
         return "\n".join(f"~ {problem}" for problem in self.drift())
 
-    def apply(self) -> Record:
-        before = {}
+    def snapshot(self) -> Record:
+        before: dict[str, list[int]] = {}
+        limits: dict[str, dict[str, str]] = {}
         for d in self.dirs:
             if os.path.isdir(d):
                 st = os.lstat(d)
                 before[d] = [st.st_uid, st.st_gid]
+                limits[d] = agentcgroups.read_limits(d, self.layout)
         v2 = self.mode == "v2"
-        enabled_before = enabled_v2_controllers() if v2 else set()
+        turned_on = sorted({"cpu", "memory"} - enabled_v2_controllers()) if v2 else []
+        return {"owners_before": before, "limits_before": limits, "controllers_enabled": turned_on}
+
+    def apply(self, record: Record) -> None:
         uid, gid = self._ids()
         try:
-            created = agentcgroups.ensure(self.layout, self.limits, uid, gid)
+            agentcgroups.ensure(self.layout, self.limits, uid, gid)
         except OSError as e:
             raise StepError(f"cannot prepare cgroup dirs: {e}") from None
-        turned_on = sorted({"cpu", "memory"} - enabled_before) if v2 else []
-        return {"created": created, "owners_before": before, "controllers_enabled": turned_on}
 
     def revert(self, record: Record) -> None:
         for d in self.dirs:
             if d in record.get("owners_before", {}):
                 uid, gid = record["owners_before"][d]
                 if os.path.isdir(d):
+                    agentcgroups.write_limits(d, record.get("limits_before", {}).get(d, {}))
                     os.chown(d, uid, gid)
                     for name in os.listdir(d):
                         path = os.path.join(d, name)

@@ -8,12 +8,14 @@ import stat
 from dataclasses import dataclass
 from typing import NoReturn, Optional
 
-from hostagent import caps, fsutil, paths
+from hostagent import caps, faults, fsutil, paths
 from hostagent.errors import StepError, SymlinkRefused
 from hostagent.facts import accounts
 from hostagent.facts.files import FileState, file_state, lstat_or_none, read_nofollow
 from hostagent.run import run
 from hostagent.steps.base import Record, Step
+
+SAVE_SUFFIX = ".hostagent-save"
 
 
 def _missing(what: str, name: str) -> NoReturn:
@@ -62,30 +64,35 @@ class Directory(Step):
     def diff(self) -> str:
         return f"+ {self.title}"
 
-    def apply(self) -> Record:
-        uid, gid = _ids(self.owner, self.group)
+    def snapshot(self) -> Record:
         st = lstat_or_none(self.path)
         if st is None:
-            fsutil.make_dir(self.path, self.mode, uid, gid)
             return {"created": True}
         if not stat.S_ISDIR(st.st_mode):
             raise StepError(f"{self.path} exists and is not a directory")
-        fsutil.set_owner_mode(self.path, self.mode, uid, gid, directory=True)
         return {"created": False, "mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}
 
-    def revert(self, record: Record) -> None:
+    def apply(self, record: Record) -> None:
+        uid, gid = _ids(self.owner, self.group)
         if lstat_or_none(self.path) is None:
-            return
+            fsutil.make_dir(self.path, self.mode, uid, gid)
+        else:
+            fsutil.set_owner_mode(self.path, self.mode, uid, gid, directory=True)
+
+    def revert(self, record: Record) -> Optional[str]:
+        if lstat_or_none(self.path) is None:
+            return None
         if record.get("created"):
             if self.purge:
                 fsutil.remove_tree(self.path)
             else:
-                try:
-                    os.rmdir(self.path)
-                except OSError as e:
-                    raise StepError(f"cannot remove {self.path}: {e.strerror} (it holds files hostagent did not put there)") from None
+                left = sorted(os.listdir(self.path))
+                if left:  # not ours to delete (an admin's file, a kept .hostagent-save): leave it all
+                    return f"left {self.path} in place: it holds {', '.join(left)}, which hostagent did not put there"
+                os.rmdir(self.path)
         else:
             fsutil.set_owner_mode(self.path, record["mode"], record["uid"], record["gid"], directory=True)
+        return None
 
 
 @dataclass
@@ -130,20 +137,32 @@ class File(Step):
         if self.reload_systemd:
             run(["systemctl", "daemon-reload"])
 
-    def apply(self) -> Record:
+    def snapshot(self) -> Record:
         before = file_state(self.path)
-        uid, gid = _ids(self.owner, self.group)
-        fsutil.atomic_write(self.path, self.data, self.mode, uid, gid)
-        self._reload()
         return {"before": before.to_dict() if before else None}
 
-    def revert(self, record: Record) -> None:
-        before = record.get("before")
+    def apply(self, record: Record) -> None:
+        uid, gid = _ids(self.owner, self.group)
+        fsutil.atomic_write(self.path, self.data, self.mode, uid, gid)
+        faults.point(f"inside:{self.id}")
+        self._reload()
+
+    def revert(self, record: Record) -> Optional[str]:
+        before = FileState(**record["before"]) if record.get("before") else None
+        now = read_nofollow(self.path)
+        note = None
+        if now is not None and now != self.data and (before is None or now != before.content):
+            # Edited since install (like a dpkg conffile): keep the admin's version beside it.
+            saved = self.path + SAVE_SUFFIX
+            st = os.lstat(self.path)
+            fsutil.atomic_write(saved, now, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+            note = f"{self.path} was edited since install; kept it as {saved}"
         if before is None:
             fsutil.remove_file(self.path)
         else:
-            fsutil.restore(FileState(**before), self.path)
+            fsutil.restore(before, self.path)
         self._reload()
+        return note
 
     def drift(self) -> list[str]:
         return [] if self.check() else [f"{self.path} differs from what hostagent installed"]
@@ -184,34 +203,54 @@ class Binary(Step):
     def diff(self) -> str:
         return f"+ {self.title}"
 
-    def apply(self) -> Record:
-        copying = self.source != self.path and not (lstat_or_none(self.path) is not None and self._content_current())
+    def keep_first(self, first: Record, now: Record) -> Record:
+        # A re-run that copies a newer build: the host's original stays the one to restore, but the
+        # binary now in place is still hostagent's (not "replaced since install").
+        return {**first, "installed": now["installed"]}
+
+    def _copying(self) -> bool:
+        return self.source != self.path and not (lstat_or_none(self.path) is not None and self._content_current())
+
+    def snapshot(self) -> Record:
         before = file_state(self.path, with_content=False)
-        record: Record = {"before": before.to_dict() if before else None, "backup": None}
+        record: Record = {"before": before.to_dict() if before else None, "backup": None,
+                          "installed": list(_file_signature(self.source))}
+        if self._copying() and before is not None:
+            # Keep the binary we replace (e.g. a package's) to put it back on uninstall.
+            record["backup"] = _backup(self.path)
+        return record
+
+    def apply(self, record: Record) -> None:
         _, gid = _ids("root", self.group)
-        if copying:
-            if before is not None:
-                # Keep the binary we replace (e.g. a package's) to put it back on uninstall.
-                record["backup"] = _backup(self.path)
+        if self._copying():
             fsutil.copy_file(self.source, self.path, 0o750, 0, gid)
         else:
             fsutil.set_owner_mode(self.path, 0o750, 0, gid)
-        return record
 
-    def revert(self, record: Record) -> None:
+    def revert(self, record: Record) -> Optional[str]:
         before = record.get("before")
         if before is None:
             fsutil.remove_file(self.path)
-            return
+            return None
         state = FileState(**before)
-        if record.get("backup"):
-            with open(record["backup"], "rb") as f:
-                fsutil.restore(state, self.path, f.read())
-            os.unlink(record["backup"])
-        else:
-            fsutil.set_owner_mode(self.path, state.mode, state.uid, state.gid)
-            if state.caps_hex:
-                fsutil.set_caps_raw(self.path, bytes.fromhex(state.caps_hex))
+        backup = record.get("backup")
+        now = lstat_or_none(self.path)
+        note = None
+        if now is not None:
+            ours = [now.st_size, now.st_mtime_ns] == record.get("installed")
+            if ours and backup and os.path.exists(backup):
+                with open(backup, "rb") as f:
+                    fsutil.restore(state, self.path, f.read())
+            else:
+                # The original (a crash came before the copy) or replaced since install (a package
+                # upgrade): its content stays; owner, mode and capabilities go back.
+                fsutil.set_owner_mode(self.path, state.mode, state.uid, state.gid)
+                fsutil.set_caps_raw(self.path, bytes.fromhex(state.caps_hex) if state.caps_hex else None)
+                if backup and now.st_mtime_ns != state.mtime_ns:
+                    note = f"{self.path} was replaced since install (a package upgrade?); left the new one in place"
+        if backup and os.path.exists(backup):
+            os.unlink(backup)
+        return note
 
 
 def _backup(path: str) -> str:
@@ -254,15 +293,17 @@ class FileCaps(Step):
             return []
         return [f"file capabilities on {self.path} are {self._now()}, want {','.join(self.caps)}=eip"]
 
-    def apply(self) -> Record:
+    def snapshot(self) -> Record:
         prior = caps.read_file_caps(self.path)
+        return {"caps_hex": prior.hex() if prior else None}
+
+    def apply(self, record: Record) -> None:
         fsutil.set_caps_raw(self.path, caps.encode_file_caps(self.caps))
         written = caps.read_file_caps(self.path)
         if not caps.file_caps_match(written, self.caps):
             raise StepError(f"file capabilities on {self.path} did not stick (read back: {caps.describe_file_caps(written) or 'none'})")
-        return {"caps_hex": prior.hex() if prior else None}
 
-    def revert(self, record: Record) -> None:
-        if lstat_or_none(self.path) is None:
-            return
-        fsutil.set_caps_raw(self.path, bytes.fromhex(record["caps_hex"]) if record.get("caps_hex") else None)
+    def revert(self, record: Record) -> Optional[str]:
+        if lstat_or_none(self.path) is not None:
+            fsutil.set_caps_raw(self.path, bytes.fromhex(record["caps_hex"]) if record.get("caps_hex") else None)
+        return None

@@ -5,6 +5,7 @@ import os
 import time
 from dataclasses import dataclass
 
+from hostagent import faults
 from hostagent.errors import StepError
 from hostagent.facts import accounts
 from hostagent.facts.service import journal_excerpt, proc_uid_exe, unit_state
@@ -54,19 +55,16 @@ class Service(Step):
     def diff(self) -> str:
         return f"+ systemctl enable {self.name} && systemctl restart {self.name}"
 
-    def apply(self) -> Record:
+    def snapshot(self) -> Record:
         state = unit_state(self.name)
-        record = {"was_enabled": state.get("UnitFileState") == "enabled", "was_active": state.get("ActiveState") == "active"}
+        return {"was_enabled": state.get("UnitFileState") == "enabled", "was_active": state.get("ActiveState") == "active"}
+
+    def apply(self, record: Record) -> None:
         # The unit file step already reloaded systemd; enabling only needs the symlink.
-        try:
-            run(["systemctl", "enable", "--quiet", "--no-reload", self.name])
-            run(["systemctl", "restart", self.name])
-            self._wait_running()
-        except Exception:
-            # A failed apply has no record for the engine to revert with: undo our part here.
-            self.revert(record)
-            raise
-        return record
+        run(["systemctl", "enable", "--quiet", "--no-reload", self.name])
+        faults.point(f"inside:{self.id}")
+        run(["systemctl", "restart", self.name])
+        self._wait_running()
 
     def _wait_running(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT

@@ -284,3 +284,192 @@ def test_uninstall_keep_logs_leaves_only_the_logs(clean_host, double_copy) -> No
         pwd.getpwnam(USER)
     shutil.rmtree(paths.LOG_DIR)
     assert_same(clean_host)
+
+
+def _driver(*args: str, fault: str = "", trace: str = "") -> subprocess.CompletedProcess:
+    env = {**os.environ, "HOSTAGENT_FAULT_AT": fault, "HOSTAGENT_FAULT_TRACE": trace}
+    return subprocess.run([sys.executable, "-m", "tests.integration.fault_driver", *args], env=env,
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], timeout=120)
+
+
+def test_sigkill_at_every_point_is_recovered(clean_host, double_copy, tmp_path) -> None:
+    """SIGKILL at each step boundary and inside each step, of install and of uninstall: after one
+    recovery run the host equals its snapshot; after a kill in install, install also completes."""
+    trace = tmp_path / "points"
+    assert _driver("install", double_copy, trace=str(trace)).returncode == 0
+    assert _driver("uninstall", trace=str(trace)).returncode == 0
+    assert_same(clean_host)
+    points = trace.read_text().split()
+    install_points = points[:points.index(next(p for p in points if p.startswith("revert-")))]
+    uninstall_points = points[len(install_points):]
+    assert len(install_points) >= 4 * 8 and len(uninstall_points) >= 2 * 8, points
+    tried = recovered = 0
+    for point in install_points:
+        tried += 1
+        killed = _driver("install", double_copy, fault=point)
+        assert killed.returncode == -9, (point, killed.stderr)
+        again = _driver("install", double_copy)  # the next install completes...
+        assert again.returncode == 0, (point, again.stderr)
+        assert _driver("uninstall").returncode == 0, point  # ...and uninstall brings the host back
+        assert_same(clean_host)
+        killed = _driver("install", double_copy, fault=point)
+        assert _driver("uninstall").returncode == 0, point  # one recovery run straight after the kill
+        assert_same(clean_host)
+        recovered += 1
+    for point in uninstall_points:
+        tried += 1
+        assert _driver("install", double_copy).returncode == 0
+        killed = _driver("uninstall", fault=point)
+        assert killed.returncode == -9, (point, killed.stderr)
+        assert _driver("uninstall").returncode == 0, point
+        assert_same(clean_host)
+        recovered += 1
+    print(f"fault injection: {tried} SIGKILL points tried, {recovered} recovered")
+    assert tried == recovered
+
+
+@pytest.mark.parametrize("user, message", [
+    ("disk", "group disk already exists"),  # a privileged group would become the agent user's own
+    ("nobody", "shared primary group"),
+])
+def test_privileged_or_shared_groups_are_refused(clean_host, double_copy, user, message) -> None:
+    with pytest.raises(InputError, match=message):
+        make_plan(double_copy, user=user)
+    assert_same(clean_host)
+
+
+def test_the_lock_is_root_only_and_names_its_holder(clean_host) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", "from hostagent import manifest; import time\n"
+                               "with manifest.locked():\n    print('held', flush=True); time.sleep(30)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout and holder.stdout.readline() == "held\n"
+        st = os.lstat(paths.RUN_DIR)
+        assert stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o700
+        with pytest.raises(InputError, match=f"pid {holder.pid}"), manifest.locked(timeout=0.2):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_stale_temp_files_of_a_killed_run_are_removed(clean_host, double_copy) -> None:
+    stale = f"/usr/sbin/.deepflow-agent{fsutil.TEMP_MARK}0123456789abcdef"
+    Path(stale).write_bytes(b"a killed run's copy of the agent")
+    keep = "/usr/sbin/.deepflow-agent.not-ours"
+    Path(keep).write_text("x")
+    try:
+        with manifest.locked():
+            pass
+        assert not os.path.exists(stale) and os.path.exists(keep)
+    finally:
+        for p in (stale, keep):
+            if os.path.exists(p):
+                os.unlink(p)
+
+
+def test_upgrade_re_runs_leak_no_backup_and_the_state_dir_goes(clean_host, double_copy, tmp_path) -> None:
+    packaged = b"\x7fELF packaged agent\n"
+    fsutil.atomic_write(paths.AGENT_BINARY, packaged, 0o755)
+    before = hostsnap.snapshot(SNAP_ROOTS)
+    try:
+        engine.install(make_plan(double_copy), {}, {})
+        for build in (b"build 2", b"build 3"):
+            newer = tmp_path / "newer"
+            newer.write_bytes(Path(double_copy).read_bytes() + build)
+            engine.install(make_plan(str(newer)), {}, {})
+        assert len(os.listdir(paths.BACKUP_DIR)) == 1  # the packaged binary's, nothing of the re-runs
+        engine.uninstall()
+        assert Path(paths.AGENT_BINARY).read_bytes() == packaged and not os.path.exists(paths.STATE_DIR)
+        assert_same(before)
+    finally:
+        _cleanup()
+        if os.path.lexists(paths.AGENT_BINARY):
+            os.unlink(paths.AGENT_BINARY)
+
+
+def test_an_edited_config_is_kept_beside_on_uninstall(clean_host, double_copy) -> None:
+    engine.install(make_plan(double_copy), {}, {})
+    edited = b"controller-ips: [10.1.1.1]  # the admin's\n"
+    fsutil.atomic_write(paths.CONFIG_FILE, edited, 0o640)
+    out = engine.uninstall()
+    saved = Path(paths.CONFIG_FILE + ".hostagent-save")
+    try:
+        assert saved.read_bytes() == edited and any("kept it as" in n for n in out.notes)
+        assert any(f"left {paths.CONFIG_DIR} in place" in n for n in out.notes)
+        assert not os.path.exists(paths.CONFIG_FILE) and not os.path.exists(paths.MANIFEST)
+    finally:
+        saved.unlink()
+        os.rmdir(paths.CONFIG_DIR)
+    assert_same(clean_host)
+
+
+def test_limits_of_a_pre_existing_cgroup_dir_are_restored(clean_host, double_copy) -> None:
+    cpu = "/sys/fs/cgroup/cpu/deepflow-agent"
+    os.mkdir(cpu)
+    Path(f"{cpu}/cpu.cfs_quota_us").write_text("50000")
+    try:
+        engine.install(make_plan(double_copy), {}, {})
+        assert Path(f"{cpu}/cpu.cfs_quota_us").read_text().strip() == "100000"
+        engine.uninstall()
+        assert Path(f"{cpu}/cpu.cfs_quota_us").read_text().strip() == "50000"
+    finally:
+        _cleanup()
+        if os.path.isdir(cpu):
+            os.rmdir(cpu)
+
+
+def test_uninstall_force_reverts_what_a_damaged_manifest_proves(clean_host, double_copy) -> None:
+    engine.install(make_plan(double_copy), {}, {})
+    data = json.loads(Path(paths.MANIFEST).read_text())
+    data["steps"][2]["kind"] = "frobnicate"  # the binary's entry can no longer be rebuilt
+    Path(paths.MANIFEST).write_text(json.dumps(data))
+    with pytest.raises(InputError, match="--force"):
+        engine.uninstall()
+    out = engine.uninstall(force=True)
+    assert any(n.startswith("binary:/usr/sbin/deepflow-agent: not reverted") for n in out.notes)
+    assert not os.path.exists(paths.MANIFEST)
+    os.unlink(paths.AGENT_BINARY)  # the one change it could not prove, removed by hand as the note says
+    assert_same(clean_host)
+
+
+@dataclass
+class Marker(Step):
+    """A test step: a file; its revert fails while <path>.fail exists; after_revert leaves <path>.after."""
+
+    kind = "test-marker"
+    path: str
+
+    def check(self) -> bool:
+        return os.path.exists(self.path)
+
+    def snapshot(self) -> dict:
+        return {}
+
+    def apply(self, record: dict) -> None:
+        Path(self.path).write_text("x")
+
+    def revert(self, record: dict) -> None:
+        if os.path.exists(self.path + ".fail"):
+            raise StepError("injected revert failure")
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+    def after_revert(self, record: dict) -> None:
+        Path(self.path + ".after").write_text("ran")
+
+
+def test_a_stopped_uninstall_still_runs_after_revert_when_re_run(clean_host, tmp_path, monkeypatch) -> None:
+    from hostagent import steps
+
+    monkeypatch.setitem(steps.KINDS, Marker.kind, Marker)
+    first, second = Marker(path=str(tmp_path / "first")), Marker(path=str(tmp_path / "second"))
+    engine.install([first, second], {}, {})
+    Path(first.path + ".fail").write_text("")
+    with pytest.raises(StepError, match="uninstall stopped at test-marker"):
+        engine.uninstall()  # reverts `second`, then stops at `first`
+    assert not os.path.exists(second.path + ".after")
+    os.unlink(first.path + ".fail")
+    engine.uninstall()
+    assert Path(second.path + ".after").read_text() == "ran" and Path(first.path + ".after").read_text() == "ran"
+    assert not os.path.exists(paths.MANIFEST)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -114,3 +115,30 @@ def test_quiet_prints_nothing_on_success() -> None:
     proc = hostagent("status", "--quiet")
     assert proc.returncode in (0, 1) and proc.stdout == ""
 
+
+
+@pytest.mark.parametrize("args, message", [
+    (["install", "--controller-ip", "10.0.0.1", "--controller-port", "٣٠٠٣٥"], "must be an integer"),
+    (["install", "--controller-ip", "fe80::1%eth0 x"], "single line|scope id|malformed"),
+    (["install", "--controller-ip", "fe80::1%$(reboot)"], "scope id must be an interface name"),
+    (["install", "--controller-ip", " 10.0.0.1"], "surrounding whitespace"),
+    (["install", "--controller-ip", "10.0.0.1", "--server", "http://x/path", "--watcher-domain", "w"], "malformed --server"),
+    (["group-config", "--apply", "--server", "bad host!", "--agent-group", "g", "--no-other-netns"], "malformed --server"),
+    (["group-config", "--lb", "notanip", "--no-other-netns"], "malformed --lb|malformed --controller-ip"),
+])
+def test_more_bad_input_is_refused_on_one_line(args, message) -> None:
+    proc = hostagent(*args)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert proc.stderr.count("\n") == 1 and re.search(message, proc.stderr), proc.stderr
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"controller-ips: [10.0.0.1]\ndomain-timeout: abc\n", "domain-timeout must be a number"),
+    (b"controller-ips: [10.0.0.1]\ncaps: [cap_net_raw, cap_net_admin]\n", "--caps must be a string"),
+    (b"controller-ips: [10.0.0.1]\nuser: \xff\xfe\n", "not UTF-8 text"),
+])
+def test_bad_config_files_are_refused_on_one_line(tmp_path, content, message) -> None:
+    f = tmp_path / "opts.yaml"
+    f.write_bytes(content)
+    proc = hostagent("install", "--config-file", str(f))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr

@@ -56,7 +56,7 @@ def test_unit_runs_the_launcher_with_the_options() -> None:
     # The sandboxed launcher never keeps more than it needs to join cgroups and drop.
     launcher_caps = _all_values(text, "CapabilityBoundingSet")[1].split()
     assert launcher_caps == ["CAP_DAC_OVERRIDE", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID"]
-    assert _all_values(text, "Delegate") == ["yes"] and _all_values(text, "Restart") == ["on-failure"]
+    assert _all_values(text, "Delegate") == ["yes"] and _all_values(text, "Restart") == ["always"]
     assert _all_values(text, "UnsetEnvironment") == ["IN_CONTAINER"]
 
 
@@ -73,7 +73,7 @@ def test_cgroup_dirs_stay_writable_under_protect_control_groups() -> None:
     v1 = unit.render("d", caps.resolve("deepflow-doc"), 1000, 768,
                      CgroupLayout("v1", "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/memory"))
     assert _all_values(v1, "ReadWritePaths") == [
-        "/var/log/deepflow-agent", "-/sys/fs/cgroup/cpu,cpuacct/deepflow-agent", "-/sys/fs/cgroup/memory/deepflow-agent"]
+        "-/var/log/deepflow-agent", "-/sys/fs/cgroup/cpu,cpuacct/deepflow-agent", "-/sys/fs/cgroup/memory/deepflow-agent"]
     v2 = unit.render("d", caps.resolve("deepflow-doc"), 1000, 768, CgroupLayout("v2"))
     assert _all_values(v2, "ReadWritePaths")[1:] == ["-/sys/fs/cgroup/deepflow-agent"]
 
@@ -81,3 +81,16 @@ def test_cgroup_dirs_stay_writable_under_protect_control_groups() -> None:
 def test_unit_parses_as_ini() -> None:
     parser = _unit("deepflow-doc")
     assert parser.get("Install", "WantedBy") == "multi-user.target"
+
+
+def test_no_empty_bounding_set_line() -> None:
+    # A profile that already holds every launcher capability: an empty second line would reset the set.
+    names = caps.resolve("cap_net_raw,cap_dac_override,cap_setgid,cap_setpcap,cap_setuid")
+    text = unit.render("d", names, 1000, 768)
+    assert "CapabilityBoundingSet=\n" not in text
+    assert _all_values(text, "CapabilityBoundingSet") == ["CAP_DAC_OVERRIDE CAP_SETGID CAP_SETUID CAP_SETPCAP CAP_NET_RAW"]
+
+
+def test_a_missing_log_dir_does_not_fail_the_start() -> None:
+    text = unit.render("d", caps.resolve("deepflow-doc"), 1000, 768)
+    assert "-/var/log/deepflow-agent" in _all_values(text, "ReadWritePaths")

@@ -59,3 +59,79 @@ def test_invalid_cluster_id_from_server_is_refused(fake_server) -> None:
     fake_server.add_domain("weird", "bad id: {}")
     with pytest.raises(ServerError, match="invalid CLUSTER_ID"):
         server.domain_cluster_id(fake_server.url, "weird", timeout=0)
+
+
+class RawServer:
+    """A loopback TCP server that answers every connection with `reply(conn)`: for answers no real
+    HTTP server library would give (drips, huge bodies, broken-off responses, redirects)."""
+
+    def __init__(self, reply) -> None:
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.reply = reply
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                try:
+                    self.reply(conn)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _drip(conn) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+    for _ in range(40):
+        conn.sendall(b"x")
+        time.sleep(0.1)
+
+
+def _huge(conn) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (64 << 20))
+    chunk = b"x" * (1 << 20)
+    for _ in range(64):
+        conn.sendall(chunk)
+
+
+def _cut(conn) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{\"OPT_STATUS\": ")
+
+
+def _redirect(conn) -> None:
+    conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: http://192.0.2.1/v2/domains/\r\nContent-Length: 0\r\n\r\n")
+
+
+@pytest.mark.parametrize("reply, message", [
+    (_drip, "timed out after 1s"),  # a slow drip runs into the total deadline, not past it
+    (_huge, "larger than 16 MiB"),
+    (_cut, "broke off"),
+    (_redirect, "follows no redirects"),
+])
+def test_hostile_answers_end_in_one_clear_error(reply, message) -> None:
+    srv = RawServer(reply)
+    started = time.monotonic()
+    try:
+        with pytest.raises(ServerError, match=message) as e:
+            server.domain_cluster_id(srv.url, "x", timeout=0, request_timeout=1)
+    finally:
+        srv.close()
+    assert "\n" not in str(e.value) and time.monotonic() - started < 10
+
+
+def test_ids_with_a_trailing_newline_are_refused(fake_server) -> None:
+    fake_server.add_domain("nl", "d-abc\n")
+    with pytest.raises(ServerError, match="invalid CLUSTER_ID"):
+        server.domain_cluster_id(fake_server.url, "nl", timeout=0)

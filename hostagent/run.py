@@ -13,6 +13,8 @@ from hostagent.errors import StepError
 # Commands see the same language and PATH whatever the caller's environment (sudo, cron, Ansible).
 ENV = {"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 DEBUG_ENV = "HOSTAGENT_DEBUG"
+# How long one host command may take (a hung systemctl must not hang install): seconds.
+TIMEOUT = float(os.environ.get("HOSTAGENT_COMMAND_TIMEOUT", "60"))
 
 
 def _debug(argv: Sequence[str]) -> None:
@@ -20,9 +22,10 @@ def _debug(argv: Sequence[str]) -> None:
         print(f"+ {shlex.join(argv)}", file=sys.stderr, flush=True)
 
 
-def run(argv: Sequence[str], timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(argv: Sequence[str], timeout: Optional[float] = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run argv; with check, a non-zero exit is a StepError naming the command and its last line."""
     _debug(argv)
+    timeout = TIMEOUT if timeout is None else min(timeout, TIMEOUT)
     try:
         proc = subprocess.run(list(argv), stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=timeout, env=ENV, check=False)

@@ -159,13 +159,20 @@ class File(Step):
             note = f"{self.path} was edited since install; kept it as {saved}"
         if before is None:
             fsutil.remove_file(self.path)
-        else:
+        elif not _same_file(self.path, before, now):
             fsutil.restore(before, self.path)
         self._reload()
         return note
 
     def drift(self) -> list[str]:
         return [] if self.check() else [f"{self.path} differs from what hostagent installed"]
+
+
+def _same_file(path: str, state: FileState, now: Optional[bytes]) -> bool:
+    """Already as it was (a crash or failure came before the write): nothing to put back."""
+    st = lstat_or_none(path)
+    return (st is not None and now == state.content
+            and (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns) == (state.mode, state.uid, state.gid, state.mtime_ns))
 
 
 def _file_signature(path: str) -> tuple[int, int]:

@@ -135,3 +135,14 @@ def test_changed_limits_change_only_what_differs(host, unchanged) -> None:
     pid = host.run("systemctl show -p MainPID --value deepflow-agent").check().stdout.strip()
     capbnd = host.run(f"grep CapBnd /proc/{pid}/status").check().stdout.split()[1]
     assert int(capbnd, 16) == 0x87000  # net_admin, net_raw, ipc_lock, sys_ptrace
+
+
+def test_doctor_here_does_not_claim_the_containers_agent(host, unchanged) -> None:
+    import subprocess
+    import sys
+
+    rc, _report, _ = hostagent(host, BASE)
+    assert rc == 0
+    here = subprocess.run([sys.executable, "-m", "hostagent", "doctor", "--json", "--timeout", "0.1"],
+                          capture_output=True, text=True, cwd="/")
+    assert json.loads(here.stdout)["data"]["processes"] == [], here.stdout

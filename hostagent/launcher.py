@@ -17,8 +17,9 @@ import ctypes
 import os
 import stat
 import sys
+from typing import Optional
 
-from hostagent import agentcgroups, caps, fsutil, paths
+from hostagent import agentcgroups, caps, fsutil
 from hostagent.errors import HostagentError
 from hostagent.facts import accounts
 from hostagent.facts.cgroups import cgroup_layout
@@ -106,7 +107,8 @@ def _start_checks(user: str, argv: list[str]) -> accounts.Account:
     return account
 
 
-def prepare(user: str, cap_spec: str, cpu_millicores: int, memory_mib: int, argv: list[str]) -> None:
+def prepare(user: str, cap_spec: str, cpu_millicores: int, memory_mib: int, argv: list[str],
+            log_dir: Optional[str] = None) -> None:
     """The part that needs full root: cgroup dirs with owner and limits, the binary's owner, mode and
     capabilities. The unit runs it as ExecStartPre=+ so the agent's own start can be sandboxed."""
     account = _start_checks(user, argv)
@@ -117,10 +119,10 @@ def prepare(user: str, cap_spec: str, cpu_millicores: int, memory_mib: int, argv
     binary = argv[0]
     if binary.startswith("/") and ensure_binary(binary, cap_names, account.gid):
         log(f"restored owner, mode and capabilities of {binary} (replaced by an upgrade?)")
-    if not os.path.lexists(paths.LOG_DIR) and os.path.isdir(os.path.dirname(paths.LOG_DIR)):
+    if log_dir and not os.path.lexists(log_dir) and os.path.isdir(os.path.dirname(log_dir)):
         # Removed by hand or by a cleanup: the agent would fail to open its log.
-        fsutil.make_dir(paths.LOG_DIR, 0o750, account.uid, account.gid)
-        log(f"recreated {paths.LOG_DIR}")
+        fsutil.make_dir(log_dir, 0o750, account.uid, account.gid)
+        log(f"recreated {log_dir}")
 
 
 def _close_inherited_fds() -> None:
@@ -176,6 +178,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--caps", help="capability profile or list to keep (default: as install)")
     parser.add_argument("--cpu-millicores", type=int, help="CPU limit for the agent's cgroup (default: as install)")
     parser.add_argument("--memory-mib", type=int, help="memory limit for the agent's cgroup (default: as install)")
+    parser.add_argument("--log-dir", help="with --prepare-only: recreate this log dir for the user if it is missing")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--prepare-only", action="store_true", help="only the full-root part (ExecStartPre=+)")
     mode.add_argument("--prepared", action="store_true", help="--prepare-only already ran: join, drop, exec")
@@ -192,7 +195,7 @@ def main(argv: list[str]) -> int:
         if args.cleanup:
             cleanup()
         elif args.prepare_only:
-            prepare(args.user, args.caps, args.cpu_millicores, args.memory_mib, agent)
+            prepare(args.user, args.caps, args.cpu_millicores, args.memory_mib, agent, log_dir=args.log_dir)
         else:
             run_agent(args.user, args.caps, args.cpu_millicores, args.memory_mib, agent, prepared=args.prepared)
     except (HostagentError, OSError) as e:

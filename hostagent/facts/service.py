@@ -39,25 +39,26 @@ def proc_uid_exe(pid: int) -> tuple[Optional[int], Optional[str]]:
     return uid, exe.replace(" (deleted)", "")
 
 
-def _pid_ns(pid: object) -> Optional[int]:
+def _root(pid: object) -> Optional[tuple[int, int]]:
     try:
-        return os.stat(f"/proc/{pid}/ns/pid").st_ino
+        st = os.stat(f"/proc/{pid}/root")
+        return st.st_dev, st.st_ino
     except OSError:
         return None
 
 
 def agent_processes() -> list[Any]:
-    """psutil processes of the agent binary in this host's pid namespace, parents before their children."""
+    """psutil processes of the agent binary with this host's root directory, parents before their children."""
     import psutil
 
     found = []
-    here = _pid_ns("self")
+    here = _root("self")
     for proc in psutil.process_iter(["pid", "name", "exe", "uids", "gids", "ppid"]):
         info = proc.info
         exe = (info.get("exe") or "").replace(" (deleted)", "")
-        # An agent in a container on this machine (its own pid namespace) is not this host's agent;
-        # the unit's sandbox gives the agent its own mount namespace, so that one cannot tell.
-        if (info.get("name") == "deepflow-agent" or exe == paths.AGENT_BINARY) and _pid_ns(proc.pid) == here:
+        # An agent in a container on this machine (another root directory) is not this host's agent.
+        # Not the mount namespace: the unit's sandbox gives the host's own agent one of its own.
+        if (info.get("name") == "deepflow-agent" or exe == paths.AGENT_BINARY) and _root(proc.pid) == here:
             found.append(proc)
     pids = {p.pid for p in found}
     return sorted(found, key=lambda p: (p.info["ppid"] in pids, p.pid))

@@ -135,7 +135,7 @@ def test_apply_missing_group_without_create(server: FakeGroupServer) -> None:
          "takes only --schema nested"),
         (["--capture-mode", "2"], "Enterprise-only"),
         (["--lb", "1.2.3.4", "--controller-ip", "1.2.3.5"], "do not combine"),
-        (["--controller-ip", "not an ip!"], "neither an IP address nor a host name"),
+        (["--controller-ip", "not an ip!"], "malformed --controller-ip"),
         (["--ingester-port", "70000"], "outside 1-65535"),
         (["--interface-regex", "("], "not a valid regex"),
         (["--schema", "legacy"], "needs --group-id"),

@@ -140,8 +140,14 @@ class Explodes(Step):
     def check(self) -> bool:
         return False
 
-    def apply(self) -> dict:
+    def snapshot(self) -> dict:
+        return {}
+
+    def apply(self, record: dict) -> None:
         raise StepError("injected failure")
+
+    def revert(self, record: dict) -> None:
+        pass
 
 
 def test_failure_in_the_middle_rolls_everything_back(clean_host, double_copy) -> None:
@@ -151,7 +157,8 @@ def test_failure_in_the_middle_rolls_everything_back(clean_host, double_copy) ->
         engine.install(steps, {}, {})
     assert e.value.exit_code == 1
     statuses = [s.status for s in e.value.outcome.steps]
-    assert statuses.count("rolled-back") == 7 and "failed" in statuses
+    # The 7 applied steps and the failing one itself (it may have been applied in part) are rolled back.
+    assert statuses.count("rolled-back") == 8 and "failed" in statuses
     assert not os.path.exists(paths.MANIFEST)
     assert_same(clean_host)
 

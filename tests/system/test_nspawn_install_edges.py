@@ -146,3 +146,12 @@ def test_doctor_here_does_not_claim_the_containers_agent(host, unchanged) -> Non
     here = subprocess.run([sys.executable, "-m", "hostagent", "doctor", "--json", "--timeout", "0.1"],
                           capture_output=True, text=True, cwd="/")
     assert json.loads(here.stdout)["data"]["processes"] == [], here.stdout
+
+
+def test_the_service_survives_a_removed_log_dir(host, unchanged) -> None:
+    rc, _report, _ = hostagent(host, BASE)
+    assert rc == 0
+    host.run("rm -r /var/log/deepflow-agent && systemctl restart deepflow-agent").check()
+    host.run("for i in $(seq 50); do systemctl is-active --quiet deepflow-agent && break; sleep 0.1; done; "
+             "systemctl is-active deepflow-agent").check()
+    assert host.run("stat -c %U:%a /var/log/deepflow-agent").check().stdout.strip() == "deepflow:750"

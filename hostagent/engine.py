@@ -64,9 +64,10 @@ def _dry_run(plan: list[Step], outcome: Outcome, progress: Progress) -> Outcome:
 
 
 def install(plan: list[Step], options: dict[str, Any], facts: dict[str, Any], dry_run: bool = False,
-            progress: Progress = _noop) -> Outcome:
+            progress: Progress = _noop, manifest_path: str = manifest_mod.paths.MANIFEST) -> Outcome:
+    """manifest_path: each installed service keeps its own (the agent's, k8s-sync's)."""
     outcome = Outcome("install", dry_run)
-    existing = manifest_mod.load()
+    existing = manifest_mod.load(manifest_path)
     if existing:
         planned_ids = {s.id for s in plan}
         orphans = [e["id"] for e in existing.entries if e["id"] not in planned_ids]
@@ -75,7 +76,7 @@ def install(plan: list[Step], options: dict[str, Any], facts: dict[str, Any], dr
     if dry_run:
         return _dry_run(plan, outcome, progress)
 
-    manifest = existing or Manifest.new(options, facts)
+    manifest = existing or Manifest.new(options, facts, manifest_path)
     manifest.update_run(options, facts)
     previous = existing.copy() if existing else None
     undo: list[tuple[Step, Record]] = []  # this run's changes (the failing one too), for rollback
@@ -154,13 +155,13 @@ def _rollback(undo: list[tuple[Step, Record]], outcome: Outcome, progress: Progr
 
 
 def uninstall(dry_run: bool = False, keep_logs: bool = False, force: bool = False,
-              progress: Progress = _noop) -> Outcome:
+              progress: Progress = _noop, manifest_path: str = manifest_mod.paths.MANIFEST) -> Outcome:
     outcome = Outcome("uninstall", dry_run)
     if force:
-        manifest, unproven = manifest_mod.load_forced()
+        manifest, unproven = manifest_mod.load_forced(manifest_path)
         outcome.notes.extend(unproven)
     else:
-        manifest = manifest_mod.load()
+        manifest = manifest_mod.load(manifest_path)
     if manifest is None:
         outcome.notes.append("nothing to uninstall: no hostagent manifest on this host")
         return outcome

@@ -51,9 +51,9 @@ class Manifest:
         self.path = path
 
     @classmethod
-    def new(cls, options: dict[str, Any], facts: dict[str, Any]) -> Manifest:
+    def new(cls, options: dict[str, Any], facts: dict[str, Any], path: str = paths.MANIFEST) -> Manifest:
         return cls({"version": VERSION, "hostagent": __version__, "installed_at": _now(), "updated_at": None,
-                    "state_dir_created": False, "options": options, "facts": facts, "steps": []})
+                    "state_dir_created": False, "options": options, "facts": facts, "steps": []}, path)
 
     @property
     def entries(self) -> list[dict[str, Any]]:
@@ -109,7 +109,7 @@ class Manifest:
     def save(self) -> None:
         self.data["updated_at"] = _now()
         state_dir = os.path.dirname(self.path)
-        if self.path == paths.MANIFEST and not os.path.lexists(state_dir):
+        if state_dir == paths.STATE_DIR and not os.path.lexists(state_dir):
             self._create_state_dir(state_dir)
             return
         fsutil.atomic_write(self.path, self._bytes(), 0o600)
@@ -133,8 +133,8 @@ class Manifest:
         if self.data.get("state_dir_created"):
             try:
                 os.rmdir(paths.STATE_DIR)
-            except OSError:
-                pass  # something else lives there now; leave it
+            except OSError:  # something else lives there now; leave it
+                _hand_over_state_dir(self.path)
 
     def copy(self) -> Manifest:
         return Manifest(json.loads(json.dumps(self.data)), self.path)
@@ -208,8 +208,30 @@ def load_forced(path: str = paths.MANIFEST) -> tuple[Optional[Manifest], list[st
     return Manifest(data, path), unproven
 
 
+def _hand_over_state_dir(removed: str) -> None:
+    """The state dir stays for another service's manifest: that one removes it when it goes."""
+    for other in paths.MANIFESTS:
+        if other != removed and os.path.lexists(other):
+            try:
+                found = load(other)
+            except InputError:
+                continue
+            if found is not None and not found.data.get("state_dir_created"):
+                found.data["state_dir_created"] = True
+                fsutil.atomic_write(found.path, found._bytes(), 0o600)
+            return
+
+
 def collect_backups(keep: set[str]) -> None:
-    """Remove backups that no manifest entry refers to (left by re-runs, rollbacks or crashes)."""
+    """Remove backups that no manifest entry refers to (left by re-runs, rollbacks or crashes); the
+    backups of every manifest on the host (the agent's, k8s-sync's) are kept."""
+    for other in paths.MANIFESTS:
+        try:
+            found = load(other)
+        except InputError:
+            return  # a damaged manifest: keep every backup
+        if found is not None:
+            keep = keep | found.referenced_backups()
     try:
         names = os.listdir(paths.BACKUP_DIR)
     except OSError:

@@ -184,19 +184,25 @@ def as_str(name: str, value: Any) -> str:
 
 def build(values: dict[str, Any], file_values: Optional[dict[str, Any]] = None) -> InstallOptions:
     """Merge file values under flag values (None = flag not given) and validate everything."""
+    return validate(merge(values, file_values, INSTALL_SETTINGS))
+
+
+def merge(values: dict[str, Any], file_values: Optional[dict[str, Any]], table: tuple[Setting, ...]) -> dict[str, Any]:
+    """Config-file values (keys as the flags, without --) under flag values; unknown keys refused."""
+    names = {s.name for s in table}
     merged: dict[str, Any] = {}
     for key, value in (file_values or {}).items():
         name = str(key).replace("-", "_")
         if name == "controller_ip":
             name = "controller_ips"
-        if name not in SETTINGS:
-            known = ", ".join(sorted(s.flag[2:] for s in INSTALL_SETTINGS))
+        if name not in names:
+            known = ", ".join(sorted(s.flag[2:] for s in table))
             raise InputError(f"unknown key {key!r} in config file (known: {known})")
         merged[name] = value
     for key, value in values.items():
         if value not in (None, (), []):
             merged[key] = value
-    return validate(merged)
+    return merged
 
 
 def validate(v: dict[str, Any]) -> InstallOptions:
@@ -281,3 +287,97 @@ def load_config_file(path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InputError(f"config file {path} must be a YAML mapping of option names to values")
     return data
+
+
+# `hostagent k8s-sync`: its own table, same rules (flags, config-file keys, defaults, help from here).
+TEAM_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")
+K8S_SYNC_INTERVAL = 60.0
+K8S_SYNC_MAX_INTERVAL = 24 * 3600.0
+K8S_SYNC_SETTINGS: tuple[Setting, ...] = (
+    Setting("controller_ips", "--controller-ip", "list", (), "deepflow-server controller IP or host name (repeatable, required)."),
+    Setting("controller_port", "--controller-port", "int", CONTROLLER_PORT, "Controller gRPC port."),
+    Setting("cluster_id", "--cluster-id", "str", None, "Kubernetes cluster id (default: ask the server by the apiserver CA's md5)."),
+    Setting("team_id", "--team-id", "str", None, "Team (org) the cluster belongs to; empty = the default org."),
+    Setting("kubeconfig", "--kubeconfig", "str", None, "kubeconfig file (default: the in-cluster service account)."),
+    Setting("interval", "--interval", "float", K8S_SYNC_INTERVAL, "Seconds between full reports (at most 86400)."),
+    Setting("tls", "--tls", "bool", False, "Talk TLS to the controllers (system CAs unless --tls-ca)."),
+    Setting("tls_ca", "--tls-ca", "str", None, "CA file for the controllers' TLS (implies --tls)."),
+    Setting("configmaps", "--configmaps", "bool", True, "Also report ConfigMaps (--no-configmaps to leave them out)."),
+    Setting("max_message_mib", "--max-message-mib", "int", 100, "The server's grpc-max-message-length, in MiB: larger reports are cut."),
+    Setting("user", "--user", "str", "deepflow-k8s", "System user the service runs as (install)."),
+)
+K8S_SYNC = {s.name: s for s in K8S_SYNC_SETTINGS}
+
+
+@dataclass(frozen=True)
+class K8sSyncOptions:
+    controller_ips: tuple[str, ...]
+    controller_port: int = CONTROLLER_PORT
+    cluster_id: Optional[str] = None
+    team_id: Optional[str] = None
+    kubeconfig: Optional[str] = None
+    interval: float = K8S_SYNC_INTERVAL
+    tls: bool = False
+    tls_ca: Optional[str] = None
+    configmaps: bool = True
+    user: str = "deepflow-k8s"
+    max_message_mib: int = 100
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["controller_ips"] = list(self.controller_ips)
+        return d
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise InputError(f"{name} must be true or false, got {value!r}")
+
+
+def build_k8s_sync(values: dict[str, Any], file_values: Optional[dict[str, Any]] = None) -> K8sSyncOptions:
+    merged = merge(values, file_values, K8S_SYNC_SETTINGS)
+    ips_raw = merged.get("controller_ips") or ()
+    if isinstance(ips_raw, str):
+        ips_raw = [ips_raw]
+    if not ips_raw:
+        raise InputError("at least one --controller-ip is required")
+    hosts = []
+    for raw in ips_raw:
+        value = as_str("--controller-ip", raw)
+        try:
+            hosts.append(str(parse_ip(value)))
+        except InputError:
+            if not HOST_NAME.fullmatch(value):
+                raise InputError(f"malformed --controller-ip {value!r} (an IP address or a host name)") from None
+            hosts.append(value)
+    port = parse_port("--controller-port", merged.get("controller_port", CONTROLLER_PORT))
+    cluster_id = merged.get("cluster_id")
+    if cluster_id is not None:
+        cluster_id = as_str("--cluster-id", cluster_id)
+        if not CLUSTER_ID.fullmatch(cluster_id):
+            raise InputError(f"invalid cluster id {cluster_id!r} (want ^{CLUSTER_ID.pattern}$)")
+    team_id = merged.get("team_id")
+    if team_id is not None:
+        team_id = as_str("--team-id", team_id)
+        if not TEAM_ID.fullmatch(team_id):
+            raise InputError(f"invalid team id {team_id!r}")
+    paths_: dict[str, Optional[str]] = {}
+    for name in ("kubeconfig", "tls_ca"):
+        given = merged.get(name)
+        path = None if given is None else as_str(K8S_SYNC[name].flag, given)
+        if path is not None and not path.startswith("/"):
+            raise InputError(f"{K8S_SYNC[name].flag} must be an absolute path: {path!r}")
+        paths_[name] = path
+    interval = as_float("--interval", merged.get("interval", K8S_SYNC_INTERVAL))
+    if not 1 <= interval <= K8S_SYNC_MAX_INTERVAL:
+        raise InputError(f"--interval out of range: {interval:g} (1 to {K8S_SYNC_MAX_INTERVAL:.0f} seconds)")
+    user = as_str("--user", merged.get("user", "deepflow-k8s"))
+    if not USER_NAME.fullmatch(user) or user == "root":
+        raise InputError(f"invalid user name {user!r}")
+    max_mib = as_int("--max-message-mib", merged.get("max_message_mib", 100))
+    if not 1 <= max_mib <= 2047:
+        raise InputError(f"--max-message-mib out of range: {max_mib} (1-2047)")
+    return K8sSyncOptions(tuple(hosts), port, cluster_id, team_id, paths_["kubeconfig"], interval,
+                          _as_bool("--tls", merged.get("tls", False)), paths_["tls_ca"],
+                          _as_bool("--configmaps", merged.get("configmaps", True)), user, max_mib)

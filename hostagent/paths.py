@@ -13,6 +13,12 @@ UNIT_FILE = "/etc/systemd/system/" + UNIT_NAME
 STATE_DIR = os.environ.get("HOSTAGENT_STATE_DIR", "/var/lib/hostagent")
 MANIFEST = STATE_DIR + "/manifest.json"
 BACKUP_DIR = STATE_DIR + "/backup"
+# `hostagent k8s-sync install`: its own service, user, files and manifest beside the agent's.
+K8S_SYNC_UNIT_NAME = "hostagent-k8s-sync.service"
+K8S_SYNC_UNIT_FILE = "/etc/systemd/system/" + K8S_SYNC_UNIT_NAME
+K8S_SYNC_CONFIG_DIR = "/etc/hostagent-k8s-sync"
+K8S_SYNC_MANIFEST = STATE_DIR + "/k8s-sync.json"
+MANIFESTS = (MANIFEST, K8S_SYNC_MANIFEST)
 # A root-only directory: no other user can create, hold or replace the lock.
 RUN_DIR = "/run/hostagent"
 LOCK_FILE = RUN_DIR + "/lock"
@@ -20,6 +26,6 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 CGROUP_NAME = "deepflow-agent"  # hard-coded by the agent (cgroups-rs builder name)
 # Where hostagent writes; a killed run's temp files there are removed by the next run.
 WRITTEN_DIRS = (os.path.dirname(AGENT_BINARY), CONFIG_DIR, os.path.dirname(UNIT_FILE), os.path.dirname(STATE_DIR),
-                STATE_DIR, BACKUP_DIR)
+                STATE_DIR, BACKUP_DIR, K8S_SYNC_CONFIG_DIR)
 # What install creates, for a manifest that cannot be read any more.
 INSTALLED_PATHS = (AGENT_BINARY, CONFIG_FILE, LOG_DIR, UNIT_FILE, STATE_DIR)

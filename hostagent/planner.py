@@ -72,19 +72,7 @@ def preflight(opts: InstallOptions, host: HostFacts, resolve_remote: bool = True
         if st is not None and not stat.S_ISREG(st.st_mode):
             raise InputError(f"{path} exists and is not a regular file (symlink?); refusing to replace it")
 
-    account = accounts.user(opts.user)
-    if account is not None:
-        reason = accounts.unsafe_user_reason(account)
-        if reason:
-            raise InputError(f"existing user {opts.user} {reason}; refusing to run the agent as it")
-        group = accounts.group_name(account.gid) or str(account.gid)
-    else:
-        group = opts.user
-        gid = accounts.group_gid(group)
-        if gid is not None and not _recorded_as_created(f"group:{group}"):
-            # It would become the new user's primary group, and userdel could later remove it.
-            raise InputError(f"group {group} already exists (gid {gid}) but user {opts.user} does not; "
-                             "pick another --user: the agent's user gets a new group of its own")
+    group = service_group(opts.user, "the agent", _recorded_as_created(f"group:{opts.user}"))
     dropins = paths.UNIT_FILE + ".d"
     if os.path.isdir(dropins) and os.listdir(dropins):
         raise InputError(f"{dropins} holds drop-ins ({', '.join(sorted(os.listdir(dropins)))}) that systemd "
@@ -107,11 +95,28 @@ def preflight(opts: InstallOptions, host: HostFacts, resolve_remote: bool = True
     return Resolved(cap_names, cluster_id, group_id, group, tuple(warnings))
 
 
-def _recorded_as_created(step_id: str) -> bool:
+def service_group(user: str, what: str, group_is_ours: bool) -> str:
+    """The primary group of the service's user: an existing user must be safe to run as; a new
+    user gets a new group of its own (group_is_ours: a killed run's manifest says we made it)."""
+    account = accounts.user(user)
+    if account is not None:
+        reason = accounts.unsafe_user_reason(account)
+        if reason:
+            raise InputError(f"existing user {user} {reason}; refusing to run {what} as it")
+        return accounts.group_name(account.gid) or str(account.gid)
+    gid = accounts.group_gid(user)
+    if gid is not None and not group_is_ours:
+        # It would become the new user's primary group, and userdel could later remove it.
+        raise InputError(f"group {user} already exists (gid {gid}) but user {user} does not; "
+                         f"pick another --user: {what}'s user gets a new group of its own")
+    return user
+
+
+def _recorded_as_created(step_id: str, manifest_path: str = paths.MANIFEST) -> bool:
     """Whether the manifest (of a run that was killed, say) records this as hostagent's own creation."""
     from hostagent import manifest
 
-    found = manifest.load()
+    found = manifest.load(manifest_path)
     record = found.record_of(step_id) if found else None
     return bool(record and record.get("created"))
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from hostagent import manifest as manifest_mod
+from hostagent import paths
 
 
-def status() -> dict[str, Any]:
-    manifest = manifest_mod.load()
+def status(path: str = paths.MANIFEST) -> dict[str, Any]:
+    manifest = manifest_mod.load(path)
     if manifest is None:
         return {"installed": False, "drift": [], "steps": []}
     steps, drift = [], []

@@ -144,18 +144,20 @@ def status(as_json: bool = JSON, quiet: bool = QUIET, verbose: bool = VERBOSE, d
         return Report("status", data=data, exit_code=1 if data["drift"] else 0,
                       error=f"{len(data['drift'])} drift problem(s)" if data["drift"] else None)
 
-    def human(r: Report) -> None:
-        d = r.data or {}
-        if not d.get("installed"):
-            print("not installed (no manifest)")
-            return
-        print(f"installed {d['installed_at']} (updated {d['updated_at']})")
-        for s in d["steps"]:
-            print(f"[{'ok' if s['ok'] else 'DRIFT':>5}] {s['title']}")
-            for p in s["problems"]:
-                print(f"        {p}")
+    run("status", style, body, print_status)
 
-    run("status", style, body, human)
+
+def print_status(r: Report, what: str = "") -> None:
+    """`status`'s human output: the manifest's steps, each ok or drifted. what: whose manifest."""
+    d = r.data or {}
+    if not d.get("installed"):
+        print(f"{what}not installed (no manifest)")
+        return
+    print(f"{what}installed {d['installed_at']} (updated {d['updated_at']})")
+    for s in d["steps"]:
+        print(f"[{'ok' if s['ok'] else 'DRIFT':>5}] {s['title']}")
+        for p in s["problems"]:
+            print(f"        {p}")
 
 
 def doctor(

@@ -10,7 +10,7 @@ import click
 import typer
 
 from hostagent import __version__
-from hostagent.cli import agent, net
+from hostagent.cli import agent, k8s, net
 from hostagent.cli.output import usage_error
 
 app = typer.Typer(
@@ -54,6 +54,7 @@ def completion(shell: Shell = typer.Argument(..., help="bash or zsh")) -> None:
 
 agent.register(app)
 net.register(app)
+k8s.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,243 @@
+"""k8s-sync at scale: memory and encode time for synthetic clusters, trimming savings, and memory
+over a churn run.
+
+    .venv/bin/python bench/k8s_sync_bench.py [--sizes 1000x30000,5000x150000] [--churn-seconds 300]
+
+Each size runs in a fresh process. Objects are generated one at a time as the apiserver would serve
+them (full pods: managedFields, several containers with images, ports, probes, resources, volumes,
+status with container statuses), fed to the store (trim → compact JSON → zlib → encoded entry),
+then dropped, so RSS is what k8s-sync keeps. Reported:
+- rss_mib: the process's RSS once the whole cluster is stored (interpreter + grpc + kubernetes
+  imports included, as in the service);
+- ingest_s: trimming + encoding every object (what the first list costs, JSON parsing not included);
+- report_s: building the full KubernetesAPISyncRequest from the store (what each report costs);
+- report_mib: that request's size; full_json_mib / full_zlib_mib: the same objects untrimmed, as
+  JSON and as per-object zlib (what sending the full objects would take).
+The churn run modifies, deletes and re-creates pods (about 50 changes/s) and reports every 60 s,
+sampling RSS every 10 s."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+import zlib
+from typing import Any
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def full_pod(i: int, node: str, rs_uid: str, ns: str) -> dict[str, Any]:
+    name = f"app-{i // 10}-7d9f8c6b5-{i:06x}"
+    containers = []
+    statuses = []
+    for c in ("app", "sidecar"):
+        containers.append({
+            "name": c, "image": f"registry.example/team/{c}:1.{i % 7}.3", "imagePullPolicy": "IfNotPresent",
+            "env": [{"name": "ENV", "value": "prod"}, {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+            "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
+            "resources": {"limits": {"cpu": "500m", "memory": "512Mi"}, "requests": {"cpu": "100m", "memory": "128Mi"}},
+            "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP"}, "periodSeconds": 10},
+            "volumeMounts": [{"mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "name": "kube-api-access", "readOnly": True}],
+            "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File"})
+        statuses.append({"name": c, "containerID": "containerd://" + uuid.uuid4().hex + uuid.uuid4().hex,
+                         "image": f"registry.example/team/{c}:1.{i % 7}.3", "imageID": "sha256:" + uuid.uuid4().hex * 2,
+                         "ready": True, "restartCount": 0, "started": True,
+                         "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+                         "lastState": {}})
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "uid": str(uuid.uuid4()), "generateName": name[:-6],
+                     "resourceVersion": str(1000 + i), "creationTimestamp": "2026-01-01T00:00:00Z",
+                     "labels": {"app": f"app-{i // 10}", "pod-template-hash": "7d9f8c6b5", "team": "payments"},
+                     "annotations": {"kubectl.kubernetes.io/restartedAt": "2026-01-01T00:00:00Z"},
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": f"app-{i // 10}-7d9f8c6b5",
+                                          "uid": rs_uid, "controller": True, "blockOwnerDeletion": True}],
+                     "managedFields": [{"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1",
+                                        "time": "2026-01-01T00:00:00Z", "fieldsType": "FieldsV1",
+                                        "fieldsV1": {"f:metadata": {"f:generateName": {}, "f:labels": {".": {}, "f:app": {}},
+                                                                    "f:ownerReferences": {}},
+                                                     "f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {".": {}, "f:env": {}}}}}},
+                                       {"manager": "kubelet", "operation": "Update", "apiVersion": "v1", "subresource": "status",
+                                        "time": "2026-01-01T00:00:05Z", "fieldsType": "FieldsV1",
+                                        "fieldsV1": {"f:status": {"f:conditions": {}, "f:containerStatuses": {}, "f:podIP": {}}}}]},
+        "spec": {"containers": containers, "nodeName": node, "serviceAccountName": "default", "restartPolicy": "Always",
+                 "dnsPolicy": "ClusterFirst", "schedulerName": "default-scheduler", "terminationGracePeriodSeconds": 30,
+                 "tolerations": [{"effect": "NoExecute", "key": "node.kubernetes.io/not-ready", "operator": "Exists",
+                                  "tolerationSeconds": 300}],
+                 "volumes": [{"name": "kube-api-access", "projected": {"defaultMode": 420, "sources": [
+                     {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                     {"configMap": {"items": [{"key": "ca.crt", "path": "ca.crt"}],
+                                    "name": "kube-root-ca.crt"}}]}}]},
+        "status": {"phase": "Running", "hostIP": f"10.{i % 250}.{(i // 250) % 250}.1",
+                   "podIP": f"172.{16 + i % 16}.{(i // 16) % 250}.{i % 250}",
+                   "podIPs": [{"ip": "172.16.0.1"}], "qosClass": "Burstable", "startTime": "2026-01-01T00:00:00Z",
+                   "conditions": [{"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": "2026-01-01T00:00:00Z"}
+                                  for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled")],
+                   "containerStatuses": statuses}}
+
+
+def full_node(i: int) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": f"node-{i}", "uid": str(uuid.uuid4()), "resourceVersion": str(i),
+                         "labels": {"kubernetes.io/hostname": f"node-{i}", "kubernetes.io/os": "linux",
+                                    "node.kubernetes.io/instance-type": "m5.xlarge",
+                                    "topology.kubernetes.io/zone": f"zone-{i % 3}"},
+                         "annotations": {"node.alpha.kubernetes.io/ttl": "0",
+                                         "volumes.kubernetes.io/controller-managed-attach-detach": "true"},
+                         "managedFields": [{"manager": "kubelet", "operation": "Update", "fieldsV1": {"f:status": {"f:images": {}}}}]},
+            "spec": {"podCIDR": f"172.16.{i % 250}.0/24", "podCIDRs": [f"172.16.{i % 250}.0/24"], "providerID": f"aws:///zone/i-{i:017x}"},
+            "status": {"addresses": [{"type": "InternalIP", "address": f"10.{i % 250}.{(i // 250) % 250}.1"},
+                                     {"type": "Hostname", "address": f"node-{i}"}],
+                       "capacity": {"cpu": "4", "memory": "16092196Ki", "pods": "110", "ephemeral-storage": "104845292Ki"},
+                       "allocatable": {"cpu": "3920m", "memory": "15000000Ki", "pods": "110"},
+                       "conditions": [{"type": t, "status": "False" if t != "Ready" else "True", "reason": f"Kubelet{t}",
+                                       "message": "kubelet is posting ready status", "lastHeartbeatTime": "2026-01-01T00:00:00Z",
+                                       "lastTransitionTime": "2026-01-01T00:00:00Z"}
+                                      for t in ("MemoryPressure", "DiskPressure", "PIDPressure", "Ready")],
+                       "images": [{"names": [f"registry.example/team/app:1.{k}.3"], "sizeBytes": 100000000 + k} for k in range(20)],
+                       "nodeInfo": {"kernelVersion": "6.1.0-18-amd64", "kubeletVersion": "v1.29.4", "osImage": "Debian GNU/Linux 12",
+                                    "containerRuntimeVersion": "containerd://1.7.13", "machineID": uuid.uuid4().hex}}}
+
+
+def workload(kind: str, i: int, ns: str, uid: str) -> dict[str, Any]:
+    return {"apiVersion": "apps/v1", "kind": kind,
+            "metadata": {"name": f"app-{i}", "namespace": ns, "uid": uid, "labels": {"app": f"app-{i}"},
+                         "managedFields": [{"manager": "kubectl", "operation": "Update", "fieldsV1": {"f:spec": {}}}]},
+            "spec": {"replicas": 10, "selector": {"matchLabels": {"app": f"app-{i}"}},
+                     "template": {"metadata": {"labels": {"app": f"app-{i}"}},
+                                  "spec": {"containers": [{"name": "app", "image": "registry.example/team/app:1.0.3"}]}}},
+            "status": {"replicas": 10, "readyReplicas": 10}}
+
+
+def generate(nodes: int, pods: int):
+    """(resource, object) pairs, produced lazily."""
+    namespaces = [f"ns-{k}" for k in range(max(1, pods // 1500))]
+    for ns in namespaces:
+        yield "namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "uid": str(uuid.uuid4())},
+                             "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
+    for i in range(nodes):
+        yield "nodes", full_node(i)
+    rs_uids = []
+    for i in range(pods // 10):
+        ns = namespaces[i % len(namespaces)]
+        yield "deployments", workload("Deployment", i, ns, str(uuid.uuid4()))
+        rs_uid = str(uuid.uuid4())
+        rs_uids.append(rs_uid)
+        yield "replicasets", workload("ReplicaSet", i, ns, rs_uid)
+        yield "services", {"apiVersion": "v1", "kind": "Service",
+                           "metadata": {"name": f"app-{i}", "namespace": ns, "uid": str(uuid.uuid4()), "labels": {"app": f"app-{i}"}},
+                           "spec": {"type": "ClusterIP", "clusterIP": f"10.96.{i // 250 % 250}.{i % 250}", "selector": {"app": f"app-{i}"},
+                                    "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]},
+                           "status": {"loadBalancer": {}}}
+        if i % 2 == 0:
+            yield "configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
+                                 "metadata": {"name": f"app-{i}-config", "namespace": ns, "uid": str(uuid.uuid4())},
+                                 "data": {"app.yaml": "log_level: info\nfeature_x: true\n" * 4}}
+    for i in range(pods):
+        yield "pods", full_pod(i, f"node-{i % nodes}", rs_uids[(i // 10) % len(rs_uids)], namespaces[(i // 10) % len(namespaces)])
+
+
+def one_size(nodes: int, pods: int, churn_seconds: float) -> dict[str, Any]:
+    import gc
+
+    import grpc  # noqa: F401  (as the service has it loaded)
+    import kubernetes.config  # noqa: F401
+
+    from hostagent.k8ssync.resources import RESOURCES
+    from hostagent.k8ssync.runner import build_request
+    from hostagent.k8ssync.store import Store
+
+    base = rss_mib()
+    store = Store(RESOURCES, version=int(time.time()))
+    full_json = full_zlib = 0
+    ingest = 0.0
+    pod_samples: list[dict[str, Any]] = []
+    for r in RESOURCES:
+        store.begin_list(r.name)
+    for resource, obj in generate(nodes, pods):
+        raw = json.dumps(obj, separators=(",", ":")).encode()
+        full_json += len(raw)
+        full_zlib += len(zlib.compress(raw, 6))
+        t = time.perf_counter()
+        store.upsert(resource, obj)
+        ingest += time.perf_counter() - t
+        if resource == "pods" and len(pod_samples) < 200:
+            pod_samples.append(obj)
+    for r in RESOURCES:
+        store.end_list(r.name)
+    store.set_version_info({"gitVersion": "v1.29.4", "major": "1", "minor": "29"})
+    gc.collect()
+    loaded = rss_mib()
+    t = time.perf_counter()
+    snap = store.snapshot()
+    request, error_msg, n = build_request(snap, "d-bench00001", "192.0.2.1", None)
+    report_s = time.perf_counter() - t
+    size = len(request) if request else sum(map(len, snap.entries + snap.optional))
+    del request, snap
+    gc.collect()
+    out: dict[str, Any] = {"nodes": nodes, "pods": pods, "objects": sum(store.count(r.name) for r in RESOURCES),
+                           "rss_base_mib": round(base, 1), "rss_mib": round(loaded, 1), "ingest_s": round(ingest, 2),
+                           "report_s": round(report_s, 3), "report_mib": round(size / 2**20, 1),
+                           "full_json_mib": round(full_json / 2**20, 1), "full_zlib_mib": round(full_zlib / 2**20, 1),
+                           "sent_without_configmaps": bool(error_msg)}
+    if churn_seconds:
+        rng = random.Random(1)
+        samples = []
+        start = last_sample = last_report = time.monotonic()
+        changes = 0
+        peak_report = loaded
+        while time.monotonic() - start < churn_seconds:
+            p = dict(rng.choice(pod_samples))
+            p["metadata"] = dict(p["metadata"], uid=str(uuid.uuid4()), labels={"app": "churn", "n": str(changes)})
+            store.upsert("pods", p)  # a new pod
+            store.delete("pods", p) if changes % 2 else None  # every other one is deleted again
+            changes += 1
+            now = time.monotonic()
+            if now - last_report >= 60:
+                snap = store.snapshot()
+                request, _, _ = build_request(snap, "d-bench00001", "192.0.2.1", None)
+                peak_report = max(peak_report, rss_mib())
+                del request, snap
+                last_report = now
+            if now - last_sample >= 10:
+                samples.append(round(rss_mib(), 1))
+                last_sample = now
+            time.sleep(0.02)
+        out.update(churn_seconds=churn_seconds, churn_changes=changes, churn_rss_mib=samples,
+                   churn_rss_peak_during_report_mib=round(peak_report, 1), pods_after=store.count("pods"))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--sizes", default="1000x30000,5000x150000")
+    p.add_argument("--churn-seconds", type=float, default=0.0, help="churn run length (on the largest size)")
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.one:
+        nodes, pods = (int(x) for x in a.one.split("x"))
+        print(json.dumps(one_size(nodes, pods, a.churn_seconds)))
+        return
+    sizes = a.sizes.split(",")
+    for k, size in enumerate(sizes):
+        churn = a.churn_seconds if k == len(sizes) - 1 else 0.0
+        proc = subprocess.run([sys.executable, __file__, "--one", size, "--churn-seconds", str(churn)],
+                              capture_output=True, text=True, check=True)
+        print(proc.stdout.strip(), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -13,8 +13,8 @@ then dropped, so RSS is what k8s-sync keeps. Reported:
 - report_s: building the full KubernetesAPISyncRequest from the store (what each report costs);
 - report_mib: that request's size; full_json_mib / full_zlib_mib: the same objects untrimmed, as
   JSON and as per-object zlib (what sending the full objects would take).
-The churn run modifies, deletes and re-creates pods (about 50 changes/s) and reports every 60 s,
-sampling RSS every 10 s."""
+The churn run creates a pod, deletes an old one and now and then relabels one (about 100 changes/s,
+the pod count constant) and builds a full report every 60 s, sampling RSS every 10 s."""
 from __future__ import annotations
 
 import argparse
@@ -185,16 +185,21 @@ def one_size(nodes: int, pods: int, churn_seconds: float) -> dict[str, Any]:
     snap = store.snapshot()
     request, error_msg, n = build_request(snap, "d-bench00001", "192.0.2.1", None)
     report_s = time.perf_counter() - t
-    size = len(request) if request else sum(map(len, snap.entries + snap.optional))
+    size = sum(map(len, snap.entries + snap.optional))
+    without_configmaps = sum(map(len, snap.entries))
+    sent = "full" if request and not error_msg else "without ConfigMaps" if request else "not sent (over 100 MiB)"
     del request, snap
     gc.collect()
     out: dict[str, Any] = {"nodes": nodes, "pods": pods, "objects": sum(store.count(r.name) for r in RESOURCES),
                            "rss_base_mib": round(base, 1), "rss_mib": round(loaded, 1), "ingest_s": round(ingest, 2),
                            "report_s": round(report_s, 3), "report_mib": round(size / 2**20, 1),
-                           "full_json_mib": round(full_json / 2**20, 1), "full_zlib_mib": round(full_zlib / 2**20, 1),
-                           "sent_without_configmaps": bool(error_msg)}
+                           "report_without_configmaps_mib": round(without_configmaps / 2**20, 1), "at_100_mib": sent,
+                           "full_json_mib": round(full_json / 2**20, 1), "full_zlib_mib": round(full_zlib / 2**20, 1)}
     if churn_seconds:
+        from collections import deque
+
         rng = random.Random(1)
+        live = deque(pod_samples)
         samples = []
         start = last_sample = last_report = time.monotonic()
         changes = 0
@@ -202,9 +207,14 @@ def one_size(nodes: int, pods: int, churn_seconds: float) -> dict[str, Any]:
         while time.monotonic() - start < churn_seconds:
             p = dict(rng.choice(pod_samples))
             p["metadata"] = dict(p["metadata"], uid=str(uuid.uuid4()), labels={"app": "churn", "n": str(changes)})
-            store.upsert("pods", p)  # a new pod
-            store.delete("pods", p) if changes % 2 else None  # every other one is deleted again
-            changes += 1
+            store.upsert("pods", p)  # a new pod (ADDED) ...
+            live.append(p)
+            store.delete("pods", live.popleft())  # ... and an old one gone (DELETED): the count stays
+            if changes % 5 == 0:  # and a label change on a live one (MODIFIED)
+                q = live[rng.randrange(len(live))]
+                q["metadata"] = dict(q["metadata"], labels={"app": "churn", "m": str(changes)})
+                store.upsert("pods", q)
+            changes += 3 if changes % 5 == 0 else 2
             now = time.monotonic()
             if now - last_report >= 60:
                 snap = store.snapshot()

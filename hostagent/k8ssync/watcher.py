@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Optional
 
 from hostagent.k8ssync.kube import ApiError, Client, Gone
@@ -34,8 +35,14 @@ class Watcher(threading.Thread):
             try:
                 if self.resource_version is None:
                     self.resource_version = self.list()
-                self.watch()
-                backoff = 1.0
+                started = time.monotonic()
+                if self.watch() == 0 and time.monotonic() - started < 1.0:
+                    # a watch that ends at once with nothing (a proxy cutting it): do not spin
+                    if self.stop_event.wait(backoff):
+                        return
+                    backoff = min(backoff * 2, BACKOFF_MAX)
+                else:
+                    backoff = 1.0
             except Gone:
                 log.info("%s: resourceVersion %s expired (410 Gone); listing again", self.resource.name, self.resource_version)
                 self.resource_version = None
@@ -73,14 +80,17 @@ class Watcher(threading.Thread):
         log.info("%s: listed %d (resourceVersion %s)", name, self.store.count(name), version)
         return version
 
-    def watch(self) -> None:
+    def watch(self) -> int:
+        """Follow the watch until the server ends it; returns how many events came."""
         assert self.resource_version is not None
         name = self.resource.name
         first = True
+        events = 0
         for event in self.client.watch(self.resource.path, self.resource_version, self.watch_seconds):
             if first:
                 self.store.set_error(name, None)  # connected again
                 first = False
+            events += 1
             kind, obj = event.get("type"), event["object"]
             if kind == "ERROR":
                 code = obj.get("code")
@@ -97,6 +107,7 @@ class Watcher(threading.Thread):
             if version:
                 self.resource_version = str(version)
             if self.stop_event.is_set():
-                return
+                return events
         if first:
             self.store.set_error(name, None)
+        return events

@@ -244,3 +244,31 @@ def test_rbac_covers_every_watched_resource() -> None:
                if set(rule["verbs"]) == {"list", "watch"}}
     assert granted == {(r.group, r.name) for r in RESOURCES}
     assert any(rule.get("nonResourceURLs") == ["/version"] for rule in role["rules"])
+
+
+def test_two_manifests_share_the_state_dir(tmp_path) -> None:
+    """k8s-sync's manifest made the state dir, the agent's came later: removing k8s-sync's leaves the
+    dir (and the agent's backups) for the agent's, whose removal then takes the dir away."""
+    state = tmp_path / "state"
+    script = f"""
+import json, os
+from hostagent import manifest, paths
+assert paths.STATE_DIR == {str(state)!r}
+k8s = manifest.Manifest.new({{}}, {{}}, paths.K8S_SYNC_MANIFEST); k8s.save()
+agent = manifest.Manifest.new({{}}, {{}}); agent.data["steps"] = []; agent.save()
+os.makedirs(paths.BACKUP_DIR); open(paths.BACKUP_DIR + "/b1", "w").close()
+agent.data["steps"].append({{"id": "file:/x", "kind": "file", "params": {{"path": "/x", "content": "", "mode": 420,
+    "owner": "root", "group": "root"}}, "record": {{"backup": paths.BACKUP_DIR + "/b1"}}}})
+agent.save()
+assert k8s.data["state_dir_created"] and not agent.data["state_dir_created"]
+k8s.remove()
+assert os.path.isdir(paths.STATE_DIR) and os.path.exists(paths.BACKUP_DIR + "/b1")
+again = manifest.load()
+assert again.data["state_dir_created"]
+again.data["steps"] = []; again.save(); again.remove()
+assert not os.path.exists(paths.STATE_DIR)
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], env={**os.environ, "HOSTAGENT_STATE_DIR": str(state)},
+                          capture_output=True, text=True, check=False)
+    assert proc.stdout.strip() == "ok", proc.stderr

@@ -10,7 +10,9 @@ then dropped, so RSS is what k8s-sync keeps. Reported:
 - rss_mib: the process's RSS once the whole cluster is stored (interpreter + grpc + kubernetes
   imports included, as in the service);
 - ingest_s: trimming + encoding every object (what the first list costs, JSON parsing not included);
-- report_s: building the full KubernetesAPISyncRequest from the store (what each report costs);
+- report_s: building the full KubernetesAPISyncRequest from the store (what each report costs), with
+  --max-message-mib 256 so the largest one is built; rss_with_request_mib: RSS while it is held;
+- at_100_mib: what the default limit lets through (full / without ConfigMaps / not sent);
 - report_mib: that request's size; full_json_mib / full_zlib_mib: the same objects untrimmed, as
   JSON and as per-object zlib (what sending the full objects would take).
 The churn run creates a pod, deletes an old one and now and then relabels one (about 100 changes/s,
@@ -29,6 +31,9 @@ import zlib
 from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+
+LIMIT = 256 << 20  # --max-message-mib 256, so that the 150k-pod report is built (it is over the default 100)
 
 
 def rss_mib() -> float:
@@ -181,18 +186,23 @@ def one_size(nodes: int, pods: int, churn_seconds: float) -> dict[str, Any]:
     store.set_version_info({"gitVersion": "v1.29.4", "major": "1", "minor": "29"})
     gc.collect()
     loaded = rss_mib()
+    snap = store.snapshot()
+    request, error_msg, n = build_request(snap, "d-bench00001", "192.0.2.1", None)  # the default 100 MiB limit
+    sent = "full" if request and not error_msg else "without ConfigMaps" if request else "not sent (over 100 MiB)"
+    del request
     t = time.perf_counter()
     snap = store.snapshot()
-    request, error_msg, n = build_request(snap, "d-bench00001", "192.0.2.1", None)
+    request, error_msg, n = build_request(snap, "d-bench00001", "192.0.2.1", None, limit=LIMIT)
     report_s = time.perf_counter() - t
+    report_rss = rss_mib()  # with the whole request in memory
     size = sum(map(len, snap.entries + snap.optional))
     without_configmaps = sum(map(len, snap.entries))
-    sent = "full" if request and not error_msg else "without ConfigMaps" if request else "not sent (over 100 MiB)"
     del request, snap
     gc.collect()
     out: dict[str, Any] = {"nodes": nodes, "pods": pods, "objects": sum(store.count(r.name) for r in RESOURCES),
                            "rss_base_mib": round(base, 1), "rss_mib": round(loaded, 1), "ingest_s": round(ingest, 2),
-                           "report_s": round(report_s, 3), "report_mib": round(size / 2**20, 1),
+                           "report_s": round(report_s, 3), "rss_with_request_mib": round(report_rss, 1),
+                           "report_mib": round(size / 2**20, 1),
                            "report_without_configmaps_mib": round(without_configmaps / 2**20, 1), "at_100_mib": sent,
                            "full_json_mib": round(full_json / 2**20, 1), "full_zlib_mib": round(full_zlib / 2**20, 1)}
     if churn_seconds:
@@ -218,7 +228,7 @@ def one_size(nodes: int, pods: int, churn_seconds: float) -> dict[str, Any]:
             now = time.monotonic()
             if now - last_report >= 60:
                 snap = store.snapshot()
-                request, _, _ = build_request(snap, "d-bench00001", "192.0.2.1", None)
+                request, _, _ = build_request(snap, "d-bench00001", "192.0.2.1", None, limit=LIMIT)
                 peak_report = max(peak_report, rss_mib())
                 del request, snap
                 last_report = now

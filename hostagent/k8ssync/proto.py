@@ -72,7 +72,7 @@ def sync_request_head(cluster_id: str, version: int, error_msg: str = "", source
 
 
 def sync_request(head: bytes, entries: list[bytes]) -> bytes:
-    return head + b"".join(entries)
+    return b"".join([head, *entries])  # one copy of the entries, not two
 
 
 def cluster_id_request(ca_md5: Optional[str], team_id: Optional[str] = None, cluster_name: Optional[str] = None) -> bytes:

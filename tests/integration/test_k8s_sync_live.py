@@ -233,3 +233,24 @@ def test_cli_run_once_unreachable_controller(tmp_path: Path, api: FakeApiserver)
                           capture_output=True, text=True, timeout=90, check=False)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("hostagent k8s-sync run: error: 127.0.0.1:")
+
+
+def test_tls_controller_and_interval_reports(tmp_path: Path, api: FakeApiserver) -> None:
+    """A controller that only speaks TLS (the server's ssl-grpc-port); with nothing changing, the full
+    set still goes out every --interval, with the same version."""
+    tls = FakeDeepflowGrpc(tls={"cert": api.tls["cert"], "key": api.tls["key"]}).start()
+    try:
+        opts = build_k8s_sync({"controller_ips": ["127.0.0.1"], "controller_port": tls.port, "cluster_id": "d-abc123",
+                               "kubeconfig": write_kubeconfig(tmp_path / "kc", api), "interval": "2", "tls_ca": api.tls["ca"]})
+        reporter = Reporter(list(opts.controller_ips), opts.controller_port, timeout=5, tls=opts.tls, ca_file=opts.tls_ca)
+        running = Running(Runner(opts, kube.load(opts.kubeconfig), reporter))
+        try:
+            reports = tls.wait(lambda rs: len(rs) >= 3, timeout=30)
+        finally:
+            running.stop()
+        assert len({r["version"] for r in reports}) == 1 and all(len(r["objects"]["*v1.Pod"]) == 3 for r in reports)
+        gaps = [b["received_at"] - a["received_at"] for a, b in zip(reports, reports[1:])]
+        assert all(1.5 < g < 4 for g in gaps), gaps
+        assert tls.violations == []
+    finally:
+        tls.stop()

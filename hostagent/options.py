@@ -95,6 +95,16 @@ def parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         raise InputError(f"malformed controller IP {value!r}") from None
 
 
+ORG_ID_MAX = 1024  # DeepFlow's organizations are numbered 1-1024 (1: the default one)
+
+
+def parse_org_id(value: Any) -> int:
+    org = as_int("--org-id", value)
+    if not 1 <= org <= ORG_ID_MAX:
+        raise InputError(f"--org-id {org} is outside [1, {ORG_ID_MAX}]")
+    return org
+
+
 def parse_port(name: str, value: Any) -> int:
     port = as_int(name, value)
     if not 0 < port < 65536:

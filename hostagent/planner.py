@@ -1,10 +1,12 @@
 """Preflight (read-only checks that refuse bad hosts and inputs) and the plan: options + facts → steps."""
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 import stat
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from hostagent import caps, options, paths
 from hostagent.errors import InputError
@@ -44,6 +46,33 @@ def check_binary(path: str, host: HostFacts) -> None:
         raise InputError(f"agent binary {path} is not an ELF executable")
     if not host_facts.elf_matches_host(info, host.machine):
         raise InputError(f"agent binary {path} is built for another architecture (ELF machine {info.machine}, host {host.machine})")
+
+
+Lookup = Callable[..., list[tuple[Any, ...]]]
+
+
+def check_controller_families(controllers: tuple[str, ...], lookup: Optional[Lookup] = None) -> list[str]:
+    """The agent resolves host names in controller-ips (the first address, as to_socket_addrs gives it)
+    and exits when the list mixes IPv4 and IPv6: refuse that now, or warn when a name does not resolve
+    here (it may resolve on the agent's network later). getaddrinfo only: hostagent sends no traffic."""
+    lookup = lookup or socket.getaddrinfo
+    families: dict[str, int] = {}
+    warnings = []
+    for entry in controllers:
+        if not options.is_name(entry):
+            families[entry] = ipaddress.ip_address(entry).version
+            continue
+        try:
+            first = lookup(entry, 1, type=socket.SOCK_STREAM)[0]
+        except (OSError, IndexError) as exc:
+            warnings.append(f"controller host name {entry} does not resolve here ({getattr(exc, 'strerror', None) or exc}); "
+                            "the agent resolves it at each start")
+            continue
+        families[entry] = 6 if first[0] == socket.AF_INET6 else 4
+    if len(set(families.values())) > 1:
+        shown = ", ".join(f"{e} (IPv{v})" for e, v in families.items())
+        raise InputError(f"controller IPs mix IPv4 and IPv6 once resolved: {shown}; the agent refuses that")
+    return warnings
 
 
 def preflight(opts: InstallOptions, host: HostFacts, resolve_remote: bool = True) -> Resolved:
@@ -86,21 +115,26 @@ def preflight(opts: InstallOptions, host: HostFacts, resolve_remote: bool = True
     if "cap_syslog" in cap_names and host.selinux == "enforcing":
         warnings.append("SELinux is enforcing: DeepFlow documents that eBPF needs it disabled")
 
+    warnings.extend(check_controller_families(opts.controller_ips))
+
     cluster_id, group_id = opts.cluster_id, opts.agent_group
+    org = opts.org_id or 1
     if resolve_remote and (opts.watcher_domain or (group_id and not options.AGENT_GROUP_ID.fullmatch(group_id))):
         from hostagent import server
 
         assert opts.server
         if opts.watcher_domain:
-            cluster_id = server.domain_cluster_id(opts.server, opts.watcher_domain, timeout=opts.domain_timeout)
+            cluster_id = server.domain_cluster_id(opts.server, opts.watcher_domain, timeout=opts.domain_timeout,
+                                                  org_id=org)
         if group_id and not options.AGENT_GROUP_ID.fullmatch(group_id):
-            group_id = server.resolve_agent_group(opts.server, group_id, timeout=10.0)
+            group_id = server.resolve_agent_group(opts.server, group_id, timeout=10.0, org_id=org)
     return Resolved(cap_names, cluster_id, group_id, group, tuple(warnings))
 
 
 def plan(opts: InstallOptions, host: HostFacts, r: Resolved) -> list[Step]:
     user, group = opts.user, r.group
-    config = agentconfig.render(agentconfig.config_data(opts.controller_ips, opts.controller_port, r.cluster_id, r.agent_group_id))
+    config = agentconfig.render(agentconfig.config_data(opts.controller_ips, opts.controller_port, r.cluster_id,
+                                                        r.agent_group_id, opts.team_id))
     unit_text = unit.render(user, r.caps, opts.cpu_millicores, opts.memory_mib, host.cgroup)
     cg = host.cgroup
     return [

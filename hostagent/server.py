@@ -104,9 +104,10 @@ class Client:
 
 
 def domain_cluster_id(server: str, name: str, timeout: float = 120.0, poll: float = 2.0,
-                      request_timeout: float = 5.0, sleep: Callable[[float], None] = time.sleep) -> str:
+                      request_timeout: float = 5.0, sleep: Callable[[float], None] = time.sleep,
+                      org_id: int = 1) -> str:
     """Wait (bounded) for the watcher's Domain to appear and return its validated CLUSTER_ID."""
-    client = Client.for_server(server, request_timeout)
+    client = Client.for_server(server, request_timeout, org_id)
     deadline = time.monotonic() + timeout
     while True:
         domains = client.call("GET", "/v2/domains/", {"name": name}) or []
@@ -142,9 +143,9 @@ def find_group(client: Client, name_or_id: str) -> Optional[dict[str, Any]]:
     return matches[0] if matches else None
 
 
-def resolve_agent_group(server_url: str, name_or_id: str, timeout: float = 10.0) -> str:
+def resolve_agent_group(server_url: str, name_or_id: str, timeout: float = 10.0, org_id: int = 1) -> str:
     """The g-XXXXXXXXXX id of an existing group, given its name or id (for install --agent-group)."""
-    group = find_group(Client.for_server(server_url, timeout), name_or_id)
+    group = find_group(Client.for_server(server_url, timeout, org_id), name_or_id)
     if group is None:
         raise ServerError(f"no agent group {name_or_id!r} on {options.parse_server(server_url).url}")
     short = group.get("SHORT_UUID")

@@ -44,6 +44,8 @@ def install(
     server: Optional[str] = _setting("server"),
     domain_timeout: Optional[float] = _setting("domain_timeout"),
     agent_group: Optional[str] = _setting("agent_group"),
+    team_id: Optional[str] = _setting("team_id"),
+    org_id: Optional[int] = _setting("org_id"),
     user: Optional[str] = _setting("user"),
     caps: Optional[str] = _setting("caps"),
     cpu_millicores: Optional[int] = _setting("cpu_millicores"),
@@ -64,7 +66,8 @@ def install(
         opts = settings.build(dict(
             agent_binary=agent_binary, controller_ips=controller_ip, controller_port=controller_port,
             cluster_id=cluster_id, watcher_domain=watcher_domain, server=server, domain_timeout=domain_timeout,
-            agent_group=agent_group, user=user, caps=caps, cpu_millicores=cpu_millicores, memory_mib=memory_mib,
+            agent_group=agent_group, team_id=team_id, org_id=org_id, user=user, caps=caps,
+            cpu_millicores=cpu_millicores, memory_mib=memory_mib,
         ), file_values)
         host = facts.gather()
         if detect:

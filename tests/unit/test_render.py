@@ -81,3 +81,12 @@ def test_cgroup_dirs_stay_writable_under_protect_control_groups() -> None:
 def test_unit_parses_as_ini() -> None:
     parser = _unit("deepflow-doc")
     assert parser.get("Install", "WantedBy") == "multi-user.target"
+
+
+def test_config_has_team_id_and_quotes_what_yaml12_misreads() -> None:
+    from hostagent.deepflow import yaml12
+
+    text = agentconfig.render(agentconfig.config_data(("df.example",), 30035, "1e3", None, "0o17"))
+    data = yaml12.load(text)
+    assert data["team-id"] == "0o17" and data["kubernetes-cluster-id"] == "1e3"
+    assert data["controller-ips"] == ["df.example"]

@@ -292,3 +292,89 @@ def apply_nested_config(client: Client, short: str, lcuuid: str, created: bool, 
             _undo_created(client, lcuuid, refused)
         raise
     return ApplyResult(short, lcuuid, created, existed, method)
+
+
+# --- this host's agent on the server ----------------------------------------------------------------
+
+def match_host_agent(vtaps: list[Any], hostname: str, ips: frozenset[str], macs: frozenset[str]) -> Optional[dict[str, Any]]:
+    """The registered agent (model.Vtap) that is this host's: CTRL_IP and CTRL_MAC both this host's (the
+    agent's ip-and-mac identity), else CTRL_IP alone (identity "ip"), else LAUNCH_SERVER, else NAME ==
+    host name. More than one at the first level that matches is refused: hostagent will not guess."""
+    agents = [v for v in vtaps if isinstance(v, dict) and isinstance(v.get("LCUUID"), str)]
+    levels = (
+        lambda v: v.get("CTRL_IP") in ips and str(v.get("CTRL_MAC") or "").lower() in macs,
+        lambda v: v.get("CTRL_IP") in ips,
+        lambda v: v.get("LAUNCH_SERVER") in ips,
+        lambda v: bool(hostname) and v.get("NAME") == hostname,
+    )
+    for matches in levels:
+        found = [v for v in agents if matches(v)]
+        if len(found) > 1:
+            names = ", ".join(f"{v.get('NAME')} ({v.get('CTRL_IP')})" for v in found)
+            raise ServerError(f"{len(found)} registered agents could be this host's: {names}; remove the stale ones")
+        if found:
+            return found[0]
+    return None
+
+
+def find_host_agent(client: Client) -> Optional[dict[str, Any]]:
+    """This host's agent as the server lists it (GET /v1/vtaps/), None when it is not registered."""
+    from hostagent.facts.host import host_identity
+
+    me = host_identity()
+    return match_host_agent(client.call("GET", "/v1/vtaps/") or [], me.hostname, me.ips, me.macs)
+
+
+def agent_in_group(client: Client, vtap_lcuuid: str) -> Optional[str]:
+    """The VTAP_GROUP_LCUUID the server reports for that agent now, None when it is gone."""
+    found = client.call("GET", "/v1/vtaps/", {"lcuuid": vtap_lcuuid}) or []
+    mine = [v for v in found if isinstance(v, dict) and v.get("LCUUID") == vtap_lcuuid]
+    return str(mine[0].get("VTAP_GROUP_LCUUID")) if mine else None
+
+
+def move_agent(client: Client, vtap_lcuuid: str, group_lcuuid: str, wait: float = 60.0, poll: float = 1.0,
+               sleep: Callable[[float], None] = time.sleep) -> None:
+    """PATCH /v1/vtaps/<lcuuid>/ with VTAP_GROUP_LCUUID (server/controller/http/service/vtap.go), then wait
+    (bounded) until the server reports it in that group."""
+    client.call("PATCH", f"/v1/vtaps/{vtap_lcuuid}/", body=json.dumps({"VTAP_GROUP_LCUUID": group_lcuuid}).encode())
+    deadline = time.monotonic() + wait
+    while True:
+        now = agent_in_group(client, vtap_lcuuid)
+        if now == group_lcuuid:
+            return
+        if now is None:
+            raise ServerError(f"agent {vtap_lcuuid} disappeared from {client.base} while moving it")
+        if time.monotonic() + poll > deadline:
+            raise ServerError(f"deepflow-server still reports agent {vtap_lcuuid} in group {now} {wait:g}s after "
+                              f"moving it to {group_lcuuid}")
+        sleep(poll)
+
+
+def group_limits(client: Client, group_lcuuid: str, group_short: str) -> dict[str, Optional[int]]:
+    """The group's global.limits (max_millicpus, max_memory MiB): its config's values, else the template's
+    defaults (what the agent then uses). Flat schema on servers before v6.6.9."""
+    from hostagent.deepflow import keys, yaml12
+    from hostagent.deepflow.template import parse_template
+
+    template = server_template(client)
+    if template is None:
+        table = keys.table_for("6.5.9", "legacy")
+        names = {"max_millicpus": "max_millicpus", "max_memory": "max_memory"}
+        configs = client.call("GET", "/v1/vtap-group-configuration/", {"vtap_group_id": group_short}) or []
+        mine = [c for c in configs if isinstance(c, dict) and c.get("VTAP_GROUP_LCUUID") == group_lcuuid]
+        text = client.call("GET", f"/v1/vtap-group-configuration/advanced/{mine[0]['LCUUID']}/") if mine else ""
+        values = yaml12.load(text) if isinstance(text, str) and text.strip() else {}
+    else:
+        table = parse_template(template)
+        names = {"max_millicpus": "global.limits.max_millicpus", "max_memory": "global.limits.max_memory"}
+        text = _existing_config(client, group_lcuuid) or ""
+        loaded = yaml12.load(text) if text.strip() else {}
+        values = ((loaded or {}).get("global") or {}).get("limits") or {}
+    out: dict[str, Optional[int]] = {}
+    for name, path in names.items():
+        value = values.get(name) if isinstance(values, dict) else None
+        if not isinstance(value, int):
+            spec = table.keys.get(path)
+            value = spec.default if spec is not None and isinstance(spec.default, int) else None
+        out[name] = value
+    return out

@@ -185,6 +185,14 @@ def print_doctor(report: dict[str, Any]) -> None:
         print(f"  cgroups: {' '.join(p['cgroups'])}")
         for name, value in p["limits"].items():
             print(f"  {name} = {value}")
+    lim = report.get("limits")
+    if lim:
+        def show(v: dict[str, Any]) -> str:
+            return f"{v.get('max_millicpus') or 'unlimited'}m CPU, {v.get('max_memory') or 'unlimited'} MiB"
+        print(f"limits in force: {show(lim['in_force'])} (install's, until the agent has its config: {show(lim['install'])})")
+        if lim.get("group") is not None:
+            verdict = "agree" if lim["agree"] else "DIFFER"
+            print(f"group {lim.get('group_id') or '?'} global.limits: {show(lim['group'])} ({verdict})")
     cfg = report["config"]
     state = "parses" if cfg.get("parses") else ("missing" if cfg.get("error") == "No such file or directory" else "DOES NOT PARSE")
     print(f"config {cfg.get('path')}: {state}")

@@ -19,6 +19,7 @@ from hostagent.steps import Step
 from hostagent.steps.accounts import Group, User
 from hostagent.steps.cgroup import AgentCgroups
 from hostagent.steps.files import Binary, Directory, File, FileCaps
+from hostagent.steps.server import AgentGroupMembership
 from hostagent.steps.service import Service
 
 
@@ -31,6 +32,7 @@ class Resolved:
     agent_group_id: Optional[str]
     group: str  # the user's primary group name
     warnings: tuple[str, ...] = ()
+    agent_group_lcuuid: Optional[str] = None  # with --server: the group this host's agent belongs in
 
 
 def check_binary(path: str, host: HostFacts) -> None:
@@ -118,17 +120,18 @@ def preflight(opts: InstallOptions, host: HostFacts, resolve_remote: bool = True
     warnings.extend(check_controller_families(opts.controller_ips))
 
     cluster_id, group_id = opts.cluster_id, opts.agent_group
+    group_lcuuid = None
     org = opts.org_id or 1
-    if resolve_remote and (opts.watcher_domain or (group_id and not options.AGENT_GROUP_ID.fullmatch(group_id))):
+    if resolve_remote and opts.server and (opts.watcher_domain or group_id):
         from hostagent import server
 
-        assert opts.server
         if opts.watcher_domain:
             cluster_id = server.domain_cluster_id(opts.server, opts.watcher_domain, timeout=opts.domain_timeout,
                                                   org_id=org)
-        if group_id and not options.AGENT_GROUP_ID.fullmatch(group_id):
-            group_id = server.resolve_agent_group(opts.server, group_id, timeout=10.0, org_id=org)
-    return Resolved(cap_names, cluster_id, group_id, group, tuple(warnings))
+        if group_id:
+            # By name or id: the group must exist, and its lcuuid is what a move of the agent needs.
+            group_id, group_lcuuid, _ = server.group_short_id(server.Client.for_server(opts.server, 10.0, org), group_id)
+    return Resolved(cap_names, cluster_id, group_id, group, tuple(warnings), group_lcuuid)
 
 
 def plan(opts: InstallOptions, host: HostFacts, r: Resolved) -> list[Step]:
@@ -137,6 +140,12 @@ def plan(opts: InstallOptions, host: HostFacts, r: Resolved) -> list[Step]:
                                                         r.agent_group_id, opts.team_id))
     unit_text = unit.render(user, r.caps, opts.cpu_millicores, opts.memory_mib, host.cgroup)
     cg = host.cgroup
+    # Last: an agent the server already knows is moved into the group (vtap-group-id-request only
+    # places a first registration); nothing after it can fail and need that undone.
+    membership: list[Step] = []
+    if opts.server and r.agent_group_id and r.agent_group_lcuuid:
+        membership.append(AgentGroupMembership(server=opts.server, group_id=r.agent_group_id,
+                                               group_lcuuid=r.agent_group_lcuuid, org_id=opts.org_id or 1))
     return [
         Group(name=group),
         User(name=user, group=group),
@@ -151,5 +160,4 @@ def plan(opts: InstallOptions, host: HostFacts, r: Resolved) -> list[Step]:
         File(path=paths.UNIT_FILE, content=unit_text, mode=0o644, owner="root", group="root",
              reload_systemd=True),
         Service(name=paths.UNIT_NAME, user=user, binary=paths.AGENT_BINARY),
-    ]
-
+    ] + membership

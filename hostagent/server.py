@@ -332,11 +332,24 @@ def agent_in_group(client: Client, vtap_lcuuid: str) -> Optional[str]:
     return str(mine[0].get("VTAP_GROUP_LCUUID")) if mine else None
 
 
+def set_agent_group(client: Client, vtap_lcuuid: str, group_lcuuid: str) -> None:
+    client.call("PATCH", f"/v1/vtaps/{vtap_lcuuid}/", body=json.dumps({"VTAP_GROUP_LCUUID": group_lcuuid}).encode())
+
+
+def deregister_host_agent(client: Client) -> Optional[str]:
+    """DELETE this host's agent from the server (uninstall --deregister); its NAME, None when not registered."""
+    agent = find_host_agent(client)
+    if agent is None:
+        return None
+    client.call("DELETE", f"/v1/vtaps/{agent['LCUUID']}/")
+    return str(agent.get("NAME") or agent["LCUUID"])
+
+
 def move_agent(client: Client, vtap_lcuuid: str, group_lcuuid: str, wait: float = 60.0, poll: float = 1.0,
                sleep: Callable[[float], None] = time.sleep) -> None:
     """PATCH /v1/vtaps/<lcuuid>/ with VTAP_GROUP_LCUUID (server/controller/http/service/vtap.go), then wait
     (bounded) until the server reports it in that group."""
-    client.call("PATCH", f"/v1/vtaps/{vtap_lcuuid}/", body=json.dumps({"VTAP_GROUP_LCUUID": group_lcuuid}).encode())
+    set_agent_group(client, vtap_lcuuid, group_lcuuid)
     deadline = time.monotonic() + wait
     while True:
         now = agent_in_group(client, vtap_lcuuid)

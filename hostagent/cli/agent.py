@@ -106,6 +106,9 @@ def detection_report(layout: Any) -> str:
 def uninstall(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be removed; change nothing."),
     keep_logs: bool = typer.Option(False, "--keep-logs", help="Leave /var/log/deepflow-agent and its logs in place."),
+    deregister: bool = typer.Option(
+        False, "--deregister", help="Also delete this host's agent from the deepflow-server install used (--server); "
+        "without it the server is left alone."),
     yes: bool = YES, as_json: bool = JSON, quiet: bool = QUIET, verbose: bool = VERBOSE, debug: bool = DEBUG,
 ) -> None:
     """Stop the agent and undo exactly what install recorded, in reverse."""
@@ -118,6 +121,13 @@ def uninstall(
 
         if os.geteuid() != 0 and not dry_run:
             raise InputError("hostagent uninstall must run as root")
+        server_opts: dict[str, Any] = {}
+        if deregister:
+            installed = manifest.load()
+            server_opts = (installed.data.get("options") if installed else None) or {}
+            if not server_opts.get("server"):
+                raise InputError("--deregister: hostagent installed this agent without --server, so it knows no "
+                                 "server to deregister it from")
         ask = not (yes or dry_run or as_json) and sys.stdin.isatty()
         preview = lambda: engine.uninstall(dry_run=True, keep_logs=keep_logs, progress=Style().progress)  # noqa: E731
         if ask and not _confirm(Style(), preview, "remove all of this?"):
@@ -127,10 +137,25 @@ def uninstall(
         else:
             with manifest.locked():
                 outcome = engine.uninstall(keep_logs=keep_logs, progress=style.progress)
+        if deregister:
+            outcome.notes.append(_deregister(server_opts, dry_run))
         return from_outcome(outcome)
 
     run("uninstall", style, body,
         lambda r: print("\n".join(r.notes) or ("removed" if r.changed else "nothing to remove")))
+
+
+def _deregister(opts: dict[str, Any], dry_run: bool) -> str:
+    """After the agent stopped (a running one would register again): delete its record on the server."""
+    from hostagent import server
+
+    client = server.Client.for_server(opts["server"], 10.0, opts.get("org_id") or 1)
+    if dry_run:
+        agent = server.find_host_agent(client)
+        return (f"would delete agent {agent.get('NAME')} from {client.base}" if agent
+                else f"this host's agent is not registered on {client.base}")
+    name = server.deregister_host_agent(client)
+    return f"deleted agent {name} from {client.base}" if name else f"this host's agent is not registered on {client.base}"
 
 
 def status(as_json: bool = JSON, quiet: bool = QUIET, verbose: bool = VERBOSE, debug: bool = DEBUG) -> None:

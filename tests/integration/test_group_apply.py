@@ -220,3 +220,30 @@ def test_generated_configs_pass_the_fake_servers_validation() -> None:
         schema="legacy", group_id="g-0123456789")))
     with pytest.raises(ValidationError, match="unexpected key in configuration: vtap_group_id"):
         validate_yaml(legacy)
+
+
+def test_inner_with_a_profile_lacking_cap_sys_admin_is_refused(tmp_path) -> None:
+    """The host's installed profile comes from the manifest's caps step (read-only: HOSTAGENT_STATE_DIR)."""
+    import os
+    import subprocess
+    import sys
+
+    from hostagent import caps
+    from hostagent.manifest import Manifest
+    from hostagent.steps.files import FileCaps
+
+    def group_config_inner(profile: str) -> subprocess.CompletedProcess:
+        manifest = Manifest.new({"caps": profile}, {})
+        manifest.path = str(tmp_path / "manifest.json")
+        manifest.put(FileCaps(path="/usr/sbin/deepflow-agent", caps=list(caps.resolve(profile))), {})
+        manifest.save()
+        return subprocess.run([sys.executable, "-m", "hostagent", "group-config", "--inner", "--no-other-netns"],
+                              env=dict(os.environ, HOSTAGENT_STATE_DIR=str(tmp_path)), capture_output=True, text=True)
+
+    refused = group_config_inner("cbpf-minimal")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "--inner needs CAP_SYS_ADMIN (setns into pod namespaces), which this host's agent lacks (installed with " \
+           "cap_net_admin,cap_net_raw,cap_ipc_lock,cap_sys_ptrace); re-install with --caps deepflow-doc" in refused.stderr
+    allowed = group_config_inner("deepflow-doc")
+    assert allowed.returncode == 0, allowed.stderr
+    assert "inner_interface_capture_enabled: true" in allowed.stdout

@@ -73,6 +73,10 @@ options:
     description: For uninstall, leave /var/log/deepflow-agent in place (C(--keep-logs)).
     type: bool
     default: false
+  deregister:
+    description: For uninstall, also delete this host's agent from the server install used (C(--deregister)).
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -133,6 +137,7 @@ ARGUMENT_SPEC = dict(
     memory_mib=dict(type="int"),
     agent_binary=dict(type="path"),
     keep_logs=dict(type="bool", default=False),
+    deregister=dict(type="bool", default=False),
 )
 
 # Module option -> CLI flag, for the install options that take a value.
@@ -163,8 +168,11 @@ def build_argv(params, dry_run):
             # Empty strings mean "not set", so role defaults can stay "" instead of null.
             if value is not None and value != "":
                 argv += [flag, str(value)]
-    elif params["keep_logs"]:
-        argv.append("--keep-logs")
+    else:
+        if params["keep_logs"]:
+            argv.append("--keep-logs")
+        if params.get("deregister"):
+            argv.append("--deregister")
     if dry_run:
         argv.append("--dry-run")
     return argv + ["--yes", "--json"]

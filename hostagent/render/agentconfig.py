@@ -22,6 +22,19 @@ def config_data(controller_ips: tuple[str, ...], controller_port: int, cluster_i
 
 
 def render(data: dict[str, Any]) -> str:
+    """pyyaml's output (which quotes what YAML 1.1 would misread), plus quotes on the strings a YAML 1.2
+    reader would take for a number, bool or null (`1e3`, `0o17`); IPs stay plain, so a config written
+    before reads back byte for byte."""
+    import yaml
+
     from hostagent.deepflow import yaml12
 
-    return HEADER + yaml12.dump(data)
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        style = "'" if yaml12.go_yaml_tag(value) != "str" else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, represent_str)
+    return HEADER + yaml.dump(data, Dumper=Dumper, default_flow_style=False, sort_keys=False)

@@ -104,3 +104,11 @@ def test_the_plan_ends_with_the_move(srv: FakeGroupServer) -> None:
     no_server = planner.plan(options.build({"controller_ips": ["127.0.0.1"], "agent_group": target["SHORT_UUID"]}),
                              host, resolved)
     assert not any(isinstance(s, membership.AgentGroupMembership) for s in no_server)
+
+
+def test_status_says_when_the_server_cannot_be_asked() -> None:
+    from hostagent.status import _problems
+
+    step = membership.AgentGroupMembership(server="http://127.0.0.1:1", group_id="g-0123456789", group_lcuuid="x")
+    (problem,) = _problems(step, {"noop": True})
+    assert problem.startswith(f"{step.title}: cannot check: cannot reach deepflow-server at http://127.0.0.1:1")

@@ -163,3 +163,10 @@ def test_cli_net_imports_only_typer() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]"
+
+
+def test_install_detect_refuses_a_recommendation_the_agent_could_not_compile() -> None:
+    from hostagent.cli.agent import detection_report
+
+    with pytest.raises(InputError, match=r"interface_regex: .*look-behind"):
+        detection_report(layout(regex=r"^(?<=x)eth0$"))

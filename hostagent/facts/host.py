@@ -128,3 +128,30 @@ def elf_info(path: str) -> ElfInfo:
 def elf_matches_host(info: ElfInfo, machine: Optional[str] = None) -> bool:
     expected = ELF_MACHINE.get(machine or os.uname().machine)
     return expected is None or (info.machine, info.elf_class) == expected
+
+
+class HostIdentity(NamedTuple):
+    """What deepflow-server knows an agent by: its host name, its IPs (CTRL_IP, LAUNCH_SERVER), its MACs."""
+
+    hostname: str
+    ips: frozenset[str]
+    macs: frozenset[str]
+
+
+def host_identity() -> HostIdentity:
+    """This host's name and its non-loopback addresses (loopback ones say nothing about which host it is)."""
+    import ipaddress
+    import socket
+
+    import psutil
+
+    ips, macs = set(), set()
+    for addrs in psutil.net_if_addrs().values():
+        for a in addrs:
+            if a.family == psutil.AF_LINK and a.address and a.address != "00:00:00:00:00:00":
+                macs.add(a.address.lower())
+            elif a.family in (socket.AF_INET, socket.AF_INET6):
+                ip = ipaddress.ip_address(a.address.split("%")[0])
+                if not ip.is_loopback and not ip.is_link_local:
+                    ips.add(str(ip))
+    return HostIdentity(socket.gethostname(), frozenset(ips), frozenset(macs))

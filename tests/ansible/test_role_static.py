@@ -75,7 +75,8 @@ def test_module_builds_the_cli_argv():
     mod = _module()
     params = dict(command="install", executable="/opt/hostagent/bin/hostagent", controller_ips=["10.0.0.1", "10.0.0.2"],
                   controller_port=30035, cluster_id="", watcher_domain="dom", server="srv:30417",
-                  domain_timeout=30.0, agent_group="", user="deepflow", caps="ebpf", cpu_millicores=500,
+                  domain_timeout=30.0, agent_group="", team_id="", org_id=None, user="deepflow", caps="ebpf",
+                  cpu_millicores=500,
                   memory_mib=512, agent_binary="/x/deepflow-agent", keep_logs=False)
     assert mod.build_argv(params, dry_run=True) == [
         "/opt/hostagent/bin/hostagent", "install", "--controller-ip", "10.0.0.1", "--controller-ip", "10.0.0.2",

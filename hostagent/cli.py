@@ -16,6 +16,20 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON object instead of human output.")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from hostagent import __version__
+
+        print(f"hostagent {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                          help="Print hostagent's version and exit.")) -> None:
+    pass
+
+
 def _emit(obj: dict, as_json: bool, human) -> None:
     if as_json:
         print(json.dumps(obj, indent=2))

@@ -84,7 +84,12 @@ class CgroupLayout(NamedTuple):
 
 
 def cgroup_layout() -> CgroupLayout:
-    kind = statfs_type(paths.CGROUP_ROOT)
+    try:
+        kind = statfs_type(paths.CGROUP_ROOT)
+    except OSError as e:  # a chroot or a container without /sys: refuse cleanly, nothing changed
+        from hostagent.errors import InputError
+
+        raise InputError(f"no cgroup filesystem at {paths.CGROUP_ROOT} ({e.strerror})") from None
     if kind == CGROUP2_SUPER_MAGIC:
         try:
             with open(f"{paths.CGROUP_ROOT}/cgroup.controllers") as f:

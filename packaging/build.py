@@ -94,16 +94,22 @@ def packages(ver: str) -> list[Path]:
 
 
 def collection(ver: str) -> Path:
-    """The role as a collection tarball: ansible-galaxy from the tests' pinned ansible-core."""
-    galaxy = REPO / "ansible" / "galaxy.yml"
-    text = galaxy.read_text()
-    if not re.search(rf"^version: {re.escape(ver)}$", text, re.M):
-        raise SystemExit(f"ansible/galaxy.yml: version must be {ver} (hostagent/__init__.py)")
+    """The role as a collection tarball (ansible-galaxy from the tests' pinned ansible-core), built from a
+    copy of ansible/ whose galaxy.yml gets hostagent's version."""
     exe = shutil.which("ansible-galaxy") or str(REPO / ".venv" / "bin" / "ansible-galaxy")
     if not Path(exe).exists():
         raise SystemExit("ansible-galaxy not found: pip install -r tests/ansible/requirements.txt")
-    subprocess.run([exe, "collection", "build", "--force", "--output-path", str(DIST), str(REPO / "ansible")],
-                   check=True, stdout=subprocess.DEVNULL)
+    with tempfile.TemporaryDirectory(prefix="hostagent-collection-") as tmp:
+        src = Path(tmp) / "deepflow"
+        shutil.copytree(REPO / "ansible", src, symlinks=True,
+                        ignore=shutil.ignore_patterns("collections", "__pycache__", "*.pyc", ".cache"))
+        galaxy = src / "galaxy.yml"
+        text, n = re.subn(r"^version: .*$", f"version: {ver}", galaxy.read_text(), count=1, flags=re.M)
+        if n != 1:
+            raise SystemExit("ansible/galaxy.yml has no version line")
+        galaxy.write_text(text)
+        subprocess.run([exe, "collection", "build", "--force", "--output-path", str(DIST), str(src)],
+                       check=True, stdout=subprocess.DEVNULL)
     return DIST / f"hostagent-deepflow-{ver}.tar.gz"
 
 

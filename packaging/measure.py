@@ -3,8 +3,8 @@
     python3 packaging/measure.py [FILE ...]      # default: dist/hostagent-*-linux-x86_64 and dist/variants/*
 
 Each command runs N times (median wall time), as root, on this machine: `--version`, `status` (nothing
-installed). For the runstub variant also the first start (its cache removed first) and a start as
-nobody (no cache it may use: it unpacks into a private temp dir every time).
+installed). For the runstub variant also the first start as root (its cache removed first: it unpacks
+into the cache) and a start as nobody with no cache (it unpacks into a private temp dir every time).
 """
 from __future__ import annotations
 
@@ -44,9 +44,10 @@ def drop_cache() -> None:
 def main(files: list[str]) -> int:
     files = files or sorted(glob.glob(str(REPO / "dist" / "hostagent-*-linux-x86_64"))) + sorted(
         glob.glob(str(REPO / "dist" / "variants" / "*")))
-    print("| file | size | `--version` | `status` | first start (unpack) | as nobody (`--version`) |")
+    print("| file | size | `--version` | `status` | first start (unpack) | as nobody, no cache (`--version`) |")
     print("|---|---|---|---|---|---|")
     for f in files:
+        f = os.path.abspath(f)
         size = os.path.getsize(f) / 2**20
         is_stub = b"HOSTAGENT-RUN-1\n" in Path(f).read_bytes()[-96:]
         first = f"{timed([f, '--version'], pre=drop_cache):.2f} s" if is_stub else "—"
@@ -54,7 +55,7 @@ def main(files: list[str]) -> int:
             subprocess.run([f, "--version"], stdout=subprocess.DEVNULL, check=True)  # fill the cache
         version = timed([f, "--version"])
         status = timed([f, "status"])
-        nobody = f"{timed([f, '--version'], user='nobody'):.2f} s"
+        nobody = f"{timed([f, '--version'], pre=drop_cache if is_stub else None, user='nobody'):.2f} s"
         print(f"| {Path(f).name} | {size:.1f} MiB | {version:.2f} s | {status:.2f} s | {first} | {nobody} |",
               flush=True)
     return 0

@@ -27,6 +27,8 @@ sys.path.insert(0, str(REPO / "packaging"))
 import buildenv  # noqa: E402
 
 DIST = REPO / "dist"
+# What the artifacts are made of: a change here is a new build (tests/packaging caches by this digest).
+INPUTS = ("pyproject.toml", "hostagent", "systemd", "packaging", "ansible", "tests/images/rootfs.py")
 COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.pyc", "build", "dist", "*.egg-info",
                                      ".pytest_cache", ".cache")
 
@@ -37,6 +39,18 @@ def version() -> str:
     if not m:
         raise SystemExit("no __version__ in hostagent/__init__.py")
     return m.group(1)
+
+
+def inputs_digest() -> str:
+    h = hashlib.sha256()
+    for top in INPUTS:
+        base = REPO / top
+        for path in sorted([base] if base.is_file() else base.rglob("*")):
+            rel = path.relative_to(REPO).as_posix()
+            if "__pycache__" in rel or rel.endswith(".pyc") or "/collections/" in rel or path.is_dir():
+                continue
+            h.update(rel.encode() + b"\0" + (os.readlink(path).encode() if path.is_symlink() else path.read_bytes()))
+    return h.hexdigest()[:16]
 
 
 def log(msg: str) -> None:
@@ -147,10 +161,14 @@ def sha256sums() -> Path:
 
 
 def main(argv: list[str]) -> int:
+    global DIST
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", default="runstub", help="comma-separated; the first is shipped")
     parser.add_argument("--only", action="append", choices=("single", "packages", "collection", "wheels"))
+    parser.add_argument("--dist", type=Path, default=DIST, help="output directory [default: dist/]")
     args = parser.parse_args(argv)
+    DIST = args.dist.resolve()
+    DIST.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
         raise SystemExit("build: run as root (mmdebstrap, chroot, mounts)")
     ver = version()
@@ -164,6 +182,7 @@ def main(argv: list[str]) -> int:
     if "wheels" in steps:
         wheelhouses()
     sha256sums()
+    (DIST / ".inputs").write_text(inputs_digest() + "\n")
     for path in sorted(DIST.iterdir()):
         log(f"{path.name}")
     return 0

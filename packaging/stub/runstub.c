@@ -51,8 +51,15 @@ struct trailer {
 };
 
 static const char *self_name = "hostagent";
+static const char *unpacking; /* a half-unpacked dir, removed if we die */
+static void remove_path(const char *path);
 
 static void die(const char *what, int err) {
+    if (unpacking) {
+        const char *dir = unpacking;
+        unpacking = NULL;
+        remove_path(dir);
+    }
     if (err)
         fprintf(stderr, "%s: single file: %s: %s\n", self_name, what, strerror(err));
     else
@@ -381,11 +388,14 @@ static void remove_path(const char *path) {
 }
 
 /* Unpack into a fresh dir made by mkdtemp from `templ`; returns 0 with the dir's path in templ. */
-static int unpack_into_new_dir(int self, const struct trailer *t, char *templ) {
+static int unpack_into_new_dir(int self, const struct trailer *t, char *templ, const char *final_dir) {
     if (!mkdtemp(templ)) return -1;
     int dirfd = open(templ, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dirfd < 0) return -1;
+    unpacking = templ;
     unpack(self, t, dirfd);
+    patch_program(dirfd, final_dir ? final_dir : templ);
+    unpacking = NULL;
     return close(dirfd) == 0 ? 0 : -1;
 }
 
@@ -431,9 +441,8 @@ int main(int argc, char **argv) {
     if (geteuid() == 0) {
         mkdir_parents(CACHE_ROOT);
         snprintf(tmp, sizeof tmp, CACHE_ROOT "/.unpack-XXXXXX");
-        if (trusted_chain(CACHE_ROOT) && unpack_into_new_dir(self, &t, tmp) == 0) {
+        if (trusted_chain(CACHE_ROOT) && unpack_into_new_dir(self, &t, tmp, dir) == 0) {
             int dirfd = open(tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            patch_program(dirfd, dir);
             int fd = openat(dirfd, MARKER, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
             if (fd < 0 || write(fd, t.sha, 64) != 64 || close(fd) != 0) die("marker", errno);
             syncfs(dirfd);
@@ -450,11 +459,8 @@ int main(int argc, char **argv) {
     const char *tmpdir = getenv("TMPDIR");
     if (!tmpdir || tmpdir[0] != '/') tmpdir = "/tmp";
     if ((size_t)snprintf(tmp, sizeof tmp, "%s/hostagent-XXXXXX", tmpdir) >= sizeof tmp ||
-        unpack_into_new_dir(self, &t, tmp) != 0)
+        unpack_into_new_dir(self, &t, tmp, NULL) != 0)
         die("cannot unpack (set TMPDIR to a writable directory)", errno);
-    int dirfd = open(tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    patch_program(dirfd, tmp);
-    close(dirfd);
     close(self);
     if (argv[1] && strcmp(argv[1], "exec") == 0) exec_program(tmp, argv, self_path);
     child = fork();

@@ -65,7 +65,8 @@ def single_file(ver: str, variants: list[str]) -> Path:
         buildenv.run(root, (
             # Runtime dependencies pinned; python-prctl is compiled here, never taken from a wheel cache
             # (a cached wheel built elsewhere may carry a DT_RUNPATH that breaks the bundle).
-            "pip install -q --no-cache-dir -r /src/packaging/requirements-runtime.txt && "
+            # -g0: no build paths (pip's random temp dirs) in the compiled extension.
+            "CFLAGS=-g0 pip install -q --no-cache-dir -r /src/packaging/requirements-runtime.txt && "
             "pip install -q --no-cache-dir --no-deps /src && "
             "cd /work 2>/dev/null || mkdir /work && cd /work && "
             f"python /src/packaging/freeze.py /out {' '.join(variants)} && "

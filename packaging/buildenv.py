@@ -85,7 +85,7 @@ def overlay() -> Iterator[Path]:
 def run(root: Path, script: str, env: dict[str, str] | None = None, cwd: str = "/") -> None:
     """Run a shell script as root inside the chroot at `root`; raise on failure."""
     environ = {"PATH": f"{BUILD_VENV}/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
-               "SOURCE_DATE_EPOCH": "0", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+               "SOURCE_DATE_EPOCH": "0", "PYTHONHASHSEED": "0", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
                "PIP_CERT": BUILD_CA, "PIP_NO_CACHE_DIR": "1", **(env or {})}
     subprocess.run(["chroot", str(root), "sh", "-euc", f"cd {shlex.quote(cwd)} && {script}"], check=True, env=environ)
 

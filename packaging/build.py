@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -172,6 +173,8 @@ def main(argv: list[str]) -> int:
     DIST.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
         raise SystemExit("build: run as root (mmdebstrap, chroot, mounts)")
+    # A SIGTERM unwinds like ^C: the chroot's mounts and overlay are taken down.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ver = version()
     steps = args.only or ["single", "packages", "collection", "wheels"]
     if "single" in steps:

@@ -6,11 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "build.sh: run as root" >&2; exit 2; }
 export DEBIAN_FRONTEND=noninteractive
+# This machine needs mmdebstrap, and what .venv's pip needs to compile python-prctl for the 3.11
+# wheelhouse; the single file and the other wheelhouses are built in chroots.
 need=()
-for tool in mmdebstrap:mmdebstrap chroot:coreutils gcc:gcc python3:python3 python3.11:python3.11; do
-    command -v "${tool%%:*}" >/dev/null || need+=("${tool##*:}")
-done
-dpkg -s libcap-dev python3-venv >/dev/null 2>&1 || need+=(libcap-dev python3-venv)
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+command -v python3 >/dev/null || need+=(python3 python3-venv python3-dev)
+for pkg in gcc libc6-dev libcap-dev; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
 if [ ${#need[@]} -gt 0 ]; then
     apt-get install -y -q "${need[@]}" >/dev/null 2>&1 || { apt-get update -q >/dev/null; apt-get install -y -q "${need[@]}" >/dev/null; }
 fi

@@ -8,6 +8,7 @@ Variants (default: runstub, the one shipped):
   staticx         PyInstaller onefile + staticx (unpacks twice at every start)
   staticx-nocomp  the same, staticx --no-compress
   onefile         PyInstaller onefile alone (needs the host's glibc: for comparison only)
+  nuitka          Nuitka onefile, unpacked once into a cached dir (needs the host's glibc: comparison only)
 Each variant V writes OUT/V (one executable file).
 """
 from __future__ import annotations
@@ -94,6 +95,15 @@ def staticx(out: Path, *flags: str) -> None:
     sh("staticx", *flags, str(onefile), str(out))
 
 
+def nuitka(out: Path) -> None:
+    sh(sys.executable, "-m", "pip", "install", "-q", "--no-cache-dir", "-r", str(PKG / "requirements-variants.txt"))
+    sh(sys.executable, "-m", "nuitka", "--onefile", "--quiet",
+       "--onefile-tempdir-spec={CACHE_DIR}/hostagent-nuitka/{VERSION}", "--include-package=hostagent",
+       "--include-package-data=hostagent", "--include-module=prctl", "--include-module=_prctl",
+       "--output-dir=/work/nuitka", "--output-filename=hostagent", str(PKG / "entry.py"))
+    shutil.copy(WORK / "nuitka" / "hostagent", out)
+
+
 def main(argv: list[str]) -> int:
     out_dir = Path(argv[0])
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -105,6 +115,8 @@ def main(argv: list[str]) -> int:
             staticx(out)
         elif variant == "staticx-nocomp":
             staticx(out, "--no-compress")
+        elif variant == "nuitka":
+            nuitka(out)
         elif variant == "onefile":
             if not (WORK / "dist-onefile" / "hostagent").exists():
                 pyinstaller("onefile")

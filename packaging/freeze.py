@@ -95,10 +95,15 @@ def staticx(out: Path, *flags: str) -> None:
     sh("staticx", *flags, str(onefile), str(out))
 
 
+def hostagent_version() -> str:
+    return subprocess.run([sys.executable, "-c", "import hostagent; print(hostagent.__version__)"], check=True,
+                          capture_output=True, text=True, cwd="/").stdout.strip()
+
+
 def nuitka(out: Path) -> None:
     sh(sys.executable, "-m", "pip", "install", "-q", "--no-cache-dir", "-r", str(PKG / "requirements-variants.txt"))
     sh(sys.executable, "-m", "nuitka", "--onefile", "--quiet",
-       "--onefile-tempdir-spec={CACHE_DIR}/hostagent-nuitka/{VERSION}", "--include-package=hostagent",
+       f"--onefile-tempdir-spec={{CACHE_DIR}}/hostagent-nuitka/{hostagent_version()}", "--include-package=hostagent",
        "--include-package-data=hostagent", "--include-module=prctl", "--include-module=_prctl",
        "--output-dir=/work/nuitka", "--output-filename=hostagent", str(PKG / "entry.py"))
     shutil.copy(WORK / "nuitka" / "hostagent", out)

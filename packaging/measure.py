@@ -1,10 +1,12 @@
-"""Size and start-up time of the single-file variants in dist/ (packaging/README.md's table).
+"""Size and start-up time of the single-file builds in dist/ (packaging/README.md's table).
 
-    python3 packaging/measure.py [FILE ...]      # default: dist/hostagent-*-linux-x86_64 and dist/variants/*
+    python3 packaging/measure.py [FILE ...]   # default: dist/hostagent-*-linux-x86_64, dist/variants/*, .venv
 
-Each command runs N times (median wall time), as root, on this machine: `--version`, `status` (nothing
-installed). For the runstub variant also the first start as root (its cache removed first: it unpacks
-into the cache) and a start as nobody with no cache (it unpacks into a private temp dir every time).
+Wall time, median of MEASURE_RUNS rounds (default 9), as root on this machine, nothing installed. The
+builds take turns within each round, so load from other work hits them alike: compare rows.
+Columns: `--version`; `status`; for builds that keep an unpacked copy (the runstub, Nuitka's cached
+onefile) the first start as root with that copy removed; and a start as nobody with no copy (the
+runstub then unpacks into a private temp dir at every start).
 """
 from __future__ import annotations
 
@@ -14,50 +16,68 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CACHE = Path("/var/cache/hostagent")
-N = int(os.environ.get("MEASURE_RUNS", "7"))
+CACHES = (Path("/var/cache/hostagent"), Path.home() / ".cache" / "hostagent-nuitka")
+RUNS = int(os.environ.get("MEASURE_RUNS", "9"))
 
 
-def timed(argv: list[str], pre=None, user: str | None = None) -> float:
-    times = []
-    for _ in range(N):
-        if pre:
-            pre()
-        cmd = (["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if user else []) + argv
-        t0 = time.monotonic()
-        r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd="/")
-        dt = time.monotonic() - t0
-        if r.returncode not in (0, 1):
-            raise RuntimeError(f"{cmd}: rc={r.returncode}: {r.stderr[-500:]}")
-        times.append(dt)
-    return statistics.median(times)
+def drop_caches(home: str) -> None:
+    for cache in CACHES + (Path(home) / ".cache",):
+        shutil.rmtree(cache, ignore_errors=True)
 
 
-def drop_cache() -> None:
-    shutil.rmtree(CACHE, ignore_errors=True)
+def once(argv: list[str], user_home: str | None = None) -> float:
+    # `status` reads an empty state dir, whatever this machine has installed.
+    env = dict(os.environ, HOSTAGENT_STATE_DIR="/nonexistent/hostagent-measure")
+    pre: list[str] = []
+    if user_home:
+        pre = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        env.update(HOME=user_home, TMPDIR=user_home)
+    t0 = time.monotonic()
+    r = subprocess.run(pre + argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd="/", env=env)
+    dt = time.monotonic() - t0
+    if r.returncode not in (0, 1):
+        raise RuntimeError(f"{pre + argv}: rc={r.returncode}: {r.stderr[-500:]}")
+    return dt
+
+
+def keeps_copy(f: str) -> bool:
+    return f.endswith("-nuitka") or (not f.endswith("/hostagent") and
+                                     b"HOSTAGENT-RUN-1\n" in Path(f).read_bytes()[-96:])
 
 
 def main(files: list[str]) -> int:
-    files = files or sorted(glob.glob(str(REPO / "dist" / "hostagent-*-linux-x86_64"))) + sorted(
-        glob.glob(str(REPO / "dist" / "variants" / "*")))
+    files = [os.path.abspath(f) for f in files] or (
+        sorted(glob.glob(str(REPO / "dist" / "hostagent-*-linux-x86_64")))
+        + sorted(glob.glob(str(REPO / "dist" / "variants" / "*"))) + [str(REPO / ".venv" / "bin" / "hostagent")])
+    home = tempfile.mkdtemp(prefix="measure-nobody-")
+    os.chown(home, 65534, 65534)
+    cols = ("version", "status", "first", "nobody")
+    times: dict[str, dict[str, list[float]]] = {f: {c: [] for c in cols} for f in files}
+    try:
+        for _ in range(RUNS):
+            for f in files:
+                t = times[f]
+                if keeps_copy(f):
+                    drop_caches(home)
+                    t["first"].append(once([f, "--version"]))
+                t["version"].append(once([f, "--version"]))
+                t["status"].append(once([f, "status"]))
+                if keeps_copy(f):
+                    drop_caches(home)
+                t["nobody"].append(once([f, "--version"], user_home=home))
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
     print("| file | size | `--version` | `status` | first start (unpack) | as nobody, no cache (`--version`) |")
     print("|---|---|---|---|---|---|")
     for f in files:
-        f = os.path.abspath(f)
-        size = os.path.getsize(f) / 2**20
-        is_stub = b"HOSTAGENT-RUN-1\n" in Path(f).read_bytes()[-96:]
-        first = f"{timed([f, '--version'], pre=drop_cache):.2f} s" if is_stub else "—"
-        if is_stub:
-            subprocess.run([f, "--version"], stdout=subprocess.DEVNULL, check=True)  # fill the cache
-        version = timed([f, "--version"])
-        status = timed([f, "status"])
-        nobody = f"{timed([f, '--version'], pre=drop_cache if is_stub else None, user='nobody'):.2f} s"
-        print(f"| {Path(f).name} | {size:.1f} MiB | {version:.2f} s | {status:.2f} s | {first} | {nobody} |",
-              flush=True)
+        size = "—" if f.endswith("/hostagent") else f"{os.path.getsize(f) / 2**20:.1f} MiB"
+        cells = [f"{statistics.median(v):.2f} s" if v else "—" for v in times[f].values()]
+        print(f"| {Path(f).name} | {size} | " + " | ".join(cells) + " |")
     return 0
 
 

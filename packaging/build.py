@@ -154,7 +154,7 @@ def wheelhouses() -> list[Path]:
 def sha256sums() -> Path:
     lines = []
     for path in sorted(DIST.rglob("*")):
-        if path.is_file() and path.name != "SHA256SUMS":
+        if path.is_file() and path.name != "SHA256SUMS" and not path.name.startswith("."):
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
             lines.append(f"{digest}  {path.relative_to(DIST).as_posix()}\n")
     out = DIST / "SHA256SUMS"

@@ -358,13 +358,22 @@ static int cache_usable(const char *dir) {
 }
 
 /* ---- running --------------------------------------------------------------------------------- */
-static void exec_program(const char *dir, char **argv, const char *self_path) {
-    char prog[PATH_MAX];
+/* Returns only if the exec failed (e.g. a noexec mount): the caller tries the next place. */
+static void try_exec(const char *dir, char **argv, const char *self_path) {
+    static char prog[PATH_MAX];
     snprintf(prog, sizeof prog, "%s/" PROGRAM, dir);
     setenv("HOSTAGENT_EXECUTABLE", self_path, 1);
     argv[0] = prog; /* the frozen program finds its files from argv[0] where /proc is missing */
     execv(prog, argv);
-    die(prog, errno);
+}
+
+static void exec_program(const char *dir, char **argv, const char *self_path) {
+    try_exec(dir, argv, self_path);
+    int err = errno;
+    fprintf(stderr, "%s: single file: cannot run %s/" PROGRAM " (is %s mounted noexec? set TMPDIR): %s\n",
+            self_name, dir, dir, strerror(err));
+    if (dir[0] && strncmp(dir, CACHE_ROOT "/", strlen(CACHE_ROOT) + 1) != 0) remove_path(dir);
+    _exit(2);
 }
 
 static void remove_tree(int dirfd) {
@@ -436,9 +445,9 @@ int main(int argc, char **argv) {
     if (read_trailer(self, &t) != 0) die("no bundle in this file", 0);
 
     snprintf(dir, sizeof dir, CACHE_ROOT "/%s", t.sha);
-    if (cache_usable(dir)) exec_program(dir, argv, self_path);
+    if (cache_usable(dir)) try_exec(dir, argv, self_path);
 
-    if (geteuid() == 0) {
+    if (geteuid() == 0 && access(dir, F_OK) != 0) {
         mkdir_parents(CACHE_ROOT);
         snprintf(tmp, sizeof tmp, CACHE_ROOT "/.unpack-XXXXXX");
         if (trusted_chain(CACHE_ROOT) && unpack_into_new_dir(self, &t, tmp, dir) == 0) {
@@ -449,7 +458,7 @@ int main(int argc, char **argv) {
             close(dirfd);
             chmod(tmp, 0755);
             if (rename(tmp, dir) != 0) remove_path(tmp); /* another run was first: use its copy */
-            if (cache_usable(dir)) exec_program(dir, argv, self_path);
+            if (cache_usable(dir)) try_exec(dir, argv, self_path);
         } else if (tmp[strlen(tmp) - 1] != 'X') {
             remove_path(tmp);
         }

@@ -133,3 +133,16 @@ def test_a_damaged_file_is_refused_and_leaves_nothing(bare: Path, damage: str):
     assert r.returncode == 2 and r.stderr.startswith("hostagent: single file: "), r
     assert len(r.stderr.splitlines()) == 1, r.stderr
     assert not (bare / CACHE).exists() or os.listdir(bare / CACHE) == []
+
+
+def test_a_noexec_cache_falls_back_to_a_private_copy(bare: Path):
+    cache = _cached(bare)
+    subprocess.run(["mount", "--bind", str(cache), str(cache)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,noexec", str(cache)], check=True)
+        (bare / "tmp").mkdir(mode=0o1777)
+        r = run(bare, "--version")
+        assert r.returncode == 0 and r.stdout == f"hostagent {version()}\n", r
+        assert os.listdir(bare / "tmp") == []
+    finally:
+        subprocess.run(["umount", str(cache)], check=True)

@@ -87,13 +87,13 @@ author: hostagent maintainers
 
 EXAMPLES = r"""
 - name: Converge the agent
-  hostagent:
+  hostagent.deepflow.hostagent:
     command: install
     controller_ips: [10.0.0.5]
     agent_binary: /var/lib/hostagent-ansible/deepflow-agent
 
 - name: Remove it
-  hostagent:
+  hostagent.deepflow.hostagent:
     command: uninstall
 """
 

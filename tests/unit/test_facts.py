@@ -59,3 +59,33 @@ def test_facts_never_write() -> None:
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "open" and len(node.args) > 1:
                 mode = node.args[1]
                 assert isinstance(mode, ast.Constant) and set(str(mode.value)) <= set("rb"), f"{path.name}:{node.lineno}"
+
+
+def test_unsafe_launcher_paths(tmp_path) -> None:
+    import os
+
+    ok = tmp_path / "hostagent"
+    ok.write_text("")
+    ok.chmod(0o755)
+    assert host.unsafe_path_reason(str(ok)) is None
+    ok.chmod(0o757)
+    assert "writable by group or others" in (host.unsafe_path_reason(str(ok)) or "")
+    spaced = tmp_path / "my dir"
+    spaced.mkdir()
+    assert "space or '%'" in (host.unsafe_path_reason(str(spaced)) or "")
+    theirs = tmp_path / "theirs"
+    theirs.write_text("")
+    os.chown(theirs, 65534, 65534)
+    assert "owned by uid 65534" in (host.unsafe_path_reason(str(theirs)) or "")
+
+
+def test_a_kernel_without_ambient_caps_is_refused() -> None:
+    import pytest
+
+    from hostagent import facts, options, planner
+    from hostagent.errors import InputError
+
+    here = facts.gather()._replace(is_root=True, systemd=True, ambient_caps=False)
+    with pytest.raises(InputError, match="no ambient capabilities"):
+        planner.preflight(options.build({"controller_ips": ["10.0.0.1"]}), here)
+    assert facts.host.ambient_caps_supported()  # this machine's kernel has them

@@ -89,3 +89,20 @@ def test_a_kernel_without_ambient_caps_is_refused() -> None:
     with pytest.raises(InputError, match="no ambient capabilities"):
         planner.preflight(options.build({"controller_ips": ["10.0.0.1"]}), here)
     assert facts.host.ambient_caps_supported()  # this machine's kernel has them
+
+
+def test_cgroup_processes_include_child_cgroups(tmp_path) -> None:
+    """On v2 the agent's user owns its cgroup and may make children; stop and cleanup must see them."""
+    from hostagent import agentcgroups
+    from hostagent.facts.cgroups import pids_in
+
+    top = tmp_path / "deepflow-agent"
+    (top / "child" / "grandchild").mkdir(parents=True)
+    (top / "cgroup.procs").write_text("10\n")
+    (top / "child" / "cgroup.procs").write_text("11\n12\n")
+    (top / "child" / "grandchild" / "cgroup.procs").write_text("")
+    assert sorted(pids_in(str(top))) == [10, 11, 12]
+    for f in top.rglob("cgroup.procs"):
+        f.unlink()
+    agentcgroups.remove(str(top), timeout=1)  # children first
+    assert not top.exists()

@@ -5,13 +5,18 @@ and /sys/fs/cgroup/deepflow-agent on v2. It writes its pid into cgroup.procs, th
 (read back; a failure there makes it exit and crash-loop) and the memory limit. So the dirs and those
 files must be owned by the agent's user. Used by the install step and by the launcher at every start
 (cgroupfs is in memory: the dirs are gone after a reboot).
+
+The limits belong to the agent's group config (global.limits): the agent writes them itself once it
+has its config and again whenever they change. Install's limits are only the ones in force until then,
+so they are written into a directory only when it is created here, never over what the agent wrote;
+and drift checks the files' presence and owner, not their values.
 """
 from __future__ import annotations
 
 import os
 import signal
 import time
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 from hostagent import faults, paths
 from hostagent.facts.cgroups import CgroupLayout, enabled_v2_controllers, pids_in, read
@@ -100,7 +105,8 @@ def _owned_files(directory: str, layout: CgroupLayout) -> list[str]:
 
 
 def ensure(layout: CgroupLayout, limits: Limits, uid: int, gid: int) -> list[str]:
-    """Create and hand over the agent's cgroup dirs, set limits; returns the dirs this call created."""
+    """Create and hand over the agent's cgroup dirs; set the initial limits in those this call created
+    (elsewhere the agent's own, from its group config, stand); returns the dirs this call created."""
     created = []
     if layout.mode == "v2":
         enable_v2_controllers()
@@ -114,6 +120,8 @@ def ensure(layout: CgroupLayout, limits: Limits, uid: int, gid: int) -> list[str
         os.chown(directory, uid, gid, follow_symlinks=False)
         for name in _owned_files(directory, layout):
             os.chown(os.path.join(directory, name), uid, gid, follow_symlinks=False)
+        if directory not in created:
+            continue
         for name, value in limits.wanted_files(layout).items():
             path = os.path.join(directory, name)
             if os.path.exists(path) and read(path) != value:
@@ -122,7 +130,8 @@ def ensure(layout: CgroupLayout, limits: Limits, uid: int, gid: int) -> list[str
 
 
 def drift(layout: CgroupLayout, limits: Limits, uid: int, gid: int) -> list[str]:
-    """What differs from ensure()'s result; empty when the dirs are right."""
+    """What differs from ensure()'s result; empty when the dirs are right. Limit values are the agent's
+    (its group config): only that each limit file is there and the agent's user owns it."""
     problems = []
     if layout.mode == "v2":
         missing = {"cpu", "memory"} - enabled_v2_controllers()
@@ -140,11 +149,46 @@ def drift(layout: CgroupLayout, limits: Limits, uid: int, gid: int) -> list[str]
             fst = os.lstat(os.path.join(directory, name))
             if (fst.st_uid, fst.st_gid) != (uid, gid):
                 problems.append(f"{directory}/{name} is owned by {fst.st_uid}:{fst.st_gid}")
-        for name, value in limits.wanted_files(layout).items():
+        for name in limits.wanted_files(layout):
             path = os.path.join(directory, name)
-            if os.path.exists(path) and read(path) != value:
-                problems.append(f"{path} is {read(path)!r}, want {value!r}")
+            if directory in _dirs_holding(layout, name) and not os.path.exists(path):
+                problems.append(f"{path} is missing (controller not enabled?)")
     return problems
+
+
+def _dirs_holding(layout: CgroupLayout, name: str) -> list[str]:
+    """The agent dirs in which a limit file belongs (v1: cpu.* in the cpu hierarchy, memory.* in memory)."""
+    if layout.mode == "v2":
+        return agent_dirs(layout)
+    mount = layout.cpu_mount if name.startswith("cpu.") else layout.memory_mount
+    return [f"{mount}/{paths.CGROUP_NAME}"] if mount else []
+
+
+def in_force(layout: CgroupLayout) -> dict[str, Optional[int]]:
+    """The limits the agent's cgroup has now, as global.limits counts them: max_millicpus and max_memory
+    (MiB); None where unlimited ("max", -1) or unreadable."""
+    def number(path: str) -> Optional[int]:
+        text = read(path)
+        return int(text) if text is not None and text.lstrip("-").isdigit() else None
+
+    cpu: Optional[int] = None
+    mem: Optional[int] = None
+    if layout.mode == "v2":
+        base = f"{paths.CGROUP_ROOT}/{paths.CGROUP_NAME}"
+        quota, _, period = (read(f"{base}/cpu.max") or "").partition(" ")
+        if quota.isdigit() and period.isdigit() and int(period):
+            cpu = int(quota) * 1000 // int(period)
+        mem = number(f"{base}/memory.max")
+    else:
+        if layout.cpu_mount:
+            quota_us = number(f"{layout.cpu_mount}/{paths.CGROUP_NAME}/cpu.cfs_quota_us")
+            period_us = number(f"{layout.cpu_mount}/{paths.CGROUP_NAME}/cpu.cfs_period_us")
+            if quota_us is not None and quota_us > 0 and period_us:
+                cpu = quota_us * 1000 // period_us
+        if layout.memory_mount:
+            mem = number(f"{layout.memory_mount}/{paths.CGROUP_NAME}/memory.limit_in_bytes")
+            mem = None if mem is not None and mem >= 1 << 62 else mem  # v1's "no limit" is a huge number
+    return {"max_millicpus": cpu, "max_memory": mem >> 20 if mem is not None and mem > 0 else None}
 
 
 def join(layout: CgroupLayout, pid: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import socket
 from typing import Any, Optional
 
-from hostagent import caps, paths
+from hostagent import caps, options, paths
 from hostagent import manifest as manifest_mod
 from hostagent.facts import accounts
 from hostagent.facts.cgroups import CgroupLayout, cgroup_layout, read
@@ -44,6 +44,52 @@ def _installed_caps(manifest: Optional[manifest_mod.Manifest]) -> Optional[int]:
         if entry["kind"] == "caps":
             return caps.mask(entry["params"]["caps"])
     return None
+
+
+def limits_report(layout: CgroupLayout, opts: dict[str, Any], timeout: float) -> tuple[dict[str, Any], list[str]]:
+    """The limits in force in the agent's cgroup, install's initial ones and, when the server is known,
+    the group's global.limits (which the agent applies once it has its config) and whether they agree."""
+    from hostagent import agentcgroups
+
+    now = agentcgroups.in_force(layout)
+    report: dict[str, Any] = {"in_force": now, "group": None, "group_id": None, "agree": None,
+                              "install": {"max_millicpus": opts.get("cpu_millicores"),
+                                          "max_memory": opts.get("memory_mib")}}
+    problems: list[str] = []
+    if not opts.get("server"):
+        return report, problems
+    from hostagent import options
+    from hostagent import server as deepflow
+    from hostagent.errors import ServerError
+
+    try:
+        client = deepflow.Client.for_server(opts["server"], timeout, opts.get("org_id") or 1)
+        ref = opts.get("agent_group")
+        if ref:
+            short, lcuuid, _ = deepflow.group_short_id(client, ref)
+        else:
+            agent = deepflow.find_host_agent(client)
+            if agent is None:
+                raise ServerError("this host's agent is not registered there (yet)")
+            lcuuid = str(agent.get("VTAP_GROUP_LCUUID"))
+            group = next((g for g in client.call("GET", "/v1/vtap-groups/") or []
+                          if isinstance(g, dict) and g.get("LCUUID") == lcuuid), {})
+            short = str(group.get("SHORT_UUID") or "")
+        report["group_id"] = short if options.AGENT_GROUP_ID.fullmatch(short) else None
+        report["group"] = deepflow.group_limits(client, lcuuid, short)
+    except ServerError as e:
+        report["error"] = str(e)
+        return report, [f"cannot read the group's global.limits from {opts['server']}: {e}"]
+    report["agree"] = report["group"] == now
+    if not report["agree"]:
+        problems.append(f"limits in force {_show(now)} differ from the group's global.limits {_show(report['group'])}"
+                        " (the agent applies them once it has its config)")
+    return report, problems
+
+
+def _show(limits: dict[str, Any]) -> str:
+    cpu, mem = limits.get("max_millicpus"), limits.get("max_memory")
+    return f"({cpu if cpu is not None else 'unlimited'}m CPU, {mem if mem is not None else 'unlimited'} MiB)"
 
 
 def examine(timeout: float = 2.0, config_path: str = paths.CONFIG_FILE) -> dict[str, Any]:
@@ -108,7 +154,7 @@ def examine(timeout: float = 2.0, config_path: str = paths.CONFIG_FILE) -> dict[
         problems.append(f"{config_path} does not parse: {str(e).splitlines()[0]}")
         config = {}
 
-    port = int(config.get("controller-port", 30035) or 30035)
+    port = int(config.get("controller-port") or options.CONTROLLER_PORT)
     for ip in config.get("controller-ips") or []:
         error = _port_open(str(ip), port, timeout)
         report["controllers"].append({"ip": ip, "port": port, "reachable": error is None, "error": error})
@@ -116,6 +162,8 @@ def examine(timeout: float = 2.0, config_path: str = paths.CONFIG_FILE) -> dict[
             problems.append(f"controller {ip}:{port} not reachable: {error}")
 
     if manifest is not None:
+        report["limits"], limit_problems = limits_report(layout, opts, timeout)
+        problems.extend(limit_problems)
         drift = status()["drift"]
         report["drift"] = drift
         problems.extend(drift)

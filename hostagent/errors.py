@@ -21,6 +21,10 @@ class ServerError(InputError):
     """deepflow-server refused, failed or gave an answer hostagent cannot use; nothing was changed."""
 
 
+class RouteMissing(ServerError):
+    """The server has no such route (gin's text 404): an older or newer deepflow-server version."""
+
+
 class StepError(HostagentError):
     """A step could not apply or verify its change."""
 

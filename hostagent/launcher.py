@@ -2,7 +2,8 @@
 
 Started as root (by systemd, SysV init or supervisord), it does the work only root can do at every
 start, then becomes the agent's user with exactly the agent's capabilities and execs the agent:
-  1. recreate the cgroup dirs (cgroupfs forgets them at reboot) with owner and limits;
+  1. recreate the cgroup dirs (cgroupfs forgets them at reboot) with owner, and the initial limits in
+     the dirs it creates (the agent then writes its group's global.limits; never overwritten here);
   2. move itself into them: on cgroup v2 the kernel only lets a writer of the common ancestor's
      cgroup.procs (root) do that, so a non-root agent could never join on its own;
   3. restore owner, mode and file capabilities of the binary if an upgrade replaced it;
@@ -176,8 +177,9 @@ def main(argv: list[str]) -> int:
     # passes them all, so an agent start never imports it).
     parser.add_argument("--user", help="user to become (default: as install)")
     parser.add_argument("--caps", help="capability profile or list to keep (default: as install)")
-    parser.add_argument("--cpu-millicores", type=int, help="CPU limit for the agent's cgroup (default: as install)")
-    parser.add_argument("--memory-mib", type=int, help="memory limit for the agent's cgroup (default: as install)")
+    parser.add_argument("--cpu-millicores", type=int, help="initial CPU limit, for a cgroup dir this start creates; "
+                        "the agent then applies its group's (default: as install)")
+    parser.add_argument("--memory-mib", type=int, help="initial memory limit, likewise (default: as install)")
     parser.add_argument("--log-dir", help="with --prepare-only: recreate this log dir for the user if it is missing")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--prepare-only", action="store_true", help="only the full-root part (ExecStartPre=+)")

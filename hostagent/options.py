@@ -18,6 +18,8 @@ USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,30}")
 HOST_NAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 # Domain names in DeepFlow are free text, but never need control characters or YAML/shell specials.
 DOMAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# The agent's team-id: the short id of a DeepFlow team (multi-tenant servers), sent with each sync.
+TEAM_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")
 
 CONTROLLER_PORT = 30035  # the agent's controller (gRPC) port on the server's NodePort
 INGESTER_PORT = 30033  # the agent's data port
@@ -37,7 +39,8 @@ class Setting(NamedTuple):
 
 
 INSTALL_SETTINGS: tuple[Setting, ...] = (
-    Setting("controller_ips", "--controller-ip", "list", (), "deepflow-server controller IP (repeatable, required)."),
+    Setting("controller_ips", "--controller-ip", "list", (),
+            "deepflow-server controller IP or host name (repeatable, required; one address family)."),
     Setting("controller_port", "--controller-port", "int", CONTROLLER_PORT, "Controller port."),
     Setting("agent_binary", "--agent-binary", "str", paths.AGENT_BINARY, "Agent binary to install (default: the one already there)."),
     Setting("cluster_id", "--cluster-id", "str", None, "kubernetes-cluster-id to write."),
@@ -45,11 +48,15 @@ INSTALL_SETTINGS: tuple[Setting, ...] = (
     Setting("server", "--server", "str", None, f"deepflow-server API [http[s]://]HOST[:PORT] (port {API_PORT} unless given)."),
     Setting("domain_timeout", "--domain-timeout", "float", 120.0, "Seconds to wait for the watcher Domain to appear."),
     Setting("agent_group", "--agent-group", "str", None, "Agent group id g-XXXXXXXXXX (or a name, with --server) → vtap-group-id-request."),
+    Setting("team_id", "--team-id", "str", None, "team-id for the agent's config: its team on a multi-tenant server."),
+    Setting("org_id", "--org-id", "int", None, "Organization for API calls (X-Org-Id, 1-1024; the server's default: 1)."),
     Setting("user", "--user", "str", "deepflow", "System user the agent runs as."),
     Setting("caps", "--caps", "str", caps.DEFAULT_PROFILE,
             f"Capability profile ({', '.join(caps.PROFILES)}) or a list cap_a,cap_b."),
-    Setting("cpu_millicores", "--cpu-millicores", "int", 1000, "CPU limit in millicores."),
-    Setting("memory_mib", "--memory-mib", "int", 768, "Memory limit in MiB."),
+    Setting("cpu_millicores", "--cpu-millicores", "int", 1000,
+            "CPU limit in millicores until the agent has its group config (then global.limits.max_millicpus rules)."),
+    Setting("memory_mib", "--memory-mib", "int", 768,
+            "Memory limit in MiB until the agent has its group config (then global.limits.max_memory rules)."),
 )
 SETTINGS = {s.name: s for s in INSTALL_SETTINGS}
 
@@ -67,6 +74,8 @@ class InstallOptions:
     watcher_domain: Optional[str] = None
     server: Optional[str] = None
     agent_group: Optional[str] = None
+    team_id: Optional[str] = None
+    org_id: Optional[int] = None
     user: str = default("user")
     caps: str = default("caps")
     cpu_millicores: int = default("cpu_millicores")
@@ -100,6 +109,41 @@ def parse_ip(value: str, name: str = "controller IP") -> ipaddress.IPv4Address |
     if scope is not None and not IFACE_NAME.fullmatch(scope):
         raise InputError(f"{name} {value!r}: the scope id must be an interface name")
     return ip
+
+
+def parse_controller(value: str) -> str:
+    """A controller IP (normalized) or a DNS host name, which the agent resolves itself."""
+    from hostagent.deepflow.names import is_hostname
+
+    one_line("controller IP", value)
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        pass
+    else:
+        return str(parse_ip(value))
+    if re.fullmatch(r"[0-9.]+", value) or ":" in value or not is_hostname(value):
+        raise InputError(f"malformed controller IP or host name {value!r}")
+    return value
+
+
+ORG_ID_MAX = 1024  # DeepFlow's organizations are numbered 1-1024 (1: the default one)
+
+
+def parse_org_id(value: Any) -> int:
+    org = as_int("--org-id", value)
+    if not 1 <= org <= ORG_ID_MAX:
+        raise InputError(f"--org-id {org} is outside [1, {ORG_ID_MAX}]")
+    return org
+
+
+def is_name(controller: str) -> bool:
+    """A validated controller entry that is a host name rather than an IP."""
+    try:
+        ipaddress.ip_address(controller)
+    except ValueError:
+        return True
+    return False
 
 
 def parse_port(name: str, value: Any) -> int:
@@ -211,8 +255,8 @@ def validate(v: dict[str, Any]) -> InstallOptions:
         ips_raw = [ips_raw]
     if not ips_raw:
         raise InputError("at least one --controller-ip is required")
-    ips = [parse_ip(as_str("--controller-ip", ip)) for ip in ips_raw]
-    if len({ip.version for ip in ips}) > 1:
+    ips = [parse_controller(as_str("--controller-ip", ip)) for ip in ips_raw]
+    if len({ipaddress.ip_address(ip).version for ip in ips if not is_name(ip)}) > 1:
         raise InputError("controller IPs mix IPv4 and IPv6; the agent refuses that")
     controller_port = parse_port("--controller-port", v.get("controller_port", default("controller_port")))
 
@@ -244,6 +288,17 @@ def validate(v: dict[str, Any]) -> InstallOptions:
             if not AGENT_GROUP_NAME.fullmatch(agent_group):
                 raise InputError(f"--agent-group {agent_group!r}: expected a group name or g-XXXXXXXXXX")
 
+    team_id = v.get("team_id")
+    if team_id is not None:
+        team_id = as_str("--team-id", team_id)
+        if not TEAM_ID.fullmatch(team_id):
+            raise InputError(f"invalid team id {team_id!r} (want ^{TEAM_ID.pattern}$, the team's short id)")
+    org_id = v.get("org_id")
+    if org_id is not None:
+        org_id = parse_org_id(org_id)
+        if not server:
+            raise InputError("--org-id is for API calls: it needs --server")
+
     user = as_str("--user", v.get("user", default("user")))
     if not USER_NAME.fullmatch(user) or user == "root":
         raise InputError(f"invalid user name {user!r}")
@@ -263,8 +318,9 @@ def validate(v: dict[str, Any]) -> InstallOptions:
     if not 0 <= timeout <= 3600:
         raise InputError("--domain-timeout must be between 0 and 3600 seconds")
     return InstallOptions(
-        controller_ips=tuple(str(ip) for ip in ips), controller_port=controller_port, agent_binary=binary,
+        controller_ips=tuple(ips), controller_port=controller_port, agent_binary=binary,
         cluster_id=cluster_id, watcher_domain=watcher_domain, server=server, agent_group=agent_group,
+        team_id=team_id, org_id=org_id,
         user=user, caps=caps_spec, cpu_millicores=cpu, memory_mib=mem, domain_timeout=timeout,
     )
 

@@ -1,10 +1,12 @@
 """Preflight (read-only checks that refuse bad hosts and inputs) and the plan: options + facts → steps."""
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 import stat
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from hostagent import caps, options, paths
 from hostagent.errors import InputError
@@ -17,6 +19,7 @@ from hostagent.steps import Step
 from hostagent.steps.accounts import Group, User
 from hostagent.steps.cgroup import AgentCgroups
 from hostagent.steps.files import Binary, Directory, File, FileCaps
+from hostagent.steps.server import AgentGroupMembership
 from hostagent.steps.service import Service
 
 
@@ -29,6 +32,7 @@ class Resolved:
     agent_group_id: Optional[str]
     group: str  # the user's primary group name
     warnings: tuple[str, ...] = ()
+    agent_group_lcuuid: Optional[str] = None  # with --server: the group this host's agent belongs in
 
 
 def check_binary(path: str, host: HostFacts) -> None:
@@ -46,11 +50,45 @@ def check_binary(path: str, host: HostFacts) -> None:
         raise InputError(f"agent binary {path} is built for another architecture (ELF machine {info.machine}, host {host.machine})")
 
 
+Lookup = Callable[..., list[tuple[Any, ...]]]
+
+
+def check_controller_families(controllers: tuple[str, ...], lookup: Optional[Lookup] = None) -> list[str]:
+    """The agent resolves host names in controller-ips (the first address, as to_socket_addrs gives it)
+    and exits when the list mixes IPv4 and IPv6: refuse that now, or warn when a name does not resolve
+    here (it may resolve on the agent's network later). getaddrinfo only: hostagent sends no traffic."""
+    lookup = lookup or socket.getaddrinfo
+    families: dict[str, int] = {}
+    warnings = []
+    for entry in controllers:
+        if not options.is_name(entry):
+            families[entry] = ipaddress.ip_address(entry).version
+            continue
+        try:
+            first = lookup(entry, 1, type=socket.SOCK_STREAM)[0]
+        except (OSError, IndexError) as exc:
+            warnings.append(f"controller host name {entry} does not resolve here ({getattr(exc, 'strerror', None) or exc}); "
+                            "the agent resolves it at each start")
+            continue
+        families[entry] = 6 if first[0] == socket.AF_INET6 else 4
+    if len(set(families.values())) > 1:
+        shown = ", ".join(f"{e} (IPv{v})" for e, v in families.items())
+        raise InputError(f"controller IPs mix IPv4 and IPv6 once resolved: {shown}; the agent refuses that")
+    return warnings
+
+
 def preflight(opts: InstallOptions, host: HostFacts, resolve_remote: bool = True) -> Resolved:
     if not host.is_root:
         raise InputError("hostagent install must run as root")
     if not host.systemd:
         raise InputError("systemd is not PID 1 on this host; use `hostagent exec` from your init system (see README)")
+    if not host.ambient_caps:
+        raise InputError("this kernel has no ambient capabilities (Linux 4.3+ or a backport): the launcher could "
+                         "not keep the agent's capabilities across its exec as a non-root user")
+    for path in unit.launcher_files():
+        reason = host_facts.unsafe_path_reason(path)
+        if reason:
+            raise InputError(f"the unit would run {path} as root at every agent start, but {reason}")
     if host.cgroup.mode != "v2" and not (host.cgroup.cpu_mount and host.cgroup.memory_mount):
         raise InputError("cgroup v1 cpu and memory controllers are not both mounted")
     if host.cgroup.mode == "v2" and not {"cpu", "memory"} <= set(host.cgroup.v2_controllers):
@@ -83,16 +121,21 @@ def preflight(opts: InstallOptions, host: HostFacts, resolve_remote: bool = True
     if "cap_syslog" in cap_names and host.selinux == "enforcing":
         warnings.append("SELinux is enforcing: DeepFlow documents that eBPF needs it disabled")
 
+    warnings.extend(check_controller_families(opts.controller_ips))
+
     cluster_id, group_id = opts.cluster_id, opts.agent_group
-    if resolve_remote and (opts.watcher_domain or (group_id and not options.AGENT_GROUP_ID.fullmatch(group_id))):
+    group_lcuuid = None
+    org = opts.org_id or 1
+    if resolve_remote and opts.server and (opts.watcher_domain or group_id):
         from hostagent import server
 
-        assert opts.server
         if opts.watcher_domain:
-            cluster_id = server.domain_cluster_id(opts.server, opts.watcher_domain, timeout=opts.domain_timeout)
-        if group_id and not options.AGENT_GROUP_ID.fullmatch(group_id):
-            group_id = server.resolve_agent_group(opts.server, group_id, timeout=10.0)
-    return Resolved(cap_names, cluster_id, group_id, group, tuple(warnings))
+            cluster_id = server.domain_cluster_id(opts.server, opts.watcher_domain, timeout=opts.domain_timeout,
+                                                  org_id=org)
+        if group_id:
+            # By name or id: the group must exist, and its lcuuid is what a move of the agent needs.
+            group_id, group_lcuuid, _ = server.group_short_id(server.Client.for_server(opts.server, 10.0, org), group_id)
+    return Resolved(cap_names, cluster_id, group_id, group, tuple(warnings), group_lcuuid)
 
 
 def service_group(user: str, what: str, group_is_ours: bool) -> str:
@@ -123,9 +166,16 @@ def _recorded_as_created(step_id: str, manifest_path: str = paths.MANIFEST) -> b
 
 def plan(opts: InstallOptions, host: HostFacts, r: Resolved) -> list[Step]:
     user, group = opts.user, r.group
-    config = agentconfig.render(agentconfig.config_data(opts.controller_ips, opts.controller_port, r.cluster_id, r.agent_group_id))
+    config = agentconfig.render(agentconfig.config_data(opts.controller_ips, opts.controller_port, r.cluster_id,
+                                                        r.agent_group_id, opts.team_id))
     unit_text = unit.render(user, r.caps, opts.cpu_millicores, opts.memory_mib, host.cgroup)
     cg = host.cgroup
+    # Last: an agent the server already knows is moved into the group (vtap-group-id-request only
+    # places a first registration); nothing after it can fail and need that undone.
+    membership: list[Step] = []
+    if opts.server and r.agent_group_id and r.agent_group_lcuuid:
+        membership.append(AgentGroupMembership(server=opts.server, group_id=r.agent_group_id,
+                                               group_lcuuid=r.agent_group_lcuuid, org_id=opts.org_id or 1))
     return [
         Group(name=group),
         User(name=user, group=group),
@@ -140,5 +190,4 @@ def plan(opts: InstallOptions, host: HostFacts, r: Resolved) -> list[Step]:
         File(path=paths.UNIT_FILE, content=unit_text, mode=0o644, owner="root", group="root",
              reload_systemd=True),
         Service(name=paths.UNIT_NAME, user=user, binary=paths.AGENT_BINARY),
-    ]
-
+    ] + membership

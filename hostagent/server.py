@@ -2,8 +2,12 @@
 watcher's Domain; agent groups and their config.
 
 Routes and envelope as deepflow-ctl uses them: GET /v2/domains/, GET/POST /v1/vtap-groups/,
-GET/POST/PUT /v1/agent-group-configuration/<lcuuid>/yaml, answers shaped
-{"OPT_STATUS", "DESCRIPTION", "DATA"}. A call succeeds only with HTTP 200 and OPT_STATUS SUCCESS.
+GET/POST/PUT /v1/agent-group-configuration/<lcuuid>/yaml and GET .../template/yaml (v6.6.9 on); before
+v6.6.9 the flat schema: GET /v1/vtap-group-configuration/?vtap_group_id=, POST
+/v1/vtap-group-configuration/advanced/, PATCH .../advanced/<config lcuuid>/; agents: GET /v1/vtaps/,
+PATCH /v1/vtaps/<lcuuid>/ (VTAP_GROUP_LCUUID). Answers shaped {"OPT_STATUS", "DESCRIPTION", "DATA"}
+(FAIL with HTTP 500 for a validation failure or a missing record). A call succeeds only with HTTP 200
+and OPT_STATUS SUCCESS; X-Org-Id names the organization (default 1).
 Every call has a response-size cap and a total deadline, follows no redirect, and maps every
 transport failure to one ServerError line.
 """
@@ -20,7 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Optional
 
 from hostagent import options
-from hostagent.errors import InputError, ServerError
+from hostagent.errors import InputError, RouteMissing, ServerError
 
 # deepflow-ctl sends these on every request.
 HEADERS = {"X-User-Id": "1", "X-User-Type": "1"}
@@ -91,6 +95,8 @@ class Client:
         except ValueError:
             envelope = None
         if not isinstance(envelope, dict) or "OPT_STATUS" not in envelope:
+            if status == 404:
+                raise RouteMissing(f"deepflow-server at {self.base} has no route {where} (HTTP 404)")
             first = (raw.decode("utf-8", "replace").strip().splitlines() or [""])[0][:200]
             raise ServerError(f"deepflow-server answered HTTP {status} to {where}, not a deepflow answer: {first!r}")
         if status != 200 or envelope["OPT_STATUS"] != "SUCCESS":
@@ -100,9 +106,10 @@ class Client:
 
 
 def domain_cluster_id(server: str, name: str, timeout: float = 120.0, poll: float = 2.0,
-                      request_timeout: float = 5.0, sleep: Callable[[float], None] = time.sleep) -> str:
+                      request_timeout: float = 5.0, sleep: Callable[[float], None] = time.sleep,
+                      org_id: int = 1) -> str:
     """Wait (bounded) for the watcher's Domain to appear and return its validated CLUSTER_ID."""
-    client = Client.for_server(server, request_timeout)
+    client = Client.for_server(server, request_timeout, org_id)
     deadline = time.monotonic() + timeout
     while True:
         domains = client.call("GET", "/v2/domains/", {"name": name}) or []
@@ -138,9 +145,9 @@ def find_group(client: Client, name_or_id: str) -> Optional[dict[str, Any]]:
     return matches[0] if matches else None
 
 
-def resolve_agent_group(server_url: str, name_or_id: str, timeout: float = 10.0) -> str:
+def resolve_agent_group(server_url: str, name_or_id: str, timeout: float = 10.0, org_id: int = 1) -> str:
     """The g-XXXXXXXXXX id of an existing group, given its name or id (for install --agent-group)."""
-    group = find_group(Client.for_server(server_url, timeout), name_or_id)
+    group = find_group(Client.for_server(server_url, timeout, org_id), name_or_id)
     if group is None:
         raise ServerError(f"no agent group {name_or_id!r} on {options.parse_server(server_url).url}")
     short = group.get("SHORT_UUID")
@@ -174,31 +181,105 @@ def _existing_config(client: Client, lcuuid: str) -> Optional[str]:
 def _same_yaml(a: str, b: str) -> bool:
     import yaml
 
+    from hostagent.deepflow import yaml12
+
     try:
-        return yaml.safe_load(a) == yaml.safe_load(b)
+        return bool(yaml12.load(a) == yaml12.load(b))
     except yaml.YAMLError:
         return False
 
 
-def apply_group_config(server_url: str, name_or_id: str, yaml_text: str, *, create: bool = False,
-                       timeout: float = 10.0) -> ApplyResult:
-    """Find (or, with create, make) the group and push the config; on failure undo the group creation."""
-    client = Client.for_server(server_url, timeout)
+def server_template(client: Client) -> Optional[str]:
+    """The server's own agent-group template (YAML text), None when it has no such route (before v6.6.9)."""
+    try:
+        data = client.call("GET", "/v1/agent-group-configuration/template/yaml")
+    except RouteMissing:
+        return None
+    if not isinstance(data, str) or not data.strip():
+        raise ServerError("deepflow-server answered GET /v1/agent-group-configuration/template/yaml without a template")
+    return data
+
+
+def _group_or_create(client: Client, name_or_id: str, create: bool) -> tuple[dict[str, Any], bool]:
     group = find_group(client, name_or_id)
-    created = False
+    if group is not None:
+        return group, False
+    if not create:
+        raise ServerError(f"no agent group {name_or_id!r}; pass --create-group to create it")
+    if options.AGENT_GROUP_ID.fullmatch(name_or_id):
+        raise InputError("--create-group needs a group name, not an id")
+    client.call("POST", "/v1/vtap-groups/", body=json.dumps({"name": name_or_id}).encode())
+    group = find_group(client, name_or_id)
     if group is None:
-        if not create:
-            raise ServerError(f"no agent group {name_or_id!r}; pass --create-group to create it")
-        if options.AGENT_GROUP_ID.fullmatch(name_or_id):
-            raise InputError("--create-group needs a group name, not an id")
-        client.call("POST", "/v1/vtap-groups/", body=json.dumps({"name": name_or_id}).encode())
-        group = find_group(client, name_or_id)
-        if group is None:
-            raise ServerError(f"created agent group {name_or_id!r} but cannot find it afterwards")
-        created = True
+        raise ServerError(f"created agent group {name_or_id!r} but cannot find it afterwards")
+    return group, True
+
+
+def _undo_created(client: Client, lcuuid: str, refused: ServerError) -> None:
+    try:
+        client.call("DELETE", f"/v1/vtap-groups/{lcuuid}/")
+    except ServerError as undo:
+        raise ServerError(f"{refused}; and the group created for it could not be deleted: {undo}") from None
+
+
+def group_short_id(client: Client, name_or_id: str, create: bool = False) -> tuple[str, str, bool]:
+    """(SHORT_UUID, LCUUID, created) of a group, making it when asked."""
+    group, created = _group_or_create(client, name_or_id, create)
     lcuuid, short = group.get("LCUUID"), group.get("SHORT_UUID")
-    if not isinstance(lcuuid, str) or not lcuuid or not isinstance(short, str):
+    if not isinstance(lcuuid, str) or not lcuuid or not isinstance(short, str) or not options.AGENT_GROUP_ID.fullmatch(short):
         raise ServerError(f"agent group {name_or_id!r}: answer lacks LCUUID/SHORT_UUID")
+    return short, lcuuid, created
+
+
+def apply_flat_config(client: Client, short: str, lcuuid: str, created: bool, config: dict[str, Any],
+                      yaml_text: str) -> ApplyResult:
+    """Servers before v6.6.9: the flat schema on /v1/vtap-group-configuration/advanced/. The config names
+    its group in vtap_group_id; an existing config (found by that id) is PATCHed by its own lcuuid."""
+    configs = client.call("GET", "/v1/vtap-group-configuration/", {"vtap_group_id": short}) or []
+    mine = [c for c in configs if isinstance(c, dict) and c.get("VTAP_GROUP_LCUUID") == lcuuid]
+    try:
+        if mine:
+            cfg_lcuuid = mine[0].get("LCUUID")
+            if not isinstance(cfg_lcuuid, str) or not cfg_lcuuid:
+                raise ServerError(f"the config of agent group {short} has no LCUUID")
+            stored = client.call("GET", f"/v1/vtap-group-configuration/advanced/{cfg_lcuuid}/")
+            if isinstance(stored, str) and _flat_matches(stored, config):
+                return ApplyResult(short, lcuuid, False, True, "", changed=False)
+            client.call("PATCH", f"/v1/vtap-group-configuration/advanced/{cfg_lcuuid}/", body=yaml_text.encode(),
+                        content_type="text/yaml; charset=utf-8")
+            return ApplyResult(short, lcuuid, created, True, "PATCH")
+        client.call("POST", "/v1/vtap-group-configuration/advanced/", body=yaml_text.encode(),
+                    content_type="text/yaml; charset=utf-8")
+    except ServerError as refused:
+        if created:
+            _undo_created(client, lcuuid, refused)
+        raise
+    return ApplyResult(short, lcuuid, created, False, "POST")
+
+
+def _flat_matches(stored: str, config: dict[str, Any]) -> bool:
+    """The server answers with every key it keeps (not vtap_group_id): ours must all be there, equal."""
+    import yaml
+
+    from hostagent.deepflow import yaml12
+
+    try:
+        have = yaml12.load(stored) or {}
+    except yaml.YAMLError:
+        return False
+    return isinstance(have, dict) and all(have.get(k) == v for k, v in config.items() if k != "vtap_group_id")
+
+
+def apply_group_config(server_url: str, name_or_id: str, yaml_text: str, *, create: bool = False,
+                       timeout: float = 10.0, org_id: int = 1) -> ApplyResult:
+    """Find (or, with create, make) the group and push the nested config; on failure undo the group creation."""
+    client = Client.for_server(server_url, timeout, org_id)
+    short, lcuuid, created = group_short_id(client, name_or_id, create)
+    return apply_nested_config(client, short, lcuuid, created, yaml_text)
+
+
+def apply_nested_config(client: Client, short: str, lcuuid: str, created: bool, yaml_text: str) -> ApplyResult:
+    """v6.6.9 on: POST (no config yet) or PUT the YAML on /v1/agent-group-configuration/<lcuuid>/yaml."""
     existing = _existing_config(client, lcuuid)
     existed = existing is not None
     if existing is not None and not created and _same_yaml(existing, yaml_text):
@@ -210,9 +291,105 @@ def apply_group_config(server_url: str, name_or_id: str, yaml_text: str, *, crea
                     content_type="text/yaml; charset=utf-8")
     except ServerError as refused:
         if created:
-            try:
-                client.call("DELETE", f"/v1/vtap-groups/{lcuuid}/")
-            except ServerError as undo:
-                raise ServerError(f"{refused}; and the group created for it could not be deleted: {undo}") from None
+            _undo_created(client, lcuuid, refused)
         raise
     return ApplyResult(short, lcuuid, created, existed, method)
+
+
+# --- this host's agent on the server ----------------------------------------------------------------
+
+def match_host_agent(vtaps: list[Any], hostname: str, ips: frozenset[str], macs: frozenset[str]) -> Optional[dict[str, Any]]:
+    """The registered agent (model.Vtap) that is this host's: CTRL_IP and CTRL_MAC both this host's (the
+    agent's ip-and-mac identity), else CTRL_IP alone (identity "ip"), else LAUNCH_SERVER, else NAME ==
+    host name. More than one at the first level that matches is refused: hostagent will not guess."""
+    agents = [v for v in vtaps if isinstance(v, dict) and isinstance(v.get("LCUUID"), str)]
+    levels = (
+        lambda v: v.get("CTRL_IP") in ips and str(v.get("CTRL_MAC") or "").lower() in macs,
+        lambda v: v.get("CTRL_IP") in ips,
+        lambda v: v.get("LAUNCH_SERVER") in ips,
+        lambda v: bool(hostname) and v.get("NAME") == hostname,
+    )
+    for matches in levels:
+        found = [v for v in agents if matches(v)]
+        if len(found) > 1:
+            names = ", ".join(f"{v.get('NAME')} ({v.get('CTRL_IP')})" for v in found)
+            raise ServerError(f"{len(found)} registered agents could be this host's: {names}; remove the stale ones")
+        if found:
+            return found[0]
+    return None
+
+
+def find_host_agent(client: Client) -> Optional[dict[str, Any]]:
+    """This host's agent as the server lists it (GET /v1/vtaps/), None when it is not registered."""
+    from hostagent.facts.host import host_identity
+
+    me = host_identity()
+    return match_host_agent(client.call("GET", "/v1/vtaps/") or [], me.hostname, me.ips, me.macs)
+
+
+def agent_in_group(client: Client, vtap_lcuuid: str) -> Optional[str]:
+    """The VTAP_GROUP_LCUUID the server reports for that agent now, None when it is gone."""
+    found = client.call("GET", "/v1/vtaps/", {"lcuuid": vtap_lcuuid}) or []
+    mine = [v for v in found if isinstance(v, dict) and v.get("LCUUID") == vtap_lcuuid]
+    return str(mine[0].get("VTAP_GROUP_LCUUID")) if mine else None
+
+
+def set_agent_group(client: Client, vtap_lcuuid: str, group_lcuuid: str) -> None:
+    client.call("PATCH", f"/v1/vtaps/{vtap_lcuuid}/", body=json.dumps({"VTAP_GROUP_LCUUID": group_lcuuid}).encode())
+
+
+def deregister_host_agent(client: Client) -> Optional[str]:
+    """DELETE this host's agent from the server (uninstall --deregister); its NAME, None when not registered."""
+    agent = find_host_agent(client)
+    if agent is None:
+        return None
+    client.call("DELETE", f"/v1/vtaps/{agent['LCUUID']}/")
+    return str(agent.get("NAME") or agent["LCUUID"])
+
+
+def move_agent(client: Client, vtap_lcuuid: str, group_lcuuid: str, wait: float = 60.0, poll: float = 1.0,
+               sleep: Callable[[float], None] = time.sleep) -> None:
+    """PATCH /v1/vtaps/<lcuuid>/ with VTAP_GROUP_LCUUID (server/controller/http/service/vtap.go), then wait
+    (bounded) until the server reports it in that group."""
+    set_agent_group(client, vtap_lcuuid, group_lcuuid)
+    deadline = time.monotonic() + wait
+    while True:
+        now = agent_in_group(client, vtap_lcuuid)
+        if now == group_lcuuid:
+            return
+        if now is None:
+            raise ServerError(f"agent {vtap_lcuuid} disappeared from {client.base} while moving it")
+        if time.monotonic() + poll > deadline:
+            raise ServerError(f"deepflow-server still reports agent {vtap_lcuuid} in group {now} {wait:g}s after "
+                              f"moving it to {group_lcuuid}")
+        sleep(poll)
+
+
+def group_limits(client: Client, group_lcuuid: str, group_short: str) -> dict[str, Optional[int]]:
+    """The group's global.limits (max_millicpus, max_memory MiB): its config's values, else the template's
+    defaults (what the agent then uses). Flat schema on servers before v6.6.9."""
+    from hostagent.deepflow import keys, yaml12
+    from hostagent.deepflow.template import parse_template
+
+    template = server_template(client)
+    if template is None:
+        table = keys.table_for("6.5.9", "legacy")
+        names = {"max_millicpus": "max_millicpus", "max_memory": "max_memory"}
+        configs = client.call("GET", "/v1/vtap-group-configuration/", {"vtap_group_id": group_short}) or []
+        mine = [c for c in configs if isinstance(c, dict) and c.get("VTAP_GROUP_LCUUID") == group_lcuuid]
+        text = client.call("GET", f"/v1/vtap-group-configuration/advanced/{mine[0]['LCUUID']}/") if mine else ""
+        values = yaml12.load(text) if isinstance(text, str) and text.strip() else {}
+    else:
+        table = parse_template(template)
+        names = {"max_millicpus": "global.limits.max_millicpus", "max_memory": "global.limits.max_memory"}
+        text = _existing_config(client, group_lcuuid) or ""
+        loaded = yaml12.load(text) if text.strip() else {}
+        values = ((loaded or {}).get("global") or {}).get("limits") or {}
+    out: dict[str, Optional[int]] = {}
+    for name, path in names.items():
+        value = values.get(name) if isinstance(values, dict) else None
+        if not isinstance(value, int):
+            spec = table.keys.get(path)
+            value = spec.default if spec is not None and isinstance(spec.default, int) else None
+        out[name] = value
+    return out

@@ -46,6 +46,8 @@ def install(
     server: Optional[str] = _setting("server"),
     domain_timeout: Optional[str] = _setting("domain_timeout"),
     agent_group: Optional[str] = _setting("agent_group"),
+    team_id: Optional[str] = _setting("team_id"),
+    org_id: Optional[int] = _setting("org_id"),
     user: Optional[str] = _setting("user"),
     caps: Optional[str] = _setting("caps"),
     cpu_millicores: Optional[str] = _setting("cpu_millicores"),
@@ -66,7 +68,8 @@ def install(
         opts = settings.build(dict(
             agent_binary=agent_binary, controller_ips=controller_ip, controller_port=controller_port,
             cluster_id=cluster_id, watcher_domain=watcher_domain, server=server, domain_timeout=domain_timeout,
-            agent_group=agent_group, user=user, caps=caps, cpu_millicores=cpu_millicores, memory_mib=memory_mib,
+            agent_group=agent_group, team_id=team_id, org_id=org_id, user=user, caps=caps,
+            cpu_millicores=cpu_millicores, memory_mib=memory_mib,
         ), file_values)
         host = facts.gather()
         if detect:
@@ -106,6 +109,9 @@ def uninstall(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be removed; change nothing."),
     keep_logs: bool = typer.Option(False, "--keep-logs", help="Leave /var/log/deepflow-agent and its logs in place."),
     force: bool = typer.Option(False, "--force", help="With a damaged manifest: revert what it proves, list the rest."),
+    deregister: bool = typer.Option(
+        False, "--deregister", help="Also delete this host's agent from the deepflow-server install used (--server); "
+        "without it the server is left alone."),
     yes: bool = YES, as_json: bool = JSON, quiet: bool = QUIET, verbose: bool = VERBOSE, debug: bool = DEBUG,
 ) -> None:
     """Stop the agent and undo exactly what install recorded, in reverse."""
@@ -118,6 +124,13 @@ def uninstall(
 
         if os.geteuid() != 0 and not dry_run:
             raise InputError("hostagent uninstall must run as root")
+        server_opts: dict[str, Any] = {}
+        if deregister:
+            installed = manifest.load()
+            server_opts = (installed.data.get("options") if installed else None) or {}
+            if not server_opts.get("server"):
+                raise InputError("--deregister: hostagent installed this agent without --server, so it knows no "
+                                 "server to deregister it from")
         ask = not (yes or dry_run or as_json) and sys.stdin.isatty()
         preview = lambda: engine.uninstall(dry_run=True, keep_logs=keep_logs, force=force, progress=Style().progress)  # noqa: E731
         if ask and not _confirm(Style(), preview, "remove all of this?"):
@@ -127,10 +140,25 @@ def uninstall(
         else:
             with manifest.locked():
                 outcome = engine.uninstall(keep_logs=keep_logs, force=force, progress=style.progress)
+        if deregister:
+            outcome.notes.append(_deregister(server_opts, dry_run))
         return from_outcome(outcome)
 
     run("uninstall", style, body,
         lambda r: print("\n".join(r.notes) or ("removed" if r.changed else "nothing to remove")))
+
+
+def _deregister(opts: dict[str, Any], dry_run: bool) -> str:
+    """After the agent stopped (a running one would register again): delete its record on the server."""
+    from hostagent import server
+
+    client = server.Client.for_server(opts["server"], 10.0, opts.get("org_id") or 1)
+    if dry_run:
+        agent = server.find_host_agent(client)
+        return (f"would delete agent {agent.get('NAME')} from {client.base}" if agent
+                else f"this host's agent is not registered on {client.base}")
+    name = server.deregister_host_agent(client)
+    return f"deleted agent {name} from {client.base}" if name else f"this host's agent is not registered on {client.base}"
 
 
 def status(as_json: bool = JSON, quiet: bool = QUIET, verbose: bool = VERBOSE, debug: bool = DEBUG) -> None:
@@ -187,6 +215,14 @@ def print_doctor(report: dict[str, Any]) -> None:
         print(f"  cgroups: {' '.join(p['cgroups'])}")
         for name, value in p["limits"].items():
             print(f"  {name} = {value}")
+    lim = report.get("limits")
+    if lim:
+        def show(v: dict[str, Any]) -> str:
+            return f"{v.get('max_millicpus') or 'unlimited'}m CPU, {v.get('max_memory') or 'unlimited'} MiB"
+        print(f"limits in force: {show(lim['in_force'])} (install's, until the agent has its config: {show(lim['install'])})")
+        if lim.get("group") is not None:
+            verdict = "agree" if lim["agree"] else "DIFFER"
+            print(f"group {lim.get('group_id') or '?'} global.limits: {show(lim['group'])} ({verdict})")
     cfg = report["config"]
     state = "parses" if cfg.get("parses") else ("missing" if cfg.get("error") == "No such file or directory" else "DOES NOT PARSE")
     print(f"config {cfg.get('path')}: {state}")

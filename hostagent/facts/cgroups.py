@@ -6,6 +6,7 @@ import os
 from typing import NamedTuple, Optional
 
 from hostagent import paths
+from hostagent.errors import InputError
 from hostagent.facts.host import CGROUP2_SUPER_MAGIC, mounts, statfs_type
 
 
@@ -19,7 +20,10 @@ class CgroupLayout(NamedTuple):
 
 
 def cgroup_layout() -> CgroupLayout:
-    kind = statfs_type(paths.CGROUP_ROOT)
+    try:
+        kind = statfs_type(paths.CGROUP_ROOT)
+    except OSError as e:  # a chroot or a container without /sys: refuse cleanly, nothing changed
+        raise InputError(f"no cgroup filesystem at {paths.CGROUP_ROOT} ({e.strerror})") from None
     if kind == CGROUP2_SUPER_MAGIC:
         return CgroupLayout("v2", v2_controllers=tuple((read(f"{paths.CGROUP_ROOT}/cgroup.controllers") or "").split()))
     cpu = memory = None

@@ -79,6 +79,36 @@ def fs_keeps_file_caps(path: str) -> Optional[str]:
     return None
 
 
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_IS_SET = 1
+CAP_NET_RAW = 13
+
+
+def ambient_caps_supported() -> bool:
+    """Whether the kernel has ambient capabilities (Linux 4.3, or a vendor's backport): asked of the
+    kernel itself, not read off its version number."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    return int(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, CAP_NET_RAW, 0, 0)) >= 0
+
+
+def unsafe_path_reason(path: str) -> Optional[str]:
+    """Why root must not run this file at every agent start (others could change what it runs), or
+    None. Checks the file and every directory above it, after resolving symlinks."""
+    real = os.path.realpath(path)
+    if any(c.isspace() or c == "%" for c in real):
+        return f"its path {real!r} holds a space or '%', which systemd unit lines cannot carry as they are"
+    probe = real
+    while True:
+        st = os.stat(probe)
+        if st.st_uid != 0:
+            return f"{probe} is owned by uid {st.st_uid}, not root"
+        if st.st_mode & 0o022 and not (os.path.isdir(probe) and st.st_mode & 0o1000):
+            return f"{probe} is writable by group or others"
+        if probe == "/":
+            return None
+        probe = os.path.dirname(probe)
+
+
 def systemd_booted() -> bool:
     """sd_booted(): systemd is PID 1 exactly when /run/systemd/system is a directory."""
     return os.path.isdir("/run/systemd/system")
@@ -128,3 +158,30 @@ def elf_info(path: str) -> ElfInfo:
 def elf_matches_host(info: ElfInfo, machine: Optional[str] = None) -> bool:
     expected = ELF_MACHINE.get(machine or os.uname().machine)
     return expected is None or (info.machine, info.elf_class) == expected
+
+
+class HostIdentity(NamedTuple):
+    """What deepflow-server knows an agent by: its host name, its IPs (CTRL_IP, LAUNCH_SERVER), its MACs."""
+
+    hostname: str
+    ips: frozenset[str]
+    macs: frozenset[str]
+
+
+def host_identity() -> HostIdentity:
+    """This host's name and its non-loopback addresses (loopback ones say nothing about which host it is)."""
+    import ipaddress
+    import socket
+
+    import psutil
+
+    ips, macs = set(), set()
+    for addrs in psutil.net_if_addrs().values():
+        for a in addrs:
+            if a.family == psutil.AF_LINK and a.address and a.address != "00:00:00:00:00:00":
+                macs.add(a.address.lower())
+            elif a.family in (socket.AF_INET, socket.AF_INET6):
+                ip = ipaddress.ip_address(a.address.split("%")[0])
+                if not ip.is_loopback and not ip.is_link_local:
+                    ips.add(str(ip))
+    return HostIdentity(socket.gethostname(), frozenset(ips), frozenset(macs))

@@ -1,65 +1,35 @@
-"""Agent-group config from a detected layout: the v6.6+ nested schema, or the legacy flat one.
+"""Agent-group config from a detected layout, for one DeepFlow server version: the nested schema
+(v6.6.9 on) or the legacy flat one (older servers).
 
-The server validates a group config against its template and rejects any key the
-template lacks ("unexpected key in configuration: ..."), so only template keys are
-written, and every config is checked against the template copy below first.
+The server rejects a key its template lacks and checks YAML types only; neither it nor the agent checks
+ranges (see hostagent.deepflow.keys). So every config is checked here against the key table of the
+target server (`--server-version`, or the template a live server serves) for keys, types, ranges and
+enums, its interface regexes in the agent's Rust dialect, and written as YAML that go-yaml v3 types
+as meant (hostagent.deepflow.yaml12).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from hostagent.deepflow import keys
+from hostagent.deepflow.keys import KeyTable
 from hostagent.errors import InputError
 from hostagent.net.model import Layout
 
 # Controller (gRPC, registration) and ingester (data) ports; some DeepFlow docs swap these two.
 from hostagent.options import AGENT_GROUP_ID, CONTROLLER_PORT, INGESTER_PORT, parse_ip
 
-# The template keys we may write (server/agent_config/template.yaml); values give the type.
-NESTED_TEMPLATE: dict[str, Any] = {
-    "global": {
-        "communication": {
-            "proxy_controller_ip": "127.0.0.1",
-            "proxy_controller_port": CONTROLLER_PORT,
-            "ingester_ip": "",
-            "ingester_port": INGESTER_PORT,
-        },
-        "limits": {"max_millicpus": 1000, "max_memory": 768},
-    },
-    "inputs": {
-        "cbpf": {
-            "common": {"capture_mode": 0},
-            "af_packet": {
-                "interface_regex": "",
-                "inner_interface_capture_enabled": False,
-                "inner_interface_regex": "",
-                "tunning": {"ring_blocks_enabled": False, "ring_blocks": 128},
-            },
-        }
-    },
-}
-# The flat keys of server/agent_config/example.yaml (servers up to v6.5/v6.6).
-LEGACY_TEMPLATE: dict[str, Any] = {
-    "vtap_group_id": "",
-    "max_millicpus": 1000,
-    "max_memory": 768,
-    "tap_interface_regex": "",
-    "tap_mode": 0,
-    "proxy_controller_ip": "",
-    "proxy_controller_port": CONTROLLER_PORT,
-    "analyzer_ip": "",
-    "analyzer_port": INGESTER_PORT,
-    "static_config": {"afpacket-blocks-enabled": False, "afpacket-blocks": 128},
-}
+NEWEST = keys.SERVER_VERSIONS[-1]  # the default target: the newest released server with a table
 
 
 @dataclass(frozen=True)
 class GroupConfigOptions:
     """What the user asked for on top of the detected layout; None means "as recommended"/"unset"."""
 
-    schema: str = "nested"  # or "legacy"
+    schema: Optional[str] = None  # "nested" or "legacy"; None: the one the server version takes
+    server_version: str = NEWEST
     interface_regex: Optional[str] = None
     capture_mode: Optional[int] = None
     inner: bool = False
@@ -72,6 +42,38 @@ class GroupConfigOptions:
     max_memory: Optional[int] = None
     group_id: Optional[str] = None  # legacy schema only: vtap_group_id
 
+    @property
+    def resolved_schema(self) -> str:
+        if self.schema is not None:
+            return self.schema
+        return "nested" if _at_least(self.server_version, keys.NESTED_FROM) else "legacy"
+
+
+def _at_least(version: str, floor: str) -> bool:
+    return version == "main" or keys.parse_version(version) >= keys.parse_version(floor)
+
+
+def table_for(opts: GroupConfigOptions) -> KeyTable:
+    """The key table of the target server version, in the options' schema."""
+    try:
+        return keys.table_for(opts.server_version, opts.resolved_schema)
+    except ValueError as exc:
+        raise InputError(f"--server-version {opts.server_version}: {exc}") from None
+
+
+def check_regex(flag: str, pattern: str) -> None:
+    """Refuse a regex the agent's Rust regex crate would reject (it then rejects its whole config)."""
+    from hostagent.deepflow.rustregex import check_agent_regex
+
+    try:
+        check_agent_regex(pattern)
+    except ValueError as exc:
+        raise InputError(f"{flag}: {one_line_text(str(exc))}") from None
+
+
+def one_line_text(text: str) -> str:
+    return " ".join(text.split())
+
 
 def _check_host(flag: str, value: str) -> str:
     """The server hands these to agents as IP addresses (proxy_controller_ip, ingester_ip)."""
@@ -80,38 +82,41 @@ def _check_host(flag: str, value: str) -> str:
 
 def _check_port(flag: str, value: int) -> int:
     if not 1 <= value <= 65535:
-        raise InputError(f"{flag}: port {value} is outside 1-65535")
+        raise InputError(f"{flag}: port {value} is outside [1, 65535]")
     return value
 
 
 def validate(opts: GroupConfigOptions) -> None:
-    """Reject bad input before anything is built or sent."""
-    if opts.schema not in ("nested", "legacy"):
+    """Reject bad input before anything is built or sent (ranges of emitted keys: see build)."""
+    try:
+        if opts.server_version != "main":
+            keys.parse_version(opts.server_version)
+    except ValueError as exc:
+        raise InputError(f"--server-version: {exc}") from None
+    if opts.schema not in (None, "nested", "legacy"):
         raise InputError(f"--schema must be nested or legacy, got {opts.schema!r}")
+    if opts.schema == "nested" and not _at_least(opts.server_version, keys.NESTED_FROM):
+        raise InputError(f"--schema nested: server v{opts.server_version} has no nested schema (from "
+                         f"v{keys.NESTED_FROM}); use --schema legacy")
     if opts.capture_mode is not None and opts.capture_mode not in (0, 1):
         raise InputError("--capture-mode must be 0 (local) or 1 (virtual mirror); 2 is Enterprise-only")
     if opts.interface_regex is not None:
-        try:
-            re.compile(opts.interface_regex)
-        except re.error as exc:
-            raise InputError(f"--interface-regex {opts.interface_regex!r} is not a valid regex: {exc}") from None
+        check_regex("--interface-regex", opts.interface_regex)
     if not 8 <= opts.ring_blocks <= 1_000_000:
-        raise InputError(f"--ring-blocks must be within [8, 1000000], got {opts.ring_blocks}")
+        raise InputError(f"--ring-blocks {opts.ring_blocks} is outside [8, 1000000]")
     for flag, host in (("--controller-ip", opts.controller_ip), ("--ingester-ip", opts.ingester_ip)):
         if host is not None:
             _check_host(flag, host)
     for flag, port in (("--controller-port", opts.controller_port), ("--ingester-port", opts.ingester_port)):
         if port is not None:
             _check_port(flag, port)
-    if opts.max_millicpus is not None and opts.max_millicpus < 1:
-        raise InputError("--max-millicpus must be at least 1")
-    if opts.max_memory is not None and opts.max_memory < 1:
-        raise InputError("--max-memory (MiB) must be at least 1")
-    if opts.schema == "legacy":
+    if opts.resolved_schema == "legacy":
         if opts.inner:
-            raise InputError("inner-netns capture has no key in the legacy schema; use --schema nested")
+            raise InputError("inner-netns capture has no key in the legacy flat schema (servers before "
+                             f"v{keys.NESTED_FROM}); it needs v6.6.9.2504 or v7.0.3 and --schema nested")
         if opts.group_id is None:
-            raise InputError("--schema legacy needs --group-id g-XXXXXXXXXX (the file's vtap_group_id)")
+            raise InputError("the legacy flat schema needs --group-id g-XXXXXXXXXX (the file's vtap_group_id), "
+                             "or --apply with --agent-group")
     if opts.group_id is not None and not AGENT_GROUP_ID.fullmatch(opts.group_id):
         raise InputError(f"--group-id {opts.group_id!r} must be g- followed by 10 letters or digits")
 
@@ -133,13 +138,35 @@ def _settings(layout: Layout, opts: GroupConfigOptions) -> dict[str, Any]:
     }
 
 
-def build(layout: Layout, opts: GroupConfigOptions) -> dict[str, Any]:
-    """The group config as data, in the requested schema; checked against the template."""
+def build(layout: Layout, opts: GroupConfigOptions, table: Optional[KeyTable] = None) -> dict[str, Any]:
+    """The group config as data, in the requested schema, checked against the target's key table (the
+    server's own template when given, else the table of opts.server_version)."""
     validate(opts)
     s = _settings(layout, opts)
-    config = _build_legacy(s, opts) if opts.schema == "legacy" else _build_nested(s, opts)
-    check_against_template(config, LEGACY_TEMPLATE if opts.schema == "legacy" else NESTED_TEMPLATE)
+    config = _build_legacy(s, opts) if opts.resolved_schema == "legacy" else _build_nested(s, opts)
+    check(config, table or table_for(opts))
     return config
+
+
+def check(config: dict[str, Any], table: KeyTable) -> None:
+    """Refuse (exit 2, one line) what the target server or the agent would reject or misread: unknown keys
+    (with the first version that has them), types, ranges, enums, and regexes in the agent's dialect."""
+    problems = keys.check(config, table)
+    if problems:
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise InputError(f"{problems[0]}{more}")
+    for path in ("inputs.cbpf.af_packet.interface_regex", "inputs.cbpf.af_packet.inner_interface_regex",
+                 "tap_interface_regex"):
+        value = _get(config, path)
+        if isinstance(value, str):
+            check_regex(path, value)
+
+
+def _get(config: dict[str, Any], path: str) -> Any:
+    node: Any = config
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def _port(given: Optional[int], address: Optional[str], default: int) -> Optional[int]:
@@ -171,7 +198,8 @@ def _build_nested(s: dict[str, Any], opts: GroupConfigOptions) -> dict[str, Any]
     port = _port(opts.ingester_port, opts.ingester_ip, INGESTER_PORT)
     if port is not None:
         communication["ingester_port"] = port
-    limits = {k: v for k, v in (("max_millicpus", opts.max_millicpus), ("max_memory", opts.max_memory)) if v}
+    limits = {k: v for k, v in (("max_millicpus", opts.max_millicpus), ("max_memory", opts.max_memory))
+              if v is not None}
     if communication or limits:
         config["global"] = {}
         if communication:
@@ -198,30 +226,15 @@ def _build_legacy(s: dict[str, Any], opts: GroupConfigOptions) -> dict[str, Any]
     port = _port(opts.ingester_port, opts.ingester_ip, INGESTER_PORT)
     if port is not None:
         config["analyzer_port"] = port
-    if opts.max_millicpus:
+    if opts.max_millicpus is not None:
         config["max_millicpus"] = opts.max_millicpus
-    if opts.max_memory:
+    if opts.max_memory is not None:
         config["max_memory"] = opts.max_memory
     return config
 
 
-def check_against_template(config: Any, template: Any, path: str = "") -> None:
-    """Mirror of the server's check: every key must exist in the template, with the same scalar type."""
-    if isinstance(template, dict):
-        if not isinstance(config, dict):
-            raise InputError(f"{path or 'config'}: expected a mapping")
-        for key, value in config.items():
-            where = f"{path}.{key}" if path else str(key)
-            if key not in template:
-                raise InputError(f"unexpected key in configuration: {where}")
-            check_against_template(value, template[key], where)
-        return
-    if type(config) is not type(template):
-        raise InputError(f"{path}: expected {type(template).__name__}, got {type(config).__name__}")
-
-
 def to_yaml(config: dict[str, Any], header: str = "") -> str:
-    import yaml
+    """YAML that go-yaml v3 (the server) and YAML 1.2 readers type as the data says."""
+    from hostagent.deepflow import yaml12
 
-    body = yaml.safe_dump(config, sort_keys=False, default_flow_style=False, allow_unicode=True)
-    return (f"# {header}\n" if header else "") + body
+    return (f"# {header}\n" if header else "") + yaml12.dump(config)

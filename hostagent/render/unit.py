@@ -26,8 +26,23 @@ def _template_text() -> str:
 
 
 def launcher_command() -> str:
-    """How the unit calls `hostagent exec`: this interpreter, isolated from the environment."""
+    """How the unit calls `hostagent exec`: this interpreter, isolated from the environment; or, from
+    the single file (frozen), that file itself."""
+    if getattr(sys, "frozen", False):
+        return sys.executable
     return f"{sys.executable} -I -m hostagent"
+
+
+def launcher_files() -> list[str]:
+    """What the unit runs as root at every start: the single file, or the interpreter and hostagent's
+    own package directory (the code it imports)."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable]
+    return [sys.executable, str(Path(__file__).resolve().parent.parent)]
+
+
+def _install_location() -> str:
+    return sys.executable if getattr(sys, "frozen", False) else sys.prefix
 
 
 def render(user: str, caps: tuple[str, ...], cpu_millicores: int, memory_mib: int,
@@ -44,6 +59,6 @@ def render(user: str, caps: tuple[str, ...], cpu_millicores: int, memory_mib: in
         launcher_caps=[c for c in LAUNCHER_CAPS if c not in caps],
         ebpf="cap_syslog" in caps,
         # A launcher installed under /root or /home must stay readable to the unit.
-        protect_home="read-only" if sys.prefix.startswith(("/root", "/home")) else "yes",
+        protect_home="read-only" if _install_location().startswith(("/root", "/home")) else "yes",
     )
     return text

@@ -41,7 +41,7 @@ class AgentCgroups(Step):
     @property
     def title(self) -> str:
         return (f"cgroup ({self.mode}) {', '.join(self.dirs)} for {self.user}, "
-                f"{self.cpu_millicores}m CPU, {self.memory_mib} MiB")
+                f"{self.cpu_millicores}m CPU, {self.memory_mib} MiB until the agent's group config")
 
     def _ids(self) -> tuple[int, int]:
         account = accounts.user(self.user)

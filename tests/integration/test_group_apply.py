@@ -15,7 +15,7 @@ from hostagent import options, server as groupapi
 from hostagent.errors import InputError, ServerError
 from hostagent.cli.net import register
 from hostagent.render import groupconfig
-from tests.fixtures.fake_group_server import TEMPLATE, FakeGroupServer, ValidationError, validate_yaml
+from tests.fixtures.fake_group_server import VERSIONS, FakeGroupServer, ValidationError, validate_yaml
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_apply_creates_group_then_updates(server: FakeGroupServer) -> None:
     assert first.exit_code == 0, first.output
     out = json.loads(first.stdout)["data"]
     assert out["applied"]["group_created"] and out["applied"]["method"] == "POST"
-    (group,) = server.groups.values()
+    (group,) = [g for g in server.groups.values() if g["NAME"] == "edge-hosts"]
     assert group["NAME"] == "edge-hosts" and out["applied"]["group_id"] == group["SHORT_UUID"]
     stored = yaml.safe_load(server.configs[group["LCUUID"]])
     assert stored == out["config"]
@@ -93,32 +93,85 @@ def test_apply_creates_group_then_updates(server: FakeGroupServer) -> None:
     assert [r for r in config_requests(server)[pushes:] if not r.startswith("GET")] == []
 
 
-def test_refused_config_changes_nothing(server: FakeGroupServer) -> None:
-    # A server whose template lacks the inner-netns keys, like one from before they existed.
-    old_template = TEMPLATE.replace("      inner_interface_capture_enabled: false\n", "")
-    with FakeGroupServer(template=old_template) as old:
+def test_refused_by_the_server_changes_nothing(server: FakeGroupServer) -> None:
+    # The server's answer to a refused push: FAIL, HTTP 500, a nested message; nothing is kept.
+    kept = server.add_group("pods")
+    server.configs[kept["LCUUID"]] = "inputs:\n  cbpf:\n    common:\n      capture_mode: 0\n"
+    server.set_failure("fail", path=f"/v1/agent-group-configuration/{kept['LCUUID']}/yaml", http_status=500,
+                       description="yaml validate failed: invalid value for key 'inputs': unexpected key in "
+                       "configuration: x, please check the yaml format")
+    result = cli("group-config", "--apply", "--server", server.url, "--agent-group", "pods", "--no-other-netns",
+                 "--json")
+    assert result.exit_code == 2
+    err = json.loads(result.stdout)
+    assert err["ok"] is False and "invalid value for key 'inputs': unexpected key" in err["error"]
+    assert "HTTP 500" in err["error"]
+    assert server.configs[kept["LCUUID"]].endswith("capture_mode: 0\n")  # untouched
+    assert list(server.groups) == [server.default_group["LCUUID"], kept["LCUUID"]]
+
+
+@pytest.mark.parametrize(("version", "inner_from"), [("6.6.9", "first in v6.6.9.2504"),
+                                                     ("7.0.2", "first in v6.6.9.2504")])
+def test_a_key_the_live_server_lacks_is_refused_before_any_write(version: str, inner_from: str) -> None:
+    with FakeGroupServer(version=version) as old:
         result = cli("group-config", "--apply", "--server", old.url, "--agent-group", "pods",
                      "--create-group", "--inner", "--no-other-netns")
-        assert result.exit_code == 2
-        assert result.stderr.strip() == (
-            "hostagent group-config: error: deepflow-server refused: FAIL: yaml validate failed: unexpected key in "
-            "configuration: inner_interface_capture_enabled, please check the yaml format (HTTP 400, POST "
-            f"/v1/agent-group-configuration/{old.requests[-2].path.split('/')[3]}/yaml)"
-        )
-        assert result.stdout == ""
-        # The group made for this push was deleted again.
-        assert old.groups == {} and old.configs == {}
-        assert config_requests(old)[-1].startswith("DELETE /v1/vtap-groups/")
+        assert result.exit_code == 2, result.output
+        line = result.stderr.strip()
+        assert line.startswith("hostagent group-config: error: unexpected key in configuration: "
+                               "inputs.cbpf.af_packet.inner_interface_capture_enabled (not in the "), line
+        assert inner_from in line and "server's template" in line and result.stderr.count("\n") == 1
+        assert [r.method for r in old.requests] == ["GET"]  # the template, nothing else
+        assert list(old.groups) == [old.default_group["LCUUID"]] and old.configs == {}
 
-        kept = old.add_group("pods")
-        old.configs[kept["LCUUID"]] = "inputs:\n  cbpf:\n    common:\n      capture_mode: 0\n"
-        again = cli("group-config", "--apply", "--server", old.url, "--agent-group", "pods", "--inner",
-                    "--no-other-netns", "--json")
-        assert again.exit_code == 2
-        err = json.loads(again.stdout)
-        assert err["ok"] is False and "unexpected key in configuration" in err["error"]
-        assert old.configs[kept["LCUUID"]].endswith("capture_mode: 0\n")  # untouched
-        assert list(old.groups) == [kept["LCUUID"]]
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_apply_against_each_server_version(version: str) -> None:
+    with FakeGroupServer(version=version) as srv:
+        first = cli("group-config", "--apply", "--server", srv.url, "--agent-group", "edge", "--create-group",
+                    "--max-memory", "512", "--no-other-netns", "--json")
+        assert first.exit_code == 0, first.output
+        out = json.loads(first.stdout)["data"]
+        group = next(g for g in srv.groups.values() if g["NAME"] == "edge")
+        if version == "6.6.5":
+            # No template, no nested route: the flat schema on its own route.
+            assert out["schema"] == "legacy" and out["applied"]["method"] == "POST"
+            ((cfg_lcuuid, stored),) = srv.flat_configs.items()
+            assert stored == {"group": group["LCUUID"], "config": {
+                "tap_interface_regex": out["config"]["tap_interface_regex"], "tap_mode": out["config"]["tap_mode"],
+                "max_memory": 512}}
+            assert out["config"]["vtap_group_id"] == group["SHORT_UUID"]
+        else:
+            assert out["schema"] == "nested" and out["target"] == f"the template of {srv.url}"
+            assert out["applied"]["method"] == "POST"
+            stored_text = srv.configs[group["LCUUID"]]
+            validate_yaml(stored_text, srv.template)
+            assert yaml.safe_load(stored_text)["global"]["limits"] == {"max_memory": 512}
+        second = cli("group-config", "--apply", "--server", srv.url, "--agent-group", group["SHORT_UUID"],
+                     "--max-memory", "1024", "--no-other-netns", "--json")
+        assert second.exit_code == 0, second.output
+        method = json.loads(second.stdout)["data"]["applied"]["method"]
+        assert method == ("PATCH" if version == "6.6.5" else "PUT")
+        if version == "6.6.5":
+            assert srv.flat_configs[cfg_lcuuid]["config"]["max_memory"] == 1024
+        third = cli("group-config", "--apply", "--server", srv.url, "--agent-group", group["SHORT_UUID"],
+                    "--max-memory", "1024", "--no-other-netns", "--json")
+        assert third.exit_code == 0 and json.loads(third.stdout)["changed"] is False
+
+
+def test_inner_on_a_v71_server_and_org_header() -> None:
+    with FakeGroupServer(version="7.1.0") as srv:
+        result = cli("group-config", "--apply", "--server", srv.url, "--agent-group", "pods", "--create-group",
+                     "--inner", "--org-id", "3", "--no-other-netns", "--json")
+        assert result.exit_code == 0, result.output
+        assert {r.headers.get("X-Org-Id") for r in srv.requests} == {"3"}
+
+
+def test_ranges_are_checked_against_the_servers_own_template(server: FakeGroupServer) -> None:
+    result = cli("group-config", "--server", server.url, "--max-millicpus", "200000", "--no-other-netns")
+    assert result.exit_code == 2
+    assert "global.limits.max_millicpus: 200000 is outside [1, 100000]" in result.stderr
+    assert [f"{r.method} {r.path}" for r in server.requests] == ["GET /v1/agent-group-configuration/template/yaml"]
 
 
 def test_apply_missing_group_without_create(server: FakeGroupServer) -> None:
@@ -131,12 +184,16 @@ def test_apply_missing_group_without_create(server: FakeGroupServer) -> None:
     ("argv", "message"),
     [
         (["--apply"], "--apply needs --server and --agent-group"),
-        (["--apply", "--server", "x", "--agent-group", "g", "--schema", "legacy", "--group-id", "g-0123456789"],
-         "takes only --schema nested"),
+        (["--apply", "--server", "x", "--agent-group", "g", "--server-version", "6.5.9", "--schema", "nested"],
+         "has no nested schema"),
+        (["--server-version", "seven"], "--server-version: server version 'seven' is not of the form"),
+        (["--max-memory", "64"], "global.limits.max_memory: 64 is outside [128, 100000]"),
+        (["--interface-regex", "^(?!lo).*$"], "negative look-ahead (?!...) is not supported by the agent's Rust regex"),
+        (["--server", "http://127.0.0.1:1", "--org-id", "0"], "--org-id 0 is outside [1, 1024]"),
         (["--capture-mode", "2"], "Enterprise-only"),
         (["--lb", "1.2.3.4", "--controller-ip", "1.2.3.5"], "do not combine"),
         (["--controller-ip", "not an ip!"], "malformed --controller-ip"),
-        (["--ingester-port", "70000"], "outside 1-65535"),
+        (["--ingester-port", "70000"], "outside [1, 65535]"),
         (["--interface-regex", "("], "not a valid regex"),
         (["--schema", "legacy"], "needs --group-id"),
         (["--ring-blocks", "4", "--inner"], "[8, 1000000]"),
@@ -163,3 +220,30 @@ def test_generated_configs_pass_the_fake_servers_validation() -> None:
         schema="legacy", group_id="g-0123456789")))
     with pytest.raises(ValidationError, match="unexpected key in configuration: vtap_group_id"):
         validate_yaml(legacy)
+
+
+def test_inner_with_a_profile_lacking_cap_sys_admin_is_refused(tmp_path) -> None:
+    """The host's installed profile comes from the manifest's caps step (read-only: HOSTAGENT_STATE_DIR)."""
+    import os
+    import subprocess
+    import sys
+
+    from hostagent import caps
+    from hostagent.manifest import Manifest
+    from hostagent.steps.files import FileCaps
+
+    def group_config_inner(profile: str) -> subprocess.CompletedProcess:
+        manifest = Manifest.new({"caps": profile}, {})
+        manifest.path = str(tmp_path / "manifest.json")
+        manifest.put(FileCaps(path="/usr/sbin/deepflow-agent", caps=list(caps.resolve(profile))), {})
+        manifest.save()
+        return subprocess.run([sys.executable, "-m", "hostagent", "group-config", "--inner", "--no-other-netns"],
+                              env=dict(os.environ, HOSTAGENT_STATE_DIR=str(tmp_path)), capture_output=True, text=True)
+
+    refused = group_config_inner("cbpf-minimal")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "--inner needs CAP_SYS_ADMIN (setns into pod namespaces), which this host's agent lacks (installed with " \
+           "cap_net_admin,cap_net_raw,cap_ipc_lock,cap_sys_ptrace); re-install with --caps deepflow-doc" in refused.stderr
+    allowed = group_config_inner("deepflow-doc")
+    assert allowed.returncode == 0, allowed.stderr
+    assert "inner_interface_capture_enabled: true" in allowed.stdout

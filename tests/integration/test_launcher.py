@@ -68,6 +68,7 @@ def launch(env: dict, caps_spec: str = "deepflow-doc", cpu: int = 500, mem: int 
     proc = subprocess.Popen(
         ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c", '"$@" & wait $!', "sh", *argv],
         env={"PATH": os.environ["PATH"], "DEEPFLOW_DOUBLE_STATUS": str(status_file), "IN_CONTAINER": "yes",
+             "DEEPFLOW_DOUBLE_GROUP_LIMITS": str(env["state"] / "group-limits"),
              "DEEPFLOW_DOUBLE_CPU_MILLICORES": str(cpu), "DEEPFLOW_DOUBLE_MEMORY_MIB": str(mem)},
         stderr=subprocess.PIPE, text=True, cwd="/")
     env["procs"].append(proc)
@@ -136,6 +137,61 @@ def test_agent_runs_as_user_with_exact_caps_inside_its_cgroups(launch_env) -> No
     report = doctor.examine(timeout=1, config_path=str(launch_env["config"]))
     assert "no deepflow-agent process is running" in report["problems"]
     assert f"controller 127.0.0.1:{port} not reachable: Connection refused" in report["problems"]
+
+
+def wait_status(env: dict, done, timeout: float = 10) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = json.loads((env["state"] / "status.json").read_text())
+        if done(status):
+            return status
+        time.sleep(0.1)
+    raise AssertionError(f"the double never got there: {status}")
+
+
+def test_the_groups_limits_win_and_nothing_fights_them(launch_env) -> None:
+    """Like the real agent, the double writes its group's global.limits itself and again on each change;
+    the launcher (at every start) and status leave them alone; doctor compares them with the server's."""
+    from hostagent import agentcgroups, doctor
+    from hostagent.facts.cgroups import cgroup_layout
+    from tests.fixtures.fake_group_server import FakeGroupServer
+
+    limits_file = launch_env["state"] / "group-limits"
+    limits_file.write_text("max_millicpus: 300\nmax_memory: 200\n")
+    proc, status = launch(launch_env, cpu=500, mem=256)
+    assert status["limits"]["source"] == "group", status
+    assert Path(f"{CPU_DIR}/cpu.cfs_quota_us").read_text().strip() == "30000"
+    assert Path(f"{MEM_DIR}/memory.limit_in_bytes").read_text().strip() == str(200 << 20)
+    limits_file.write_text("max_millicpus: 700\nmax_memory: 300\n")  # the group's config changed
+    status = wait_status(launch_env, lambda s: s["limits"]["applied"] >= 2)
+    assert status["limits"]["error"] == "" and status["limits"]["max_millicpus"] == 700
+    assert Path(f"{CPU_DIR}/cpu.cfs_quota_us").read_text().strip() == "70000"
+
+    layout = cgroup_layout()
+    uid = int(subprocess.check_output(["id", "-u", USER]))
+    gid = int(subprocess.check_output(["id", "-g", USER]))
+    install_limits = agentcgroups.Limits(500, 256)
+    assert agentcgroups.ensure(layout, install_limits, uid, gid) == []  # the launcher at a restart
+    assert Path(f"{CPU_DIR}/cpu.cfs_quota_us").read_text().strip() == "70000"
+    assert agentcgroups.drift(layout, install_limits, uid, gid) == []  # status: no drift
+    assert agentcgroups.in_force(layout) == {"max_millicpus": 700, "max_memory": 300}
+
+    with FakeGroupServer(version="7.1.0") as srv:
+        group = srv.add_group("edge")
+        srv.configs[group["LCUUID"]] = "global:\n  limits:\n    max_millicpus: 700\n    max_memory: 300\n"
+        opts = {"server": srv.url, "agent_group": "edge", "cpu_millicores": 500, "memory_mib": 256}
+        report, problems = doctor.limits_report(layout, opts, 5)
+        assert report["agree"] is True and problems == [] and report["group_id"] == group["SHORT_UUID"]
+        srv.configs[group["LCUUID"]] = "global:\n  limits:\n    max_memory: 1024\n"  # cpu: the template's 1000
+        report, problems = doctor.limits_report(layout, opts, 5)
+        assert report["group"] == {"max_millicpus": 1000, "max_memory": 1024} and report["agree"] is False
+        assert problems == ["limits in force (700m CPU, 300 MiB) differ from the group's global.limits "
+                            "(1000m CPU, 1024 MiB) (the agent applies them once it has its config)"]
+    with FakeGroupServer(version="6.6.5") as old:
+        group = old.add_group("edge")
+        report, problems = doctor.limits_report(layout, dict(opts, server=old.url), 5)
+        assert report["group"] == {"max_millicpus": 1000, "max_memory": 768}  # example.yaml's defaults
+    stop(proc)
 
 
 def test_capabilities_are_really_limited(launch_env) -> None:

@@ -130,8 +130,12 @@ def test_changed_limits_change_only_what_differs(host, unchanged) -> None:
     assert hostagent(host, BASE)[0] == 0
     rc, report, _ = hostagent(host, BASE + " --memory-mib 512 --caps cbpf-minimal")
     applied = [s["id"] for s in report["steps"] if s["status"] == "applied"]
-    assert applied == ["cgroups:hybrid", "caps:/usr/sbin/deepflow-agent", "file:/etc/systemd/system/deepflow-agent.service",
+    # The cgroup dirs exist, so their limits are the agent's (from its group config): install leaves
+    # them alone; the new initial limits reach the launcher through the unit.
+    assert applied == ["caps:/usr/sbin/deepflow-agent", "file:/etc/systemd/system/deepflow-agent.service",
                        "service:deepflow-agent.service"]
+    rc, status, _ = hostagent(host, "hostagent status --json")
+    assert rc == 0 and status["data"]["drift"] == []
     pid = host.run("systemctl show -p MainPID --value deepflow-agent").check().stdout.strip()
     capbnd = host.run(f"grep CapBnd /proc/{pid}/status").check().stdout.split()[1]
     assert int(capbnd, 16) == 0x87000  # net_admin, net_raw, ipc_lock, sys_ptrace
@@ -155,3 +159,52 @@ def test_the_service_survives_a_removed_log_dir(host, unchanged) -> None:
     host.run("for i in $(seq 50); do systemctl is-active --quiet deepflow-agent && break; sleep 0.1; done; "
              "systemctl is-active deepflow-agent").check()
     assert host.run("stat -c %U:%a /var/log/deepflow-agent").check().stdout.strip() == "deepflow:750"
+
+
+def test_the_agent_owns_its_limits_and_status_agrees(host, unchanged) -> None:
+    """The double, like the real agent, writes its group's global.limits (stand-in file) and re-applies
+    them on change; status sees no drift and a restart (the launcher) leaves them alone."""
+    assert hostagent(host, BASE)[0] == 0
+    try:
+        host.run("mkdir -p /run/deepflow-agent-double && "
+                 "printf 'max_millicpus: 300\\nmax_memory: 200\\n' > /run/deepflow-agent-double/group-limits").check()
+        rc, out, _ = host.run("for i in $(seq 50); do d=/sys/fs/cgroup/cpu/deepflow-agent/cpu.cfs_quota_us; "
+                              "[ -e $d ] || d=/sys/fs/cgroup/deepflow-agent/cpu.max; "
+                              "grep -q '^30000' $d && exit 0; sleep 0.1; done; cat $d; exit 1")
+        assert rc == 0, out
+        rc, status, _ = hostagent(host, "hostagent status --json")
+        assert rc == 0 and status["data"]["drift"] == []
+        host.run("systemctl restart deepflow-agent").check()
+        rc, doctor, _ = hostagent(host, "hostagent doctor --json --timeout 0.5")
+        assert doctor["data"]["limits"]["in_force"] == {"max_millicpus": 300, "max_memory": 200}
+        assert doctor["data"]["limits"]["install"] == {"max_millicpus": 1000, "max_memory": 768}
+    finally:
+        host.run("rm -rf /run/deepflow-agent-double")
+
+
+def test_a_known_agent_is_moved_into_its_group(host, unchanged) -> None:
+    """install --agent-group NAME --server on a host whose agent the server lists in another group."""
+    from hostagent.facts.host import host_identity
+    from tests.fixtures.fake_group_server import FakeGroupServer
+
+    me = json.loads(host.run("python3 -c 'import json, socket; print(json.dumps(socket.gethostname()))'").check().stdout)
+    ips = sorted(host_identity().ips)  # the container shares this machine's network
+    if not ips:
+        pytest.skip("no non-loopback address to register an agent with")
+    with FakeGroupServer(version="7.1.0") as srv:
+        edge = srv.add_group("edge")
+        agent = srv.add_vtap(me, ips[0])
+        args = BASE + f" --server 127.0.0.1:{srv.port} --agent-group edge"
+        rc, plan, err = hostagent(host, args + " --dry-run")
+        assert rc == 0, (plan, err)
+        step = next(s for s in plan["steps"] if s["id"].startswith("agent-group:"))
+        assert step["status"] == "planned" and "move agent" in step["diff"] and "to " + edge["SHORT_UUID"] in step["diff"]
+        assert [r for r in srv.requests if r.method != "GET"] == []
+        rc, report, err = hostagent(host, args)
+        assert rc == 0, (report, err)
+        assert srv.vtaps[agent["LCUUID"]]["VTAP_GROUP_LCUUID"] == edge["LCUUID"]
+        rc, again, _ = hostagent(host, args)
+        assert rc == 0 and not again["changed"]
+        rc, out, _ = host.run("hostagent uninstall --yes --json --deregister")
+        assert rc == 0 and any("deleted agent" in n for n in json.loads(out)["notes"])
+        assert srv.vtaps == {}

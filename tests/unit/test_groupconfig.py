@@ -64,21 +64,87 @@ def test_yaml_round_trips_regex_and_header() -> None:
 
 
 def test_template_check_rejects_unknown_keys_and_wrong_types() -> None:
+    table = groupconfig.table_for(groupconfig.GroupConfigOptions())
     with pytest.raises(InputError, match="unexpected key in configuration: inputs.cbpf.common.tap_mode"):
-        groupconfig.check_against_template({"inputs": {"cbpf": {"common": {"tap_mode": 1}}}},
-                                           groupconfig.NESTED_TEMPLATE)
-    with pytest.raises(InputError, match="expected int, got str"):
-        groupconfig.check_against_template({"inputs": {"cbpf": {"common": {"capture_mode": "1"}}}},
-                                           groupconfig.NESTED_TEMPLATE)
+        groupconfig.check({"inputs": {"cbpf": {"common": {"tap_mode": 1}}}}, table)
+    with pytest.raises(InputError, match="scalar type mismatch: expected int, got str"):
+        groupconfig.check({"inputs": {"cbpf": {"common": {"capture_mode": "1"}}}}, table)
     # bool is not int here, as YAML's !!bool is not !!int on the server
     with pytest.raises(InputError, match="expected int, got bool"):
-        groupconfig.check_against_template({"global": {"limits": {"max_memory": True}}},
-                                           groupconfig.NESTED_TEMPLATE)
+        groupconfig.check({"global": {"limits": {"max_memory": True}}}, table)
+
+
+@pytest.mark.parametrize(("opts", "message"), [
+    (dict(max_memory=64), r"global.limits.max_memory: 64 is outside \[128, 100000\]"),
+    (dict(max_millicpus=200000), r"global.limits.max_millicpus: 200000 is outside \[1, 100000\]"),
+    (dict(max_millicpus=0), r"outside \[1, 100000\]"),
+    (dict(server_version="6.5.9", group_id="g-AbCdE12345", max_millicpus=2000000), r"max_millicpus: 2000000 is outside \[1, 1000000\]"),
+])
+def test_ranges_of_every_emitted_key_are_enforced(opts: dict, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        groupconfig.build(layout(), groupconfig.GroupConfigOptions(**opts))
+
+
+@pytest.mark.parametrize(("version", "ok"), [("6.6.9", False), ("7.0.2", False), ("6.6.9.2504", True),
+                                              ("7.0.3", True), ("7.1", True)])
+def test_inner_keys_need_a_server_that_has_them(version: str, ok: bool) -> None:
+    opts = groupconfig.GroupConfigOptions(server_version=version, inner=True)
+    if ok:
+        assert groupconfig.build(layout(), opts)["inputs"]["cbpf"]["af_packet"]["inner_interface_capture_enabled"]
+    else:
+        with pytest.raises(InputError, match=r"unexpected key in configuration: inputs.cbpf.af_packet.inner_interface_capture_enabled "
+                           r"\(not in the v[0-9.]+ template; first in v6.6.9.2504"):
+            groupconfig.build(layout(), opts)
+
+
+def test_server_version_picks_the_schema() -> None:
+    assert groupconfig.GroupConfigOptions(server_version="6.6.5").resolved_schema == "legacy"
+    assert groupconfig.GroupConfigOptions(server_version="6.6.9").resolved_schema == "nested"
+    with pytest.raises(InputError, match="no nested schema"):
+        groupconfig.validate(groupconfig.GroupConfigOptions(server_version="6.5.9", schema="nested"))
+    with pytest.raises(InputError, match="--server-version: server version 'x7' is not of the form"):
+        groupconfig.validate(groupconfig.GroupConfigOptions(server_version="x7"))
+    with pytest.raises(InputError, match="needs --group-id"):
+        groupconfig.validate(groupconfig.GroupConfigOptions(server_version="6.6.5"))
+
+
+@pytest.mark.parametrize(("regex", "construct"), [(r"^(?!lo)eth.*$", "look-ahead"), (r"^(eth)\1$", "backreference"),
+                                                  (r"^(?<=x)eth$", "look-behind")])
+def test_interface_regex_in_the_agents_dialect(regex: str, construct: str) -> None:
+    with pytest.raises(InputError, match=f"--interface-regex: .*{construct}"):
+        groupconfig.validate(groupconfig.GroupConfigOptions(interface_regex=regex))
+    # A detected recommendation is checked too (the agent would reject the whole config).
+    with pytest.raises(InputError, match=f"interface_regex: .*{construct}"):
+        groupconfig.build(layout(regex=regex), groupconfig.GroupConfigOptions())
+
+
+def test_yaml_is_typed_as_meant_by_a_yaml12_reader() -> None:
+    from ruamel.yaml import YAML
+
+    config = groupconfig.build(layout(regex="1e3"), groupconfig.GroupConfigOptions(
+        controller_ip="10.0.0.1", max_memory=1024, inner=True))
+    text = groupconfig.to_yaml(config)
+    assert "'1e3'" in text
+    read = YAML(typ="safe", pure=True)
+    read.version = (1, 2)
+    back = read.load(text)
+    assert back == config
+    table = groupconfig.table_for(groupconfig.GroupConfigOptions())
+
+    def leaves(node: dict, prefix: str = ""):
+        for k, v in node.items():
+            yield from leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+
+    for path, value in leaves(back):
+        spec = table.keys[path]
+        assert type(value) is type(spec.default) or {type(value), type(spec.default)} <= {int, float}, path
 
 
 def test_group_id_format() -> None:
     with pytest.raises(InputError, match="g- followed by 10"):
         groupconfig.validate(groupconfig.GroupConfigOptions(schema="legacy", group_id="g-short"))
+    with pytest.raises(InputError, match="g- followed by 10"):
+        groupconfig.validate(groupconfig.GroupConfigOptions(server_version="6.5.9", group_id="g-short"))
 
 
 def test_render_human_includes_the_group_config() -> None:
@@ -97,3 +163,10 @@ def test_cli_net_imports_only_typer() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]"
+
+
+def test_install_detect_refuses_a_recommendation_the_agent_could_not_compile() -> None:
+    from hostagent.cli.agent import detection_report
+
+    with pytest.raises(InputError, match=r"interface_regex: .*look-behind"):
+        detection_report(layout(regex=r"^(?<=x)eth0$"))

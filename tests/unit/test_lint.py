@@ -23,7 +23,7 @@ def _tool(name: str) -> str:
 
 
 def test_ruff_passes() -> None:
-    proc = subprocess.run([_tool("ruff"), "check", "hostagent", "ansible/roles/deepflow_agent/library"],
+    proc = subprocess.run([_tool("ruff"), "check", "hostagent", "ansible/plugins/modules"],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

@@ -20,7 +20,12 @@ def test_defaults() -> None:
 
 @pytest.mark.parametrize("kw, message", [
     ({"controller_ips": []}, "at least one --controller-ip"),
-    ({"controller_ips": ["10.0.0.300"]}, "malformed controller IP"),
+    ({"controller_ips": ["10.0.0.300"]}, "malformed controller IP or host name"),
+    ({"controller_ips": ["bad_name!"]}, "malformed controller IP or host name"),
+    ({"controller_ips": ["-x.example"]}, "malformed controller IP or host name"),
+    ({"team_id": "bad team"}, "invalid team id"),
+    ({"org_id": 0, "server": "10.0.0.1"}, "--org-id 0 is outside [1, 1024]"),
+    ({"org_id": 2}, "--org-id is for API calls: it needs --server"),
     ({"controller_ips": ["10.0.0.1", "fd00::1"]}, "mix IPv4 and IPv6"),
     ({"controller_ips": ["10.0.0.1\n- 6.6.6.6"]}, "single line"),
     ({"cluster_id": "-bad"}, "invalid cluster id"),
@@ -82,3 +87,28 @@ def test_load_config_file(tmp_path) -> None:
     f.write_text("a: [unclosed\n")
     with pytest.raises(InputError, match="not valid YAML"):
         options.load_config_file(str(f))
+
+
+def test_controller_host_names_team_and_org() -> None:
+    o = build(controller_ips=["deepflow.example.com", "10.0.0.1"], team_id="tAbC123", org_id="3", server="10.0.0.1")
+    assert o.controller_ips == ("deepflow.example.com", "10.0.0.1") and (o.team_id, o.org_id) == ("tAbC123", 3)
+
+
+def test_controller_families_once_resolved() -> None:
+    import socket
+
+    from hostagent.planner import check_controller_families
+
+    # localhost comes from /etc/hosts: resolved without any traffic.
+    first = socket.getaddrinfo("localhost", 1, type=socket.SOCK_STREAM)[0][0]
+    same, other = ("127.0.0.2", "fd00::1") if first == socket.AF_INET else ("fd00::1", "127.0.0.2")
+    assert check_controller_families(("localhost", same)) == []
+    with pytest.raises(InputError, match=r"mix IPv4 and IPv6 once resolved: localhost \(IPv[46]\)"):
+        check_controller_families(("localhost", other))
+
+    def no_dns(*args: object, **kw: object) -> list:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    # A name this host cannot resolve (no DNS here, say) is a warning: the agent resolves it at each start.
+    (warning,) = check_controller_families(("df.example", "10.0.0.1"), lookup=no_dns)
+    assert warning.startswith("controller host name df.example does not resolve here (Name or service not known)")

@@ -94,3 +94,12 @@ def test_no_empty_bounding_set_line() -> None:
 def test_a_missing_log_dir_does_not_fail_the_start() -> None:
     text = unit.render("d", caps.resolve("deepflow-doc"), 1000, 768)
     assert "-/var/log/deepflow-agent" in _all_values(text, "ReadWritePaths")
+
+
+def test_config_has_team_id_and_quotes_what_yaml12_misreads() -> None:
+    from hostagent.deepflow import yaml12
+
+    text = agentconfig.render(agentconfig.config_data(("df.example",), 30035, "1e3", None, "0o17"))
+    data = yaml12.load(text)
+    assert data["team-id"] == "0o17" and data["kubernetes-cluster-id"] == "1e3"
+    assert data["controller-ips"] == ["df.example"]

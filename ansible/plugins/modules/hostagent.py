@@ -48,6 +48,12 @@ options:
   agent_group:
     description: Agent group id C(g-XXXXXXXXXX), or a name with I(server) (C(--agent-group)).
     type: str
+  team_id:
+    description: team-id for the agent's config, its team on a multi-tenant server (C(--team-id)).
+    type: str
+  org_id:
+    description: Organization for API calls, header X-Org-Id, 1-1024 (C(--org-id), needs I(server)).
+    type: int
   user:
     description: System user the agent runs as (C(--user)).
     type: str
@@ -55,16 +61,20 @@ options:
     description: Capability profile or C(cap_a,cap_b) list (C(--caps)).
     type: str
   cpu_millicores:
-    description: CPU limit in millicores (C(--cpu-millicores)).
+    description: CPU limit in millicores until the agent has its group config (C(--cpu-millicores)).
     type: int
   memory_mib:
-    description: Memory limit in MiB (C(--memory-mib)).
+    description: Memory limit in MiB until the agent has its group config (C(--memory-mib)).
     type: int
   agent_binary:
     description: Path on the target of the agent binary to install (C(--agent-binary)).
     type: path
   keep_logs:
     description: For uninstall, leave /var/log/deepflow-agent in place (C(--keep-logs)).
+    type: bool
+    default: false
+  deregister:
+    description: For uninstall, also delete this host's agent from the server install used (C(--deregister)).
     type: bool
     default: false
 attributes:
@@ -77,13 +87,13 @@ author: hostagent maintainers
 
 EXAMPLES = r"""
 - name: Converge the agent
-  hostagent:
+  hostagent.deepflow.hostagent:
     command: install
     controller_ips: [10.0.0.5]
     agent_binary: /var/lib/hostagent-ansible/deepflow-agent
 
 - name: Remove it
-  hostagent:
+  hostagent.deepflow.hostagent:
     command: uninstall
 """
 
@@ -119,12 +129,15 @@ ARGUMENT_SPEC = dict(
     server=dict(type="str"),
     domain_timeout=dict(type="float"),
     agent_group=dict(type="str"),
+    team_id=dict(type="str"),
+    org_id=dict(type="int"),
     user=dict(type="str"),
     caps=dict(type="str"),
     cpu_millicores=dict(type="int"),
     memory_mib=dict(type="int"),
     agent_binary=dict(type="path"),
     keep_logs=dict(type="bool", default=False),
+    deregister=dict(type="bool", default=False),
 )
 
 # Module option -> CLI flag, for the install options that take a value.
@@ -135,6 +148,8 @@ INSTALL_FLAGS = (
     ("server", "--server"),
     ("domain_timeout", "--domain-timeout"),
     ("agent_group", "--agent-group"),
+    ("team_id", "--team-id"),
+    ("org_id", "--org-id"),
     ("user", "--user"),
     ("caps", "--caps"),
     ("cpu_millicores", "--cpu-millicores"),
@@ -153,8 +168,11 @@ def build_argv(params, dry_run):
             # Empty strings mean "not set", so role defaults can stay "" instead of null.
             if value is not None and value != "":
                 argv += [flag, str(value)]
-    elif params["keep_logs"]:
-        argv.append("--keep-logs")
+    else:
+        if params["keep_logs"]:
+            argv.append("--keep-logs")
+        if params.get("deregister"):
+            argv.append("--deregister")
     if dry_run:
         argv.append("--dry-run")
     return argv + ["--yes", "--json"]

@@ -1,0 +1,196 @@
+"""The release build (packaging/build.sh runs it): everything goes to dist/.
+
+    python3 packaging/build.py [--variants runstub,staticx,...] [--only single|packages|collection|wheels]
+
+dist/hostagent-V-linux-x86_64         the single file (frozen in the bookworm build chroot)
+dist/hostagent_V_amd64.deb, dist/hostagent-V-1.x86_64.rpm   it, as /usr/sbin/hostagent (nfpm)
+dist/hostagent-deepflow-V.tar.gz      the Ansible role as a collection
+dist/wheelhouse-py3.X/                wheels for pip users (bullseye 3.9, bookworm 3.11, trixie 3.13)
+dist/SHA256SUMS
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "packaging"))
+
+import buildenv  # noqa: E402
+
+DIST = REPO / "dist"
+# What the artifacts are made of: a change here is a new build (tests/packaging caches by this digest).
+INPUTS = ("pyproject.toml", "hostagent", "systemd", "packaging", "ansible", "tests/images/rootfs.py")
+COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.pyc", "build", "dist", "*.egg-info",
+                                     ".pytest_cache", ".cache")
+
+
+def version() -> str:
+    text = (REPO / "hostagent" / "__init__.py").read_text()
+    m = re.search(r'^__version__ = "([^"]+)"', text, re.M)
+    if not m:
+        raise SystemExit("no __version__ in hostagent/__init__.py")
+    return m.group(1)
+
+
+def inputs_digest() -> str:
+    h = hashlib.sha256()
+    for top in INPUTS:
+        base = REPO / top
+        for path in sorted([base] if base.is_file() else base.rglob("*")):
+            rel = path.relative_to(REPO).as_posix()
+            if "__pycache__" in rel or rel.endswith(".pyc") or "/collections/" in rel or path.is_dir():
+                continue
+            h.update(rel.encode() + b"\0" + (os.readlink(path).encode() if path.is_symlink() else path.read_bytes()))
+    return h.hexdigest()[:16]
+
+
+def log(msg: str) -> None:
+    print(f"build: {msg}", file=sys.stderr, flush=True)
+
+
+def single_file(ver: str, variants: list[str]) -> Path:
+    """Freeze in a throwaway overlay of the build chroot; the shipped variant is the first one."""
+    with buildenv.overlay() as root:
+        shutil.copytree(REPO, root / "src", ignore=COPY_IGNORE, symlinks=True)
+        (root / "out").mkdir()
+        buildenv.run(root, (
+            # Runtime dependencies pinned; python-prctl is compiled here, never taken from a wheel cache
+            # (a cached wheel built elsewhere may carry a DT_RUNPATH that breaks the bundle).
+            # -g0: no build paths (pip's random temp dirs) in the compiled extension.
+            "CFLAGS=-g0 pip install -q --no-cache-dir -r /src/packaging/requirements-runtime.txt && "
+            "pip install -q --no-cache-dir --no-deps /src && "
+            "cd /work 2>/dev/null || mkdir /work && cd /work && "
+            f"python /src/packaging/freeze.py /out {' '.join(variants)} && "
+            "pip freeze --all > /out/freeze.txt && "
+            "dpkg-query -W -f '${Package}=${Version}\\n' libc6 python3.11 libpython3.11 zlib1g > /out/debian.txt"
+        ))
+        DIST.mkdir(exist_ok=True)
+        shipped = DIST / f"hostagent-{ver}-linux-x86_64"
+        for i, variant in enumerate(variants):
+            dest = shipped if i == 0 else DIST / "variants" / f"hostagent-{ver}-{variant}"
+            dest.parent.mkdir(exist_ok=True)
+            shutil.copy2(root / "out" / variant, dest)
+            os.chmod(dest, 0o755)
+        buildinfo = (root / "out" / "freeze.txt").read_text() + (root / "out" / "debian.txt").read_text()
+        (DIST / "BUILDINFO.txt").write_text(
+            f"hostagent {ver}: frozen in a Debian bookworm chroot ({variants[0]}).\n" + buildinfo)
+    log(f"{shipped.name}: {shipped.stat().st_size / 2**20:.1f} MiB")
+    return shipped
+
+
+def packages(ver: str) -> list[Path]:
+    """.deb and .rpm of the single file, made by nfpm (from the build chroot's pinned venv)."""
+    single = DIST / f"hostagent-{ver}-linux-x86_64"
+    config = (REPO / "packaging" / "nfpm.yaml").read_text().replace("@VERSION@", ver)
+    with buildenv.overlay() as root:
+        (root / "pkg").mkdir()
+        shutil.copy2(single, root / "pkg" / "hostagent")
+        for script in (REPO / "packaging" / "scripts").iterdir():
+            shutil.copy2(script, root / "pkg" / script.name)
+        os.utime(root / "pkg" / "hostagent", (0, 0))
+        (root / "pkg" / "nfpm.yaml").write_text(config)
+        names = {"deb": f"hostagent_{ver}_amd64.deb", "rpm": f"hostagent-{ver}-1.x86_64.rpm"}
+        buildenv.run(root, " && ".join(f"nfpm package -f /pkg/nfpm.yaml -p {kind} -t /pkg/{name} >/dev/null"
+                                       for kind, name in names.items()), cwd="/pkg")
+        out = []
+        for name in names.values():
+            shutil.copy2(root / "pkg" / name, DIST / name)
+            out.append(DIST / name)
+    return out
+
+
+def collection(ver: str) -> Path:
+    """The role as a collection tarball (ansible-galaxy from the tests' pinned ansible-core), built from a
+    copy of ansible/ whose galaxy.yml gets hostagent's version."""
+    exe = shutil.which("ansible-galaxy") or str(REPO / ".venv" / "bin" / "ansible-galaxy")
+    if not Path(exe).exists():
+        raise SystemExit("ansible-galaxy not found: pip install -r tests/ansible/requirements.txt")
+    with tempfile.TemporaryDirectory(prefix="hostagent-collection-") as tmp:
+        src = Path(tmp) / "deepflow"
+        shutil.copytree(REPO / "ansible", src, symlinks=True,
+                        ignore=shutil.ignore_patterns("collections", "__pycache__", "*.pyc", ".cache"))
+        galaxy = src / "galaxy.yml"
+        text, n = re.subn(r"^version: .*$", f"version: {ver}", galaxy.read_text(), count=1, flags=re.M)
+        if n != 1:
+            raise SystemExit("ansible/galaxy.yml has no version line")
+        galaxy.write_text(text)
+        subprocess.run([exe, "collection", "build", "--force", "--output-path", str(DIST), str(src)],
+                       check=True, stdout=subprocess.DEVNULL)
+    return DIST / f"hostagent-deepflow-{ver}.tar.gz"
+
+
+def wheelhouses() -> list[Path]:
+    """Wheels for pip users, one wheelhouse per Debian suite's python3: bookworm's (3.11) by
+    tests/images/wheelhouse.py with .venv's python, bullseye's (3.9) and trixie's (3.13) from it by
+    tests/images/vm_image.py (binary wheels for that Python, else compiled in that suite's chroot)."""
+    from tests.images.vm_image import TIERS, target_wheels
+    from tests.images.wheelhouse import build_wheelhouse
+
+    base = DIST / "wheelhouse-py3.11"
+    shutil.rmtree(base, ignore_errors=True)
+    build_wheelhouse(base)
+    out = [base]
+    for tier in (TIERS["bullseye-v1"], TIERS["trixie-v2"]):
+        dest = DIST / f"wheelhouse-py{tier.python}"
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir()
+        deps = target_wheels(tier, base) or base
+        for wheel in list(deps.glob("*.whl")) + list(base.glob("hostagent-*.whl")):
+            shutil.copy2(wheel, dest / wheel.name)
+        out.append(dest)
+    return out
+
+
+def sha256sums() -> Path:
+    lines = []
+    for path in sorted(DIST.rglob("*")):
+        if path.is_file() and path.name != "SHA256SUMS" and not path.name.startswith("."):
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            lines.append(f"{digest}  {path.relative_to(DIST).as_posix()}\n")
+    out = DIST / "SHA256SUMS"
+    out.write_text("".join(lines))
+    return out
+
+
+def main(argv: list[str]) -> int:
+    global DIST
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", default="runstub", help="comma-separated; the first is shipped")
+    parser.add_argument("--only", action="append", choices=("single", "packages", "collection", "wheels"))
+    parser.add_argument("--dist", type=Path, default=DIST, help="output directory [default: dist/]")
+    args = parser.parse_args(argv)
+    DIST = args.dist.resolve()
+    DIST.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        raise SystemExit("build: run as root (mmdebstrap, chroot, mounts)")
+    # A SIGTERM unwinds like ^C: the chroot's mounts and overlay are taken down.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    ver = version()
+    steps = args.only or ["single", "packages", "collection", "wheels"]
+    if "single" in steps:
+        single_file(ver, args.variants.split(","))
+    if "packages" in steps:
+        packages(ver)
+    if "collection" in steps:
+        collection(ver)
+    if "wheels" in steps:
+        wheelhouses()
+    sha256sums()
+    (DIST / ".inputs").write_text(inputs_digest() + "\n")
+    for path in sorted(DIST.iterdir()):
+        log(f"{path.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

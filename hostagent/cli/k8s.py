@@ -58,6 +58,7 @@ def run_command(
         import logging
         import signal
 
+        _need_runtime()
         from hostagent.k8ssync import kube
         from hostagent.k8ssync.reporter import Reporter, ReportError
         from hostagent.k8ssync.runner import Runner
@@ -84,6 +85,16 @@ def run_command(
         return Report("k8s-sync run", data={"cluster_id": runner.cluster_id, "report": last})
 
     run("k8s-sync run", style, body, lambda r: print(_describe((r.data or {}).get("report"))))
+
+
+def _need_runtime() -> None:
+    """k8s-sync's libraries; the single file does not carry them (yet): say so, not a traceback."""
+    import importlib.util
+
+    missing = [m for m in ("kubernetes", "grpc") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise InputError(f"k8s-sync needs the Python packages {', '.join(missing)}, which this hostagent build "
+                         "does not carry: run k8s-sync from a pip (wheelhouse) install of hostagent")
 
 
 def _failed(message: str) -> Exception:
@@ -123,6 +134,8 @@ def install(
     def body() -> Report:
         from hostagent import engine, facts, manifest, paths
         from hostagent.k8ssync import install as k8s_install
+
+        _need_runtime()
 
         opts = _build(config_file, controller_ips=controller_ip, controller_port=controller_port, cluster_id=cluster_id,
                       team_id=team_id, kubeconfig=kubeconfig, interval=interval, tls=tls, tls_ca=tls_ca,

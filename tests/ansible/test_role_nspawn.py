@@ -33,15 +33,15 @@ REPO = Path(__file__).resolve().parents[2]
 NAME = "h1"
 SECOND_VENV = "/opt/hostagent-role"
 FILE_ON_HOST = "/usr/local/sbin/hostagent"
-SHIP_FILE = "deepflow_agent : Ship the hostagent single file"
+SHIP_FILE = "hostagent.deepflow.deepflow_agent : Ship the hostagent single file"
 UNIT = "/etc/systemd/system/deepflow-agent.service"
 CONFIG = "/etc/deepflow-agent/deepflow-agent.yaml"
-CONVERGE = "deepflow_agent : Converge the agent with hostagent"
-UNINSTALL = "deepflow_agent : Remove the agent with hostagent"
+CONVERGE = "hostagent.deepflow.deepflow_agent : Converge the agent with hostagent"
+UNINSTALL = "hostagent.deepflow.deepflow_agent : Remove the agent with hostagent"
 INSTALL_PHASE = (
-    "deepflow_agent : Ship the wheelhouse",
-    "deepflow_agent : Create the hostagent venv",
-    "deepflow_agent : Install hostagent into the venv",
+    "hostagent.deepflow.deepflow_agent : Ship the wheelhouse",
+    "hostagent.deepflow.deepflow_agent : Create the hostagent venv",
+    "hostagent.deepflow.deepflow_agent : Install hostagent into the venv",
 )
 
 
@@ -122,8 +122,8 @@ def test_converge_check_diff_absent(env):
     # the host yet, so it is not asked for a plan.
     r = run(base, "--check", "--diff")
     assert r.changed_tasks(NAME) == [
-        SHIP_FILE, "deepflow_agent : Make the directory the agent binary is shipped into",
-        "deepflow_agent : Ship the agent binary", CONVERGE]
+        SHIP_FILE, "hostagent.deepflow.deepflow_agent : Make the directory the agent binary is shipped into",
+        "hostagent.deepflow.deepflow_agent : Ship the agent binary", CONVERGE]
     assert "is not on the host yet" in r.task(CONVERGE)["result"]["msg"]
     assert snapshot_diff(before, snapshot(host)) == []
 
@@ -196,7 +196,7 @@ def test_converge_check_diff_absent(env):
     assert host.run(f"test -e {FILE_ON_HOST} || test -e /var/cache/hostagent").rc == 1
     assert host.run("test -e /var/lib/hostagent-ansible").rc == 1
     r = run(dict(second, deepflow_agent_state="absent", deepflow_agent_hostagent_remove=True))
-    assert r.changed_tasks(NAME) == ["deepflow_agent : Remove the hostagent venv"], r.changed_tasks(NAME)
+    assert r.changed_tasks(NAME) == ["hostagent.deepflow.deepflow_agent : Remove the hostagent venv"], r.changed_tasks(NAME)
     assert host.run(f"test -e {SECOND_VENV}").rc == 1
 
     r = run(dict(base, deepflow_agent_state="absent"))

@@ -7,8 +7,8 @@ play calls hostagent.deepflow.deepflow_agent from there (no roles_path, no check
 snapshot → --check on the fresh host (would change, nothing changes) → converge (the file shipped,
 checked against SHA256SUMS on the host) → testinfra host suite (tests/system/test_host_state.py) →
 converge again (changed=0) → --check (changed=0) → --check with another memory limit and controller
-(would change, unit and config diffs shown, nothing changes) → a file that does not match its
-SHA-256 is refused on the host → the wheelhouse route (the option): a venv the role installs, only
+(would change, unit and config diffs shown, nothing changes) → the host's copy altered: a file that
+does not match its SHA-256 is refused on the host, the right one repairs the copy → the wheelhouse route (the option): a venv the role installs, only
 the unit changes → back to the file, only the unit changes → state=absent (removing the file) →
 removing the venv → absent again (changed=0) → snapshot equal to the first.
 
@@ -157,16 +157,24 @@ def test_converge_check_diff_absent(env):
     assert f"+++ {CONFIG}" in r.log and "127.0.0.2" in r.log, r.log
     assert (sha256(host, UNIT), sha256(host, CONFIG)) == (unit_before, config_before)
 
-    # A file that is not the one SHA256SUMS names is refused on the host; the host's copy stays.
+    # The host's copy changed behind the role's back (one byte appended): the next converge sees it
+    # (the SHA-256 of the host's copy is checked at every run). A controller file that is not the one
+    # SHA256SUMS names is refused on the host, and the host's copy stays as it was; a converge with
+    # the right file repairs it, changing nothing else.
+    host.run(f"printf x >> {FILE_ON_HOST}").check()
+    tampered = host.run(f"sha256sum {FILE_ON_HOST}").check().stdout
     bad = tmp / "bad" / Path(base["deepflow_agent_hostagent_file"]).name
     bad.parent.mkdir()
     bad.write_bytes(Path(base["deepflow_agent_hostagent_file"]).read_bytes() + b"tampered")
-    file_before = host.run(f"sha256sum {FILE_ON_HOST}").check().stdout
-    expected = (Path(base["deepflow_agent_hostagent_file"]).parent / "SHA256SUMS").read_text().split()[0]
+    expected = [line.split()[0] for line in (Path(base["deepflow_agent_hostagent_file"]).parent / "SHA256SUMS")
+                .read_text().splitlines() if line.endswith("  " + bad.name)][0]
     r = run_playbook(inventory, dict(base, deepflow_agent_hostagent_file=str(bad),
                                      deepflow_agent_hostagent_sha256=expected), collections=collections)
     assert r.rc != 0 and r.task(SHIP_FILE)["status"] == "failed", r.log
-    assert host.run(f"sha256sum {FILE_ON_HOST}").check().stdout == file_before
+    assert host.run(f"sha256sum {FILE_ON_HOST}").check().stdout == tampered
+    r = run(base)
+    assert r.changed_tasks(NAME) == [SHIP_FILE], r.changed_tasks(NAME)
+    assert host.run(f"sha256sum {FILE_ON_HOST}").check().stdout.split()[0] == expected
 
     # The wheelhouse route (the option): the role installs a venv from it, and hostagent (now run
     # from that venv) rewrites only the unit's ExecStart. Then back to the file: only the unit again.

@@ -4,7 +4,7 @@ from __future__ import annotations
 import socket
 from typing import Any, Optional
 
-from hostagent import caps, paths
+from hostagent import caps, options, paths
 from hostagent import manifest as manifest_mod
 from hostagent.facts import accounts
 from hostagent.facts.cgroups import CgroupLayout, cgroup_layout, read
@@ -154,7 +154,7 @@ def examine(timeout: float = 2.0, config_path: str = paths.CONFIG_FILE) -> dict[
         problems.append(f"{config_path} does not parse: {str(e).splitlines()[0]}")
         config = {}
 
-    port = int(config.get("controller-port", 30035) or 30035)
+    port = int(config.get("controller-port") or options.CONTROLLER_PORT)
     for ip in config.get("controller-ips") or []:
         error = _port_open(str(ip), port, timeout)
         report["controllers"].append({"ip": ip, "port": port, "reachable": error is None, "error": error})

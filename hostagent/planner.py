@@ -82,6 +82,13 @@ def preflight(opts: InstallOptions, host: HostFacts, resolve_remote: bool = True
         raise InputError("hostagent install must run as root")
     if not host.systemd:
         raise InputError("systemd is not PID 1 on this host; use `hostagent exec` from your init system (see README)")
+    if not host.ambient_caps:
+        raise InputError("this kernel has no ambient capabilities (Linux 4.3+ or a backport): the launcher could "
+                         "not keep the agent's capabilities across its exec as a non-root user")
+    for path in unit.launcher_files():
+        reason = host_facts.unsafe_path_reason(path)
+        if reason:
+            raise InputError(f"the unit would run {path} as root at every agent start, but {reason}")
     if host.cgroup.mode != "v2" and not (host.cgroup.cpu_mount and host.cgroup.memory_mount):
         raise InputError("cgroup v1 cpu and memory controllers are not both mounted")
     if host.cgroup.mode == "v2" and not {"cpu", "memory"} <= set(host.cgroup.v2_controllers):

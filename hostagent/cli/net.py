@@ -10,7 +10,7 @@ import typer
 
 from hostagent.cli.agent import DEBUG, JSON, QUIET, VERBOSE
 from hostagent.cli.output import Report, options, run
-from hostagent.options import CONTROLLER_PORT, INGESTER_PORT
+from hostagent.options import API_PORT, CONTROLLER_PORT, INGESTER_PORT
 
 RING_BLOCKS = typer.Option(128, "--ring-blocks", help="AF_PACKET ring blocks (1 MiB each) per netns.")
 OTHER_NETNS = typer.Option(True, "--other-netns/--no-other-netns",
@@ -69,7 +69,7 @@ def group_config(
     max_memory: Optional[int] = typer.Option(None, "--max-memory", help="global.limits.max_memory, MiB [128, 100000]"),
     group_id: Optional[str] = typer.Option(None, "--group-id", help="vtap_group_id for the legacy schema (with --apply: the group's)."),
     apply: bool = typer.Option(False, "--apply", help="Push the config to the server's agent group."),
-    server: Optional[str] = typer.Option(None, "--server", help="deepflow-server [http[s]://]HOST[:PORT] (API port 30417)."),
+    server: Optional[str] = typer.Option(None, "--server", help=f"deepflow-server [http[s]://]HOST[:PORT] (API port {API_PORT})."),
     agent_group: Optional[str] = typer.Option(None, "--agent-group", help="Group name or g-XXXXXXXXXX for --apply."),
     create_group: bool = typer.Option(False, "--create-group", help="With --apply: create the group if missing."),
     org_id: Optional[int] = typer.Option(None, "--org-id", help="Organization for API calls (X-Org-Id) [default: 1]."),

@@ -5,7 +5,7 @@ import os
 from typing import Any, NamedTuple, Optional
 
 from hostagent.facts.cgroups import CgroupLayout, cgroup_layout
-from hostagent.facts.host import kernel_version, selinux_mode, systemd_booted, systemd_version
+from hostagent.facts.host import ambient_caps_supported, kernel_version, selinux_mode, systemd_booted, systemd_version
 
 
 class HostFacts(NamedTuple):
@@ -17,6 +17,7 @@ class HostFacts(NamedTuple):
     kernel_release: str
     machine: str
     selinux: str
+    ambient_caps: bool
 
     def to_dict(self) -> dict[str, Any]:
         d = self._asdict()
@@ -35,4 +36,5 @@ def gather() -> HostFacts:
         kernel_release=os.uname().release,
         machine=os.uname().machine,
         selinux=selinux_mode(),
+        ambient_caps=ambient_caps_supported(),
     )

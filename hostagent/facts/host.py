@@ -79,6 +79,36 @@ def fs_keeps_file_caps(path: str) -> Optional[str]:
     return None
 
 
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_IS_SET = 1
+CAP_NET_RAW = 13
+
+
+def ambient_caps_supported() -> bool:
+    """Whether the kernel has ambient capabilities (Linux 4.3, or a vendor's backport): asked of the
+    kernel itself, not read off its version number."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    return int(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, CAP_NET_RAW, 0, 0)) >= 0
+
+
+def unsafe_path_reason(path: str) -> Optional[str]:
+    """Why root must not run this file at every agent start (others could change what it runs), or
+    None. Checks the file and every directory above it, after resolving symlinks."""
+    real = os.path.realpath(path)
+    if any(c.isspace() or c == "%" for c in real):
+        return f"its path {real!r} holds a space or '%', which systemd unit lines cannot carry as they are"
+    probe = real
+    while True:
+        st = os.stat(probe)
+        if st.st_uid != 0:
+            return f"{probe} is owned by uid {st.st_uid}, not root"
+        if st.st_mode & 0o022 and not (os.path.isdir(probe) and st.st_mode & 0o1000):
+            return f"{probe} is writable by group or others"
+        if probe == "/":
+            return None
+        probe = os.path.dirname(probe)
+
+
 def systemd_booted() -> bool:
     """sd_booted(): systemd is PID 1 exactly when /run/systemd/system is a directory."""
     return os.path.isdir("/run/systemd/system")

@@ -33,6 +33,14 @@ def launcher_command() -> str:
     return f"{sys.executable} -I -m hostagent"
 
 
+def launcher_files() -> list[str]:
+    """What the unit runs as root at every start: the single file, or the interpreter and hostagent's
+    own package directory (the code it imports)."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable]
+    return [sys.executable, str(Path(__file__).resolve().parent.parent)]
+
+
 def _install_location() -> str:
     return sys.executable if getattr(sys, "frozen", False) else sys.prefix
 

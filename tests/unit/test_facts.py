@@ -59,3 +59,50 @@ def test_facts_never_write() -> None:
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "open" and len(node.args) > 1:
                 mode = node.args[1]
                 assert isinstance(mode, ast.Constant) and set(str(mode.value)) <= set("rb"), f"{path.name}:{node.lineno}"
+
+
+def test_unsafe_launcher_paths(tmp_path) -> None:
+    import os
+
+    ok = tmp_path / "hostagent"
+    ok.write_text("")
+    ok.chmod(0o755)
+    assert host.unsafe_path_reason(str(ok)) is None
+    ok.chmod(0o757)
+    assert "writable by group or others" in (host.unsafe_path_reason(str(ok)) or "")
+    spaced = tmp_path / "my dir"
+    spaced.mkdir()
+    assert "space or '%'" in (host.unsafe_path_reason(str(spaced)) or "")
+    theirs = tmp_path / "theirs"
+    theirs.write_text("")
+    os.chown(theirs, 65534, 65534)
+    assert "owned by uid 65534" in (host.unsafe_path_reason(str(theirs)) or "")
+
+
+def test_a_kernel_without_ambient_caps_is_refused() -> None:
+    import pytest
+
+    from hostagent import facts, options, planner
+    from hostagent.errors import InputError
+
+    here = facts.gather()._replace(is_root=True, systemd=True, ambient_caps=False)
+    with pytest.raises(InputError, match="no ambient capabilities"):
+        planner.preflight(options.build({"controller_ips": ["10.0.0.1"]}), here)
+    assert facts.host.ambient_caps_supported()  # this machine's kernel has them
+
+
+def test_cgroup_processes_include_child_cgroups(tmp_path) -> None:
+    """On v2 the agent's user owns its cgroup and may make children; stop and cleanup must see them."""
+    from hostagent import agentcgroups
+    from hostagent.facts.cgroups import pids_in
+
+    top = tmp_path / "deepflow-agent"
+    (top / "child" / "grandchild").mkdir(parents=True)
+    (top / "cgroup.procs").write_text("10\n")
+    (top / "child" / "cgroup.procs").write_text("11\n12\n")
+    (top / "child" / "grandchild" / "cgroup.procs").write_text("")
+    assert sorted(pids_in(str(top))) == [10, 11, 12]
+    for f in top.rglob("cgroup.procs"):
+        f.unlink()
+    agentcgroups.remove(str(top), timeout=1)  # children first
+    assert not top.exists()

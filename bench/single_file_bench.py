@@ -169,7 +169,10 @@ def table(size: dict, fig: dict) -> str:
         "| — | ≤ 2 s, changed=0 |",
         f"| a play with one `ping` (ansible-playbook's floor on that connection) | {s(fig['ping_play_s'])} | — | — |",
     ]
-    art = ["", "| artifact | size |", "|---|---|"] + [f"| `{k}` | {v / MIB:.1f} MiB |" for k, v in size.items()]
+    def human(n: int) -> str:
+        return f"{n / MIB:.1f} MiB" if n >= MIB else f"{n / 1024:.1f} KiB"
+
+    art = ["", "| artifact | size |", "|---|---|"] + [f"| `{k}` | {human(v)} |" for k, v in size.items()]
     return "\n".join(list(rows[0]) + lines + art)
 
 

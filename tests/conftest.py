@@ -25,6 +25,21 @@ def cgroup_lock(root: None) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
+def dist() -> Path:
+    """dist/ of this checkout (built once per session in CI; skips elsewhere when absent): tests/dist.py."""
+    from tests.dist import find_or_build_dist
+
+    return find_or_build_dist()
+
+
+@pytest.fixture(scope="session")
+def single_file(dist: Path) -> Path:
+    from tests.dist import single_file_in
+
+    return single_file_in(dist)
+
+
+@pytest.fixture(scope="session")
 def agent_double() -> Path:
     from tests.fixtures.build import build_agent_double
 

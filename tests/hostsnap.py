@@ -1,7 +1,10 @@
 """Snapshot of the host state hostagent may touch, for before/after equality checks.
 
 Stdlib only: it is also copied into test hosts (nspawn, VMs) and run there as
-`python3 hostsnap.py [ROOTS...]`, printing JSON.
+`python3 hostsnap.py [ROOTS...]`, printing JSON. A host without Python is snapshotted from
+outside: `python3 hostsnap.py --root /proc/<its pid 1>/root [ROOTS...]` (or snapshot(roots, root=...))
+walks that host's tree through its own mounts (its /sys/fs/cgroup included) and reads its users and
+groups from its /etc/passwd and /etc/group; paths are reported as the host sees them.
 """
 from __future__ import annotations
 
@@ -64,11 +67,12 @@ def _entry(path: str, st: os.stat_result, with_content: bool) -> dict:
     return entry
 
 
-def _walk(root: str, files: dict) -> None:
+def _walk(root: str, files: dict, prefix: str = "") -> None:
     in_cgroupfs = root.startswith(CGROUP_ROOT)
     # /usr is large: size and mtime stand in for content there (hashing it takes minutes).
     hash_content = not in_cgroupfs and not root.startswith("/usr")
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    for real_dirpath, dirnames, filenames in os.walk(prefix + root, followlinks=False):
+        dirpath = real_dirpath[len(prefix):]
         if dirpath.startswith(VOLATILE_PREFIXES):
             dirnames[:] = []
             continue
@@ -84,26 +88,41 @@ def _walk(root: str, files: dict) -> None:
             if path in IGNORED or path.startswith(VOLATILE_PREFIXES):
                 continue
             try:
-                st = os.lstat(path)
+                st = os.lstat(prefix + path)
             except OSError:
                 continue
             if in_cgroupfs:
                 # systemd tags cgroup dirs with per-boot xattrs (trusted.invocation_id...): skip them.
                 files[path] = {"mode": oct(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}
             else:
-                files[path] = _entry(path, st, with_content=hash_content)
+                files[path] = _entry(prefix + path, st, with_content=hash_content)
 
 
-def snapshot(roots=DEFAULT_ROOTS) -> dict:
+def _db(prefix: str, name: str) -> list:
+    """Fields of /etc/passwd or /etc/group under prefix (the files NSS source, as getpwall reads it)."""
+    rows = []
+    with open(f"{prefix}/etc/{name}", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line and not line.startswith(("#", "+", "-")):
+                rows.append(line.split(":"))
+    return rows
+
+
+def snapshot(roots=DEFAULT_ROOTS, root: str = "") -> dict:
+    """The host's state; with root, the host whose / is that directory (e.g. /proc/PID/root)."""
+    prefix = root.rstrip("/")
     files: dict = {}
-    for root in roots:
-        if os.path.isdir(root):
-            _walk(root, files)
-    return {
-        "files": files,
-        "users": sorted(f"{p.pw_name}:{p.pw_uid}:{p.pw_gid}:{p.pw_dir}:{p.pw_shell}" for p in pwd.getpwall()),
-        "groups": sorted(f"{g.gr_name}:{g.gr_gid}:{','.join(g.gr_mem)}" for g in grp.getgrall()),
-    }
+    for top in roots:
+        if os.path.isdir(prefix + top):
+            _walk(top, files, prefix)
+    if prefix:
+        users = sorted(f"{p[0]}:{p[2]}:{p[3]}:{p[5]}:{p[6]}" for p in _db(prefix, "passwd"))
+        groups = sorted(f"{g[0]}:{g[2]}:{g[3]}" for g in _db(prefix, "group"))
+    else:
+        users = sorted(f"{p.pw_name}:{p.pw_uid}:{p.pw_gid}:{p.pw_dir}:{p.pw_shell}" for p in pwd.getpwall())
+        groups = sorted(f"{g.gr_name}:{g.gr_gid}:{','.join(g.gr_mem)}" for g in grp.getgrall())
+    return {"files": files, "users": users, "groups": groups}
 
 
 def diff(before: dict, after: dict) -> list:
@@ -126,4 +145,8 @@ def diff(before: dict, after: dict) -> list:
 
 
 if __name__ == "__main__":
-    json.dump(snapshot(sys.argv[1:] or DEFAULT_ROOTS), sys.stdout)
+    args = sys.argv[1:]
+    prefix = ""
+    if args[:1] == ["--root"]:
+        prefix, args = args[1], args[2:]
+    json.dump(snapshot(args or DEFAULT_ROOTS, root=prefix), sys.stdout)

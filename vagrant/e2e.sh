@@ -11,6 +11,8 @@ cd "$here"
 python="${PYTHON:-$repo/.venv/bin/python}"
 boxes=("$@")
 [ ${#boxes[@]} -gt 0 ] || boxes=(bookworm bullseye jammy rocky9)
+# The Vagrantfile puts hostagent there (HOSTAGENT_VIA=file, the default: the single file from dist/).
+if [ "${HOSTAGENT_VIA:-file}" = venv ]; then hostagent=/opt/hostagent/bin/hostagent; else hostagent=/usr/sbin/hostagent; fi
 
 # The agent double: static, so one build serves every box.
 mkdir -p .build
@@ -35,7 +37,7 @@ for box in "${boxes[@]}"; do
     vagrant ssh-config "$box" > ".build/ssh-config-$box"
     ssh -F ".build/ssh-config-$box" "$box" sudo python3 - < "$repo/tests/hostsnap.py" > ".build/before-$box.json"
 
-    on "$box" /opt/hostagent/bin/hostagent install --agent-binary /root/deepflow-agent \
+    on "$box" "$hostagent" install --agent-binary /root/deepflow-agent \
         --controller-ip 127.0.0.1 --yes --json
     suite "$box" --state=installed
 
@@ -47,7 +49,7 @@ for box in "${boxes[@]}"; do
     on "$box" systemctl restart deepflow-agent
     suite "$box" --state=installed
 
-    on "$box" /opt/hostagent/bin/hostagent uninstall --yes --json
+    on "$box" "$hostagent" uninstall --yes --json
     suite "$box" --state=absent --snapshot-before="$here/.build/before-$box.json"
     echo "=== $box passed in $((SECONDS - start)) s"
 done

@@ -19,6 +19,8 @@ from typing import Optional, Sequence
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = REPO / "ansible"
 PLAYBOOK = Path(__file__).resolve().parent / "fixtures" / "site.yml"
+# The same play calling the role by its FQCN, for a collection installed from the release tarball.
+COLLECTION_PLAYBOOK = Path(__file__).resolve().parent / "fixtures" / "site_collection.yml"
 CALLBACKS = Path(__file__).resolve().parent / "plugins" / "callback"
 
 
@@ -70,8 +72,19 @@ def write_inventory(hosts: Sequence[Host], path: Path) -> Path:
     return path
 
 
+def install_collection(tarball: Path, dest: Path) -> Path:
+    """`ansible-galaxy collection install --offline` of the release tarball into dest; returns dest."""
+    galaxy = ansible_bin("ansible-galaxy") or "ansible-galaxy"
+    env = dict(os.environ, ANSIBLE_GALAXY_SERVER="http://127.0.0.1:9/")  # offline: nothing to reach
+    subprocess.run([galaxy, "collection", "install", "--offline", "-p", str(dest), str(tarball)],
+                   check=True, capture_output=True, env=env)
+    return dest
+
+
 def run_playbook(inventory: Path, extra_vars: dict, *args: str, playbook: Path = PLAYBOOK,
-                 forks: int = 5, timeout: float = 600) -> Run:
+                 forks: int = 5, timeout: float = 600, collections: Optional[Path] = None) -> Run:
+    """collections: a dir the collection was installed into (install_collection); the play then uses
+    the role and module from there only (no roles_path, no checkout link) by their FQCNs."""
     with tempfile.TemporaryDirectory(prefix="hostagent-ansible-") as tmp:
         record = Path(tmp) / "record.jsonl"
         vars_file = Path(tmp) / "vars.json"
@@ -87,6 +100,10 @@ def run_playbook(inventory: Path, extra_vars: dict, *args: str, playbook: Path =
             ANSIBLE_FORKS=str(forks),
             HOSTAGENT_ANSIBLE_RECORD=str(record),
         )
+        if collections is not None:
+            env.update(ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_ROLES_PATH=str(Path(tmp) / "no-roles"))
+            if playbook == PLAYBOOK:
+                playbook = COLLECTION_PLAYBOOK
         cmd = [ansible_bin("ansible-playbook") or "ansible-playbook", "-i", str(inventory),
                "-e", f"@{vars_file}", *args, str(playbook)]
         t0 = time.monotonic()

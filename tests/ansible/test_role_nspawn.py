@@ -1,42 +1,47 @@
-"""The deepflow_agent role against a booted Debian 12 host (systemd-nspawn), over SSH on 127.0.0.1.
+"""The role from the release's collection tarball against a fresh Debian 12 host (systemd-nspawn),
+over SSH on 127.0.0.1, shipping the single file (the default route; no venv on the host).
 
-snapshot → --check on the fresh host (would change, nothing changes) → converge → testinfra host
-suite (tests/system/test_host_state.py) → converge again
-(changed=0) → --check (changed=0) → --check with another memory limit and controller (would change,
-unit and config diffs shown, nothing changes) → converge into a second hostagent venv the role installs from the wheelhouse →
-state=absent (removing that venv) → absent again (changed=0) → snapshot equal to the first.
+The collection is installed offline from dist/hostagent-deepflow-<v>.tar.gz into a temp dir and the
+play calls hostagent.deepflow.deepflow_agent from there (no roles_path, no checkout link).
 
-The host image has hostagent in /opt/hostagent already (from the same wheelhouse): the role's
-install phase must leave it alone there, and install it where it is missing.
+snapshot → --check on the fresh host (would change, nothing changes) → converge (the file shipped,
+checked against SHA256SUMS on the host) → testinfra host suite (tests/system/test_host_state.py) →
+converge again (changed=0) → --check (changed=0) → --check with another memory limit and controller
+(would change, unit and config diffs shown, nothing changes) → the host's copy altered: a file that
+does not match its SHA-256 is refused on the host, the right one repairs the copy → the wheelhouse route (the option): a venv the role installs, only
+the unit changes → back to the file, only the unit changes → state=absent (removing the file) →
+removing the venv → absent again (changed=0) → snapshot equal to the first.
+
+The host has python3 (Ansible's modules need it; hostagent does not use it).
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.ansible.runner import Host, Run, ansible_bin, run_playbook, write_inventory
+from tests.ansible.runner import Host, Run, ansible_bin, install_collection, run_playbook, write_inventory
 from tests.hostsnap import diff as snapshot_diff
 from tests.system.conftest import comparable
 
 pytestmark = [pytest.mark.nspawn, pytest.mark.slow, pytest.mark.root]
 
 REPO = Path(__file__).resolve().parents[2]
-HOSTSNAP = REPO / "tests" / "hostsnap.py"
 NAME = "h1"
 SECOND_VENV = "/opt/hostagent-role"
+FILE_ON_HOST = "/usr/local/sbin/hostagent"
+SHIP_FILE = "hostagent.deepflow.deepflow_agent : Ship the hostagent single file"
 UNIT = "/etc/systemd/system/deepflow-agent.service"
 CONFIG = "/etc/deepflow-agent/deepflow-agent.yaml"
-CONVERGE = "deepflow_agent : Converge the agent with hostagent"
-UNINSTALL = "deepflow_agent : Remove the agent with hostagent"
+CONVERGE = "hostagent.deepflow.deepflow_agent : Converge the agent with hostagent"
+UNINSTALL = "hostagent.deepflow.deepflow_agent : Remove the agent with hostagent"
 INSTALL_PHASE = (
-    "deepflow_agent : Ship the wheelhouse",
-    "deepflow_agent : Create the hostagent venv",
-    "deepflow_agent : Install hostagent into the venv",
+    "hostagent.deepflow.deepflow_agent : Ship the wheelhouse",
+    "hostagent.deepflow.deepflow_agent : Create the hostagent venv",
+    "hostagent.deepflow.deepflow_agent : Install hostagent into the venv",
 )
 
 
@@ -51,39 +56,38 @@ def _requirements() -> str:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tmp_path_factory, dist):
     reason = _requirements()
     if reason:
         pytest.skip(reason)
+    from tests.dist import collection_in, single_file_in
     from tests.fixtures.build import build_agent_double
     from tests.images.nspawn import NspawnHost
-    from tests.images.wheelhouse import build_wheelhouse
 
     tmp = tmp_path_factory.mktemp("ansible")
-    # One wheelhouse: the image's /opt/hostagent comes from it, and the role ships it.
-    wheels = build_wheelhouse(tmp / "wheelhouse")
+    collections = install_collection(collection_in(dist), tmp / "collections")
     double = build_agent_double()
-    with NspawnHost(ssh=True, wheelhouse=wheels) as host:
-        host.put("/root/hostsnap.py", HOSTSNAP.read_bytes())
+    with NspawnHost(ssh=True, install_hostagent=False) as host:
         assert host.ssh_port is not None
         inventory = write_inventory([Host(NAME, host.ssh_port, host.workdir / "id_ed25519")], tmp / "hosts.ini")
         base = {
             "deepflow_agent_controller_ips": ["127.0.0.1"],
             "deepflow_agent_binary_src": str(double),
-            "deepflow_agent_hostagent_wheelhouse": str(wheels),
+            # Its SHA-256 comes from dist/SHA256SUMS beside it.
+            "deepflow_agent_hostagent_file": str(single_file_in(dist)),
         }
-        yield host, inventory, base
+        yield host, inventory, base, collections, tmp
 
 
-def play(inventory: Path, extra: dict, *args: str) -> Run:
-    run = run_playbook(inventory, extra, *args)
+def play(inventory: Path, extra: dict, *args: str, collections: Path) -> Run:
+    run = run_playbook(inventory, extra, *args, collections=collections)
     assert run.rc == 0 and NAME in run.stats, f"ansible-playbook {' '.join(args)} rc={run.rc}:\n{run.log}"
     print(f"ansible-playbook {' '.join(args) or '(apply)'}: {run.seconds:.1f}s, changed={run.changed(NAME)}")
     return run
 
 
 def snapshot(host) -> dict:
-    return comparable(json.loads(host.run("python3 /root/hostsnap.py").check().stdout))
+    return comparable(host.snapshot())
 
 
 def host_suite(host) -> None:
@@ -100,62 +104,111 @@ def sha256(host, path: str) -> str:
     return hashlib.sha256(host.get(path).encode()).hexdigest()
 
 
+def unit_only(run: Run) -> set:
+    """The hostagent steps a converge applied."""
+    return {st["id"] for st in run.task(CONVERGE)["result"]["steps"] if st["status"] == "applied"}
+
+
 def test_converge_check_diff_absent(env):
-    host, inventory, base = env
+    host, inventory, base, collections, tmp = env
+    figures: dict = {}
+
+    def run(extra: dict, *args: str) -> Run:
+        return play(inventory, extra, *args, collections=collections)
+
     before = snapshot(host)
 
-    # Check mode on a fresh host: everything would change, nothing is written. The binary the
-    # role would ship is not there yet, so hostagent is not asked for a plan.
-    run = play(inventory, base, "--check", "--diff")
-    assert run.changed_tasks(NAME) == [
-        "deepflow_agent : Make the directory the agent binary is shipped into",
-        "deepflow_agent : Ship the agent binary", CONVERGE]
-    assert "is not on the host yet" in run.task(CONVERGE)["result"]["msg"]
+    # Check mode on a fresh host: everything would change, nothing is written. hostagent is not on
+    # the host yet, so it is not asked for a plan.
+    r = run(base, "--check", "--diff")
+    assert r.changed_tasks(NAME) == [
+        SHIP_FILE, "hostagent.deepflow.deepflow_agent : Make the directory the agent binary is shipped into",
+        "hostagent.deepflow.deepflow_agent : Ship the agent binary", CONVERGE]
+    assert "is not on the host yet" in r.task(CONVERGE)["result"]["msg"]
     assert snapshot_diff(before, snapshot(host)) == []
 
-    # Converge. /opt/hostagent already has this hostagent: the install phase does nothing.
-    run = play(inventory, base)
-    assert run.task(CONVERGE)["result"]["changed"] is True
-    assert all(run.task(t)["status"] == "skipped" for t in INSTALL_PHASE), run.changed_tasks(NAME)
+    # Converge: the file is shipped (no venv, no pip), and hostagent runs from it.
+    r = run(base)
+    figures["fresh"] = r.seconds
+    assert r.task(SHIP_FILE)["result"]["changed"] is True
+    assert r.task(CONVERGE)["result"]["changed"] is True
+    assert host.run(f"stat -c '%U:%G %a' {FILE_ON_HOST}").check().stdout.strip() == "root:root 755"
+    assert host.run("test -e /opt/hostagent").rc == 1
+    assert f"ExecStart={FILE_ON_HOST} exec --prepared " in host.get(UNIT)
     host_suite(host)
 
-    run = play(inventory, base)
-    assert run.changed(NAME) == 0, run.changed_tasks(NAME)
-    steps = run.task(CONVERGE)["result"]["steps"]
+    r = run(base)
+    figures["converged"] = r.seconds
+    assert r.changed(NAME) == 0, r.changed_tasks(NAME)
+    steps = r.task(CONVERGE)["result"]["steps"]
     assert steps and {s["status"] for s in steps} == {"unchanged"}, steps
 
-    run = play(inventory, base, "--check", "--diff")
-    assert run.changed(NAME) == 0, run.changed_tasks(NAME)
-    assert run.task(CONVERGE)["result"]["report"]["dry_run"] is True
+    r = run(base, "--check", "--diff")
+    assert r.changed(NAME) == 0, r.changed_tasks(NAME)
+    assert r.task(CONVERGE)["result"]["report"]["dry_run"] is True
 
     # Another limit and a second controller in check mode: reported with the unit's and the
     # config's diffs, not applied.
     unit_before, config_before = sha256(host, UNIT), sha256(host, CONFIG)
     changed = dict(base, deepflow_agent_memory_mib=512, deepflow_agent_controller_ips=["127.0.0.1", "127.0.0.2"])
-    run = play(inventory, changed, "--check", "--diff")
-    assert run.changed_tasks(NAME) == [CONVERGE]
-    assert f"+++ {UNIT}" in run.log and "+ExecStart=" in run.log and "--memory-mib 512" in run.log, run.log
-    assert f"+++ {CONFIG}" in run.log and "127.0.0.2" in run.log, run.log
+    r = run(changed, "--check", "--diff")
+    assert r.changed_tasks(NAME) == [CONVERGE]
+    assert f"+++ {UNIT}" in r.log and "+ExecStart=" in r.log and "--memory-mib 512" in r.log, r.log
+    assert f"+++ {CONFIG}" in r.log and "127.0.0.2" in r.log, r.log
     assert (sha256(host, UNIT), sha256(host, CONFIG)) == (unit_before, config_before)
 
-    # A venv without hostagent: the role ships the wheelhouse and installs it there, then
-    # hostagent (now run from that venv) rewrites the unit's ExecStart.
-    second = dict(base, deepflow_agent_hostagent_venv=SECOND_VENV)
-    run = play(inventory, second)
-    assert all(run.task(t)["result"].get("changed") for t in INSTALL_PHASE), run.changed_tasks(NAME)
-    assert run.task(CONVERGE)["result"]["changed"] is True
+    # The host's copy changed behind the role's back (one byte appended): the next converge sees it
+    # (the SHA-256 of the host's copy is checked at every run). A controller file that is not the one
+    # SHA256SUMS names is refused on the host, and the host's copy stays as it was; a converge with
+    # the right file repairs it, changing nothing else.
+    host.run(f"printf x >> {FILE_ON_HOST}").check()
+    tampered = host.run(f"sha256sum {FILE_ON_HOST}").check().stdout
+    bad = tmp / "bad" / Path(base["deepflow_agent_hostagent_file"]).name
+    bad.parent.mkdir()
+    bad.write_bytes(Path(base["deepflow_agent_hostagent_file"]).read_bytes() + b"tampered")
+    expected = [line.split()[0] for line in (Path(base["deepflow_agent_hostagent_file"]).parent / "SHA256SUMS")
+                .read_text().splitlines() if line.endswith("  " + bad.name)][0]
+    r = run_playbook(inventory, dict(base, deepflow_agent_hostagent_file=str(bad),
+                                     deepflow_agent_hostagent_sha256=expected), collections=collections)
+    assert r.rc != 0 and r.task(SHIP_FILE)["status"] == "failed", r.log
+    assert host.run(f"sha256sum {FILE_ON_HOST}").check().stdout == tampered
+    r = run(base)
+    assert r.changed_tasks(NAME) == [SHIP_FILE], r.changed_tasks(NAME)
+    assert host.run(f"sha256sum {FILE_ON_HOST}").check().stdout.split()[0] == expected
+
+    # The wheelhouse route (the option): the role installs a venv from it, and hostagent (now run
+    # from that venv) rewrites only the unit's ExecStart. Then back to the file: only the unit again.
+    from tests.images.wheelhouse import build_wheelhouse
+
+    wheels = build_wheelhouse(tmp / "wheelhouse")
+    second = {k: v for k, v in base.items() if k != "deepflow_agent_hostagent_file"}
+    second.update(deepflow_agent_hostagent_wheelhouse=str(wheels), deepflow_agent_hostagent_venv=SECOND_VENV)
+    r = run(second)
+    assert all(r.task(t)["result"].get("changed") for t in INSTALL_PHASE), r.changed_tasks(NAME)
+    assert r.task(CONVERGE)["result"]["changed"] is True
     assert f"ExecStart={SECOND_VENV}/bin/python3" in host.get(UNIT)
+    venv_steps = unit_only(r)
     host.run("systemctl is-active --quiet deepflow-agent").check()
-    run = play(inventory, second)
-    assert run.changed(NAME) == 0, run.changed_tasks(NAME)
+    r = run(second)
+    assert r.changed(NAME) == 0, r.changed_tasks(NAME)
+    r = run(base)
+    assert r.changed_tasks(NAME) == [CONVERGE]
+    assert unit_only(r) == venv_steps and all("unit" in i or "service" in i for i in venv_steps), venv_steps
+    assert f"ExecStart={FILE_ON_HOST} exec --prepared " in host.get(UNIT)
+    host.run("systemctl is-active --quiet deepflow-agent").check()
 
-    # Take it all back, the second venv too.
-    run = play(inventory, dict(second, deepflow_agent_state="absent", deepflow_agent_hostagent_remove=True))
-    removed = run.task(UNINSTALL)["result"]
+    # Take it all back: the agent and the shipped file (with its cache), then the venv.
+    r = run(dict(base, deepflow_agent_state="absent", deepflow_agent_hostagent_remove=True))
+    removed = r.task(UNINSTALL)["result"]
     assert removed["changed"] is True and removed["report"]["command"] == "uninstall", removed
-    assert host.run(f"test -e {SECOND_VENV}").rc == 1
+    assert host.run(f"test -e {FILE_ON_HOST} || test -e /var/cache/hostagent").rc == 1
     assert host.run("test -e /var/lib/hostagent-ansible").rc == 1
+    r = run(dict(second, deepflow_agent_state="absent", deepflow_agent_hostagent_remove=True))
+    assert r.changed_tasks(NAME) == ["hostagent.deepflow.deepflow_agent : Remove the hostagent venv"], r.changed_tasks(NAME)
+    assert host.run(f"test -e {SECOND_VENV}").rc == 1
 
-    run = play(inventory, dict(base, deepflow_agent_state="absent"))
-    assert run.changed(NAME) == 0, run.changed_tasks(NAME)
+    r = run(dict(base, deepflow_agent_state="absent"))
+    assert r.changed(NAME) == 0, r.changed_tasks(NAME)
     assert snapshot_diff(before, snapshot(host)) == []
+    print(f"\nrole converge from the collection with the single file: fresh {figures['fresh']:.1f} s, "
+          f"converged {figures['converged']:.1f} s")

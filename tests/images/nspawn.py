@@ -41,6 +41,7 @@ from tests.images.rootfs import Recipe, build_rootfs, clone_rootfs, overlay_root
 from tests.images.wheelhouse import build_wheelhouse
 
 HOSTAGENT_VENV = "/opt/hostagent"
+SINGLE_FILE_ON_HOST = "/usr/sbin/hostagent"
 # Every capability a hostagent profile may put on the binary (ebpf profile included),
 # plus what nspawn keeps by default. cap_setfcap is there already (bit 31).
 EXTRA_CAPABILITIES = (
@@ -173,6 +174,7 @@ class NspawnHost:
         *,
         install_hostagent: bool = True,
         wheelhouse: Optional[Path] = None,
+        hostagent_file: Optional[Path] = None,
         ssh: bool = False,
         capabilities: Sequence[str] = EXTRA_CAPABILITIES,
         workdir: Optional[Path] = None,
@@ -182,6 +184,8 @@ class NspawnHost:
         self.recipe = recipe
         self.install_hostagent = install_hostagent
         self.wheelhouse = wheelhouse
+        # The single file (dist/hostagent-<v>-linux-x86_64), put at /usr/sbin/hostagent before boot.
+        self.hostagent_file = hostagent_file
         self.ssh_enabled = ssh
         self.capabilities = tuple(capabilities)
         self.boot_timeout = boot_timeout
@@ -234,6 +238,11 @@ class NspawnHost:
             wheels = self.wheelhouse or build_wheelhouse(self.workdir / "wheelhouse")
             shutil.copytree(wheels, self.root / "var/tmp/hostagent-wheelhouse")
             self.timings["wheelhouse"] = time.monotonic() - t0
+        if self.hostagent_file is not None:
+            dest = self.root / SINGLE_FILE_ON_HOST.lstrip("/")
+            shutil.copyfile(self.hostagent_file, dest)
+            os.chown(dest, 0, 0)
+            os.chmod(dest, 0o755)
         self.boot()
         if self.install_hostagent:
             t0 = time.monotonic()
@@ -399,6 +408,14 @@ class NspawnHost:
 
     def get(self, path: str) -> str:
         return self._nsenter(["cat", path]).check().stdout
+
+    def snapshot(self, roots: Sequence[str] = ()) -> dict:
+        """hostsnap of the host, taken from this machine through its pid 1's root (its own mounts,
+        cgroupfs included): works on a host without Python."""
+        from tests import hostsnap
+
+        assert self._leader, "host is not running"
+        return hostsnap.snapshot(tuple(roots) or hostsnap.DEFAULT_ROOTS, root=f"/proc/{self._leader}/root")
 
     def journal(self, unit: str = "deepflow-agent.service", lines: int = 50) -> str:
         return self.run(["journalctl", "--no-pager", "-n", str(lines), "-u", unit]).stdout

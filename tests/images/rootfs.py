@@ -52,13 +52,17 @@ class Recipe:
     version: str = "1"
     mirror: str = MIRROR
     name: str = "host"
+    # Base packages left out (e.g. python3 and python3-venv for a host with no Python at all).
+    exclude: tuple[str, ...] = ()
 
     def all_packages(self) -> list[str]:
-        return sorted(set(BASE_PACKAGES) | set(self.packages))
+        return sorted((set(BASE_PACKAGES) - set(self.exclude)) | set(self.packages))
 
     def digest(self) -> str:
         data = dataclasses.asdict(self)
         data["packages"] = self.all_packages()
+        if not data["exclude"]:  # recipes from before the field keep their digests (and caches)
+            del data["exclude"]
         data["builder"] = BUILDER_VERSION
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
@@ -123,6 +127,9 @@ def build_rootfs(recipe: Recipe, cache_dir: Path = CACHE_DIR, log=sys.stderr) ->
             )
             if result.returncode != 0:
                 raise RuntimeError(f"mmdebstrap failed ({result.returncode}):\n{result.stdout[-4000:]}")
+            leaked = [p for p in recipe.exclude if (target / "var/lib/dpkg/info" / f"{p}.list").exists()]
+            if leaked:
+                raise RuntimeError(f"excluded packages came in as dependencies: {leaked}")
             meta = dataclasses.asdict(recipe)
             meta["build_seconds"] = round(time.monotonic() - started, 1)
             # Written last: its presence marks a complete image.

@@ -17,7 +17,9 @@ from __future__ import annotations
 import os
 import shlex
 import socket
+import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Sequence, Union
@@ -53,6 +55,9 @@ class VMHost:
         self.key = self.workdir / "id_ed25519"
         self.console_log = self.workdir / "console.log"
         self.ssh_config = self.workdir / "ssh_config"
+        # ssh's ControlPath is a unix socket (at most 107 bytes, and ssh adds 17 to it): a short dir of
+        # its own, not the workdir (pytest's /tmp/pytest-of-root/pytest-NNN/vm-TIER0/ is too long).
+        self._control_dir = tempfile.mkdtemp(prefix="havm-", dir="/tmp")
         self.proc: subprocess.Popen | None = None
         self.boot_seconds: list[float] = []  # boot-to-SSH for each boot, first boot included
 
@@ -69,6 +74,7 @@ class VMHost:
 
     def __exit__(self, *exc) -> None:
         self.kill()
+        shutil.rmtree(self._control_dir, ignore_errors=True)
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -138,7 +144,7 @@ class VMHost:
             "  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n"
             "  BatchMode yes\n  ConnectTimeout 10\n"
             # One TCP+key exchange per VM, not per command: each costs seconds under TCG.
-            f"  ControlMaster auto\n  ControlPath {self.workdir}/ssh-%C\n  ControlPersist 120\n"
+            f"  ControlMaster auto\n  ControlPath {self._control_dir}/%C\n  ControlPersist 120\n"
             "  ServerAliveInterval 5\n  ServerAliveCountMax 6\n"
         )
 

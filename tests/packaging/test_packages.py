@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.hostsnap import diff as snapshot_diff
-from tests.packaging.conftest import version
+from tests.dist import version
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTSNAP = REPO / "tests" / "hostsnap.py"

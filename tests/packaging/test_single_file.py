@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.packaging.conftest import version
+from tests.dist import version
 
 pytestmark = [pytest.mark.root]
 

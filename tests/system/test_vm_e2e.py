@@ -9,13 +9,15 @@ tiers explicitly.
 One VM per tier serves the module's tests in order:
   test_boot: SSH works, systemd is up (no failed unit), the cgroup mode is
     the tier's, python3 is the suite's.
-  test_lifecycle: hostagent goes on the VM the README's way (venv + pip from a
-    wheelhouse), then install -> suite -> reboot -> suite -> self-upgrade-style
+  test_lifecycle: the single file (dist/hostagent-<v>-linux-x86_64, built once
+    per session, tests/dist.py) goes on the VM as /usr/sbin/hostagent, as the
+    .deb puts it, then install -> suite -> reboot -> suite -> self-upgrade-style
     binary replacement + restart -> caps back -> uninstall -> snapshot equal.
+    The file never uses the VM's Python (the images keep python3 for hostsnap).
 
-How hostagent gets onto bullseye (3.9) and trixie (3.13): see vm_image.py's
-docstring (binary wheels for the target's Python are fetched or built in a
-throwaway chroot of that suite; the image has no compiler).
+The venv route (pip from a wheelhouse) is the nspawn tier's (test_nspawn_e2e.py,
+Python 3.11); the per-Python wheelhouses for bullseye (3.9) and trixie (3.13)
+are built by packaging/build.sh with vm_image.target_wheels.
 
 Run: sudo .venv/bin/python -m pytest -m vm tests/system/test_vm_e2e.py -s
 """
@@ -33,12 +35,13 @@ import pytest
 
 from tests import hostsnap
 from tests.images.vm import VMHost, cgroup_mode
-from tests.images.vm_image import TIERS, Tier, build_image, target_wheels
+from tests.images.vm_image import TIERS, Tier, build_image
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 AGENT = "/usr/sbin/deepflow-agent"
+HOSTAGENT = "/usr/sbin/hostagent"
 UNIT = "deepflow-agent"
 # The testinfra suite (tests/system/), pointed at the VM over ssh.
 SUITE = REPO / "tests" / "system" / "test_host_state.py"
@@ -111,7 +114,7 @@ def test_boot(vm: VMHost, tier: Tier):
 
 def _hostagent(vm: VMHost, *args: str, expect_rc: int = 0) -> dict:
     """Run the CLI with --json; on an unexpected exit, fail with everything needed to debug it."""
-    cmd = "/opt/hostagent/bin/hostagent " + " ".join(args) + " --json"
+    cmd = f"{HOSTAGENT} " + " ".join(args) + " --json"
     result = vm.run(cmd, check=False, timeout=600)
     try:
         report = json.loads(result.stdout)
@@ -160,10 +163,8 @@ def _agent_pids(vm: VMHost) -> str:
     return vm.run(f"systemctl show -p MainPID --value {UNIT}").stdout.strip()
 
 
-def test_lifecycle(vm: VMHost, tier: Tier, tmp_path: Path):
-    pytest.importorskip("hostagent.cli", reason="the hostagent CLI is not in this tree yet")
+def test_lifecycle(vm: VMHost, tier: Tier, tmp_path: Path, single_file: Path):
     from tests.fixtures.build import build_agent_double
-    from tests.images.wheelhouse import build_wheelhouse
 
     timings: dict[str, float] = {}
     mark = time.monotonic()
@@ -174,27 +175,23 @@ def test_lifecycle(vm: VMHost, tier: Tier, tmp_path: Path):
         timings[name] = round(now - mark, 1)
         mark = now
 
-    wheelhouse = build_wheelhouse(tmp_path / "wheelhouse")
-    extra = target_wheels(tier, wheelhouse)
     double = build_agent_double()
-    lap("build wheels+double")
-    vm.run("rm -rf /root/wheelhouse")
-    if extra is None:  # the target has this machine's Python
-        vm.put(wheelhouse, "/root/wheelhouse")
-    else:
-        vm.put(extra, "/root/wheelhouse")
-        vm.put(next(wheelhouse.glob("hostagent-*.whl")), "/root/wheelhouse/")
+    lap("build double")
     vm.put(double, "/root/deepflow-agent")
-    # The README's way onto a host without internet.
-    vm.run("python3 -m venv /opt/hostagent && /opt/hostagent/bin/pip install -q --no-index"
-           " --find-links /root/wheelhouse hostagent", timeout=900)
-    lap("put hostagent")
-
     before = snapshot(vm)
+    vm.put(single_file, f"{HOSTAGENT}.new")
+    vm.run(f"chown root:root {HOSTAGENT}.new && chmod 0755 {HOSTAGENT}.new && mv -f {HOSTAGENT}.new {HOSTAGENT}")
+    version = vm.run(f"{HOSTAGENT} --version").stdout
+    assert version.startswith("hostagent "), version
+    lap("put hostagent")
     report = _hostagent(vm, "install", "--agent-binary", "/root/deepflow-agent",
                         "--controller-ip", "127.0.0.1", "--yes")
     assert report["ok"] is True and report["changed"] is True, report
+    unit = vm.run("cat /etc/systemd/system/deepflow-agent.service").stdout
+    assert f"ExecStart={HOSTAGENT} exec --prepared " in unit, unit
     _wait_agent(vm)
+    again = _hostagent(vm, "install", "--agent-binary", "/root/deepflow-agent", "--controller-ip", "127.0.0.1", "--yes")
+    assert again["changed"] is False and {s["status"] for s in again["steps"]} == {"unchanged"}, again
     lap("install")
     _suite(vm, "--state=installed")
     lap("suite")
@@ -219,6 +216,8 @@ def test_lifecycle(vm: VMHost, tier: Tier, tmp_path: Path):
 
     report = _hostagent(vm, "uninstall", "--yes")
     assert report["ok"] is True, report
+    # The file itself goes as it came (the .deb's postrm removes its cache too).
+    vm.run(f"rm -f {HOSTAGENT} && rm -rf /var/cache/hostagent")
     snap_file = tmp_path / "before.json"
     snap_file.write_text(json.dumps(before))
     _suite(vm, "--state=absent", f"--snapshot-before={snap_file}")

@@ -1,0 +1,74 @@
+"""The release artifacts (packaging/build.sh) for the tests (tests/packaging, the single-file nspawn and
+VM lifecycles, the role): fixtures `dist` and `single_file`, registered in tests/conftest.py.
+
+Found in dist/ when its .inputs digest matches this checkout, else in the cache
+(HOSTAGENT_TEST_CACHE/dist-<digest>). Missing: in CI (CI=true) they are built into the cache
+(the single file, .deb, .rpm and the collection; about 2 minutes with a cold build image);
+elsewhere the tests skip and say how to build them.
+"""
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE_DIR = Path(os.environ.get("HOSTAGENT_TEST_CACHE", "/var/cache/hostagent-tests"))
+BUILT = ("single", "packages", "collection")
+
+
+def _build_module():
+    spec = importlib.util.spec_from_file_location("hostagent_build", REPO / "packaging" / "build.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def version() -> str:
+    text = (REPO / "hostagent" / "__init__.py").read_text()
+    return re.search(r'^__version__ = "([^"]+)"', text, re.M).group(1)
+
+
+def _complete(d: Path, digest: str) -> bool:
+    ver = version()
+    names = (f"hostagent-{ver}-linux-x86_64", f"hostagent_{ver}_amd64.deb", f"hostagent-{ver}-1.x86_64.rpm",
+             f"hostagent-deepflow-{ver}.tar.gz", "SHA256SUMS")
+    marker = d / ".inputs"
+    return marker.exists() and marker.read_text().strip() == digest and all((d / n).exists() for n in names)
+
+
+def find_or_build_dist() -> Path:
+    digest = _build_module().inputs_digest()
+    for d in (REPO / "dist", CACHE_DIR / f"dist-{digest}"):
+        if _complete(d, digest):
+            return d
+    if os.environ.get("CI") != "true":
+        pytest.skip("no release artifacts for this checkout: run `bash packaging/build.sh` (or CI=true)")
+    if os.geteuid() != 0 or shutil.which("mmdebstrap") is None:
+        pytest.fail("CI must build the release artifacts: needs root and mmdebstrap")
+    out = CACHE_DIR / f"dist-{digest}"
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(CACHE_DIR / f".{out.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _complete(out, digest):
+            shutil.rmtree(out, ignore_errors=True)
+            cmd = [sys.executable, str(REPO / "packaging" / "build.py"), "--dist", str(out)]
+            for step in BUILT:
+                cmd += ["--only", step]
+            subprocess.run(cmd, check=True, cwd=REPO)
+    return out
+
+
+def single_file_in(dist: Path) -> Path:
+    return dist / f"hostagent-{version()}-linux-x86_64"
+
+
+def collection_in(dist: Path) -> Path:
+    return dist / f"hostagent-deepflow-{version()}.tar.gz"

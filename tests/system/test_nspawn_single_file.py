@@ -1,0 +1,52 @@
+"""The single file's whole lifecycle on a Debian 12 host with NO Python at all (systemd-nspawn).
+
+The image is the nspawn tier's without the python3 and python3-venv packages (nothing pulls them
+back in: checked). The file (dist/hostagent-<v>-linux-x86_64, built once per session) is put at
+/usr/sbin/hostagent, root:root 0755, as the .deb does. Then: install → host suite → install again
+(nothing changes) → reboot → suite → the agent binary replaced as a self-upgrade does (caps gone) +
+restart → caps back → uninstall → suite --state=absent → snapshot equal.
+
+The snapshots are taken from this machine through the container's /proc/<pid 1>/root
+(tests/hostsnap.py with a root path): the host has no python3 to run hostsnap itself.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from tests.system.test_nspawn_e2e import DOUBLE_ON_HOST, lifecycle
+
+pytestmark = [pytest.mark.nspawn, pytest.mark.slow, pytest.mark.root]
+
+
+@pytest.fixture(scope="module")
+def host(single_file):
+    from tests.fixtures.build import build_agent_double
+    from tests.images.nspawn import NSPAWN_RECIPE, NspawnHost, missing_requirement
+
+    reason = missing_requirement()
+    if reason:
+        pytest.skip(reason)
+    recipe = dataclasses.replace(NSPAWN_RECIPE, name="nspawn-nopython", exclude=("python3", "python3-venv"))
+    with NspawnHost(recipe, install_hostagent=False, hostagent_file=single_file, ssh=True) as h:
+        h.put(DOUBLE_ON_HOST, build_agent_double().read_bytes(), 0o755)
+        yield h
+        print(f"\nnspawn timings: { {k: round(v, 2) for k, v in h.timings.items()} }")
+
+
+def test_the_host_has_no_python(host):
+    r = host.run("command -v python3 python3.11 python; ls /usr/bin/python* /usr/lib/python3*; "
+                 "dpkg -l 'python3*' 2>/dev/null | grep ^ii")
+    assert r.stdout.strip() == "", r.stdout
+
+
+def test_single_file_lifecycle_without_python(host, tmp_path):
+    assert host.run("hostagent --version").check().stdout.startswith("hostagent ")
+
+    def unit_calls_the_file() -> None:
+        unit = host.get("/etc/systemd/system/deepflow-agent.service")
+        assert "ExecStart=/usr/sbin/hostagent exec --prepared " in unit, unit
+
+    timings = lifecycle(host, tmp_path, host.snapshot, suite_has_python=False, after_install=unit_calls_the_file)
+    print(f"\nsingle-file e2e timings: {timings}")

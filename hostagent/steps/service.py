@@ -13,6 +13,7 @@ from hostagent.run import run
 from hostagent.steps.base import Record, Step
 
 START_TIMEOUT = float(os.environ.get("HOSTAGENT_START_TIMEOUT", "30"))
+SETTLE = 0.3  # seconds a started agent must keep running before its start counts
 
 
 @dataclass
@@ -72,9 +73,13 @@ class Service(Step):
         while time.monotonic() < deadline:
             state = unit_state(self.name)
             if state.get("ActiveState") == "active" and self._running_as_user(state):
-                # Confirm once more that it survived its own start-up work (cgroups, capabilities).
+                # Confirm that it survived its own start-up work (cgroups, capabilities): the same
+                # process, still the user's, after a short settle time; Restart=always would otherwise
+                # hide an agent that exits at once behind its next start.
+                time.sleep(SETTLE)
                 again = unit_state(self.name)
-                if again.get("MainPID") == state.get("MainPID") and again.get("ActiveState") == "active":
+                if (again.get("MainPID") == state.get("MainPID") and again.get("ActiveState") == "active"
+                        and again.get("NRestarts") == state.get("NRestarts") and self._running_as_user(again)):
                     return
             if state.get("ActiveState") == "failed" or state.get("SubState") == "auto-restart":
                 break

@@ -14,10 +14,14 @@ One VM per tier serves the module's tests in order:
     .deb puts it, then install -> suite -> reboot -> suite -> self-upgrade-style
     binary replacement + restart -> caps back -> uninstall -> snapshot equal.
     The file never uses the VM's Python (the images keep python3 for hostsnap).
+  test_venv_on_the_tiers_python (after the lifecycle): the pip route on the
+    tier's own Python (bullseye 3.9, trixie 3.13): a venv from the per-Python
+    wheelhouse, --version and a dry-run install; bookworm's 3.11 is skipped
+    (the nspawn tier's venv lifecycle covers it).
 
-The venv route (pip from a wheelhouse) is the nspawn tier's (test_nspawn_e2e.py,
-Python 3.11); the per-Python wheelhouses for bullseye (3.9) and trixie (3.13)
-are built by packaging/build.sh with vm_image.target_wheels.
+The venv route's whole lifecycle is the nspawn tier's (test_nspawn_e2e.py,
+Python 3.11). The per-Python wheelhouses for bullseye (3.9) and trixie (3.13)
+come from vm_image.target_wheels, as in packaging/build.sh.
 
 Run: sudo .venv/bin/python -m pytest -m vm tests/system/test_vm_e2e.py -s
 """
@@ -225,3 +229,35 @@ def test_lifecycle(vm: VMHost, tier: Tier, tmp_path: Path, single_file: Path):
     assert hostsnap.diff(before, after) == []
     lap("uninstall+suite")
     print(f"[{tier.name}] lifecycle timings (s): {timings}")
+
+
+def test_venv_on_the_tiers_python(vm: VMHost, tier: Tier, tmp_path: Path):
+    """The pip route on this tier's own Python (bullseye 3.9, trixie 3.13; the nspawn tier covers
+    3.11): a venv from the per-Python wheelhouse, `--version` and a dry-run install that plans every
+    step and changes nothing. The lifecycle itself runs from the single file (test_lifecycle)."""
+    from tests.fixtures.build import build_agent_double
+    from tests.images.vm_image import target_wheels
+    from tests.images.wheelhouse import build_wheelhouse
+
+    wheelhouse = build_wheelhouse(tmp_path / "wheelhouse")
+    extra = target_wheels(tier, wheelhouse)
+    if extra is None:
+        pytest.skip(f"{tier.name} has this machine's Python; the nspawn tier covers the venv there")
+    vm.run("rm -rf /root/wheelhouse /opt/hostagent")
+    vm.put(build_agent_double(), "/root/deepflow-agent")
+    vm.put(extra, "/root/wheelhouse")
+    vm.put(next(wheelhouse.glob("hostagent-*.whl")), "/root/wheelhouse/")
+    before = snapshot(vm)
+    vm.run("python3 -m venv /opt/hostagent && /opt/hostagent/bin/pip install -q --no-index"
+           " --find-links /root/wheelhouse hostagent", timeout=900)
+    try:
+        version = vm.run("/opt/hostagent/bin/hostagent --version").stdout
+        assert version.startswith("hostagent "), version
+        result = vm.run("/opt/hostagent/bin/hostagent install --agent-binary /root/deepflow-agent"
+                        " --controller-ip 127.0.0.1 --dry-run --json", check=False, timeout=300)
+        report = json.loads(result.stdout)
+        assert (result.returncode, report["ok"], report["dry_run"]) == (0, True, True), (report, result.stderr)
+        assert report["steps"] and {s["status"] for s in report["steps"]} == {"planned"}, report["steps"]
+    finally:
+        vm.run("rm -rf /opt/hostagent /root/wheelhouse")
+    assert hostsnap.diff(before, snapshot(vm)) == []

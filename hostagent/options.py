@@ -127,6 +127,20 @@ def parse_controller(value: str) -> str:
     return value
 
 
+def parse_cluster_id(value: Any) -> str:
+    cluster_id = as_str("--cluster-id", value)
+    if not CLUSTER_ID.fullmatch(cluster_id):
+        raise InputError(f"invalid cluster id {cluster_id!r} (want ^{CLUSTER_ID.pattern}$)")
+    return cluster_id
+
+
+def parse_team_id(value: Any) -> str:
+    team_id = as_str("--team-id", value)
+    if not TEAM_ID.fullmatch(team_id):
+        raise InputError(f"invalid team id {team_id!r} (want ^{TEAM_ID.pattern}$, the team's short id)")
+    return team_id
+
+
 ORG_ID_MAX = 1024  # DeepFlow's organizations are numbered 1-1024 (1: the default one)
 
 
@@ -264,9 +278,7 @@ def validate(v: dict[str, Any]) -> InstallOptions:
     watcher_domain = v.get("watcher_domain")
     server = v.get("server")
     if cluster_id is not None:
-        cluster_id = as_str("--cluster-id", cluster_id)
-        if not CLUSTER_ID.fullmatch(cluster_id):
-            raise InputError(f"invalid cluster id {cluster_id!r} (want ^{CLUSTER_ID.pattern}$)")
+        cluster_id = parse_cluster_id(cluster_id)
     if cluster_id and watcher_domain:
         raise InputError("give --cluster-id or --watcher-domain, not both")
     if watcher_domain is not None:
@@ -290,9 +302,7 @@ def validate(v: dict[str, Any]) -> InstallOptions:
 
     team_id = v.get("team_id")
     if team_id is not None:
-        team_id = as_str("--team-id", team_id)
-        if not TEAM_ID.fullmatch(team_id):
-            raise InputError(f"invalid team id {team_id!r} (want ^{TEAM_ID.pattern}$, the team's short id)")
+        team_id = parse_team_id(team_id)
     org_id = v.get("org_id")
     if org_id is not None:
         org_id = parse_org_id(org_id)
@@ -410,14 +420,10 @@ def build_k8s_sync(values: dict[str, Any], file_values: Optional[dict[str, Any]]
     port = parse_port("--controller-port", merged.get("controller_port", CONTROLLER_PORT))
     cluster_id = merged.get("cluster_id")
     if cluster_id is not None:
-        cluster_id = as_str("--cluster-id", cluster_id)
-        if not CLUSTER_ID.fullmatch(cluster_id):
-            raise InputError(f"invalid cluster id {cluster_id!r} (want ^{CLUSTER_ID.pattern}$)")
+        cluster_id = parse_cluster_id(cluster_id)
     team_id = merged.get("team_id")
     if team_id is not None:
-        team_id = as_str("--team-id", team_id)
-        if not TEAM_ID.fullmatch(team_id):
-            raise InputError(f"invalid team id {team_id!r}")
+        team_id = parse_team_id(team_id)
     paths_: dict[str, Optional[str]] = {}
     for name in ("kubeconfig", "tls_ca"):
         given = merged.get(name)

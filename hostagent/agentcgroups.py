@@ -18,8 +18,9 @@ import signal
 import time
 from typing import NamedTuple, Optional
 
-from hostagent import faults, paths
-from hostagent.facts.cgroups import CgroupLayout, enabled_v2_controllers, pids_in, read
+from hostagent import faults
+from hostagent.facts.cgroups import CgroupLayout, cgroup_root, enabled_v2_controllers, pids_in, read
+from hostagent.host import paths
 
 CPU_PERIOD_US = 100_000
 V1_FILES = ("cgroup.procs", "tasks", "cpu.cfs_period_us", "cpu.cfs_quota_us", "memory.limit_in_bytes")
@@ -29,7 +30,7 @@ V2_FILES = ("cgroup.procs", "cgroup.threads", "cgroup.subtree_control", "cpu.max
 def agent_dirs(layout: CgroupLayout) -> list[str]:
     """Where the agent puts itself: the paths are the agent's, not ours to choose."""
     if layout.mode == "v2":
-        return [f"{paths.CGROUP_ROOT}/{paths.CGROUP_NAME}"]
+        return [f"{cgroup_root()}/{paths.CGROUP_NAME}"]
     return [f"{m}/{paths.CGROUP_NAME}" for m in (layout.cpu_mount, layout.memory_mount) if m]
 
 
@@ -66,14 +67,14 @@ def enable_v2_controllers() -> list[str]:
     turned_on = []
     for controller in ("cpu", "memory"):
         if controller not in enabled_v2_controllers():
-            _write(f"{paths.CGROUP_ROOT}/cgroup.subtree_control", f"+{controller}")
+            _write(f"{cgroup_root()}/cgroup.subtree_control", f"+{controller}")
             turned_on.append(controller)
     return turned_on
 
 
 def disable_v2_controller(controller: str) -> None:
     try:
-        _write(f"{paths.CGROUP_ROOT}/cgroup.subtree_control", f"-{controller}")
+        _write(f"{cgroup_root()}/cgroup.subtree_control", f"-{controller}")
     except OSError:
         pass  # still in use by other cgroups (systemd enables it anyway); leaving it on is harmless
 
@@ -136,7 +137,7 @@ def drift(layout: CgroupLayout, limits: Limits, uid: int, gid: int) -> list[str]
     if layout.mode == "v2":
         missing = {"cpu", "memory"} - enabled_v2_controllers()
         if missing:
-            problems.append(f"controllers not enabled in {paths.CGROUP_ROOT}/cgroup.subtree_control: {', '.join(sorted(missing))}")
+            problems.append(f"controllers not enabled in {cgroup_root()}/cgroup.subtree_control: {', '.join(sorted(missing))}")
     for directory in agent_dirs(layout):
         try:
             st = os.lstat(directory)
@@ -174,7 +175,7 @@ def in_force(layout: CgroupLayout) -> dict[str, Optional[int]]:
     cpu: Optional[int] = None
     mem: Optional[int] = None
     if layout.mode == "v2":
-        base = f"{paths.CGROUP_ROOT}/{paths.CGROUP_NAME}"
+        base = f"{cgroup_root()}/{paths.CGROUP_NAME}"
         quota, _, period = (read(f"{base}/cpu.max") or "").partition(" ")
         if quota.isdigit() and period.isdigit() and int(period):
             cpu = int(quota) * 1000 // int(period)

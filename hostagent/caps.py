@@ -10,6 +10,7 @@ import os
 import struct
 from typing import Iterable, Optional
 
+from hostagent import host
 from hostagent.errors import InputError
 
 # Numbers from linux/capability.h.
@@ -39,7 +40,7 @@ PROFILES = {
 }
 DEFAULT_PROFILE = "deepflow-doc"
 
-XATTR = "security.capability"
+XATTR = host.CAPS_XATTR
 _VFS_CAP_REVISION_1 = 0x01000000
 _VFS_CAP_REVISION_2 = 0x02000000
 _VFS_CAP_REVISION_3 = 0x03000000
@@ -106,7 +107,7 @@ def decode_file_caps(raw: bytes) -> dict:
 
 def read_file_caps(path: str) -> Optional[bytes]:
     try:
-        return os.getxattr(path, XATTR, follow_symlinks=False)
+        return os.getxattr(path, host.current().caps_xattr, follow_symlinks=False)
     except OSError as e:
         if e.errno in (errno.ENODATA, errno.EOPNOTSUPP):  # no caps; no xattrs here
             return None
@@ -138,7 +139,7 @@ def describe_file_caps(raw: Optional[bytes]) -> str:
 
 def write_file_caps(fd: int, names: Iterable[str]) -> None:
     """Set caps on an open file (fd, so a swapped-in symlink cannot redirect the write)."""
-    os.setxattr(fd, XATTR, encode_file_caps(names))
+    os.setxattr(fd, host.current().caps_xattr, encode_file_caps(names))
 
 
 def proc_caps(pid: int | str = "self") -> dict:

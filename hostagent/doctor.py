@@ -4,11 +4,12 @@ from __future__ import annotations
 import socket
 from typing import Any, Optional
 
-from hostagent import caps, options, paths
+from hostagent import caps, host, options
 from hostagent import manifest as manifest_mod
 from hostagent.facts import accounts
-from hostagent.facts.cgroups import CgroupLayout, cgroup_layout, read
+from hostagent.facts.cgroups import CgroupLayout, cgroup_layout, cgroup_root, read
 from hostagent.facts.service import agent_processes
+from hostagent.host import paths
 from hostagent.status import status
 
 
@@ -17,7 +18,7 @@ def _limits_for(cgroup_lines: list[str], layout: CgroupLayout) -> dict[str, Opti
     for line in cgroup_lines:
         hid, controllers, path = line.split(":", 2)
         if layout.mode == "v2" and hid == "0":
-            base = f"{paths.CGROUP_ROOT}{path}"
+            base = f"{cgroup_root()}{path}"
             for name in ("cpu.max", "memory.max"):
                 limits[name] = read(f"{base}/{name}")
         elif layout.mode != "v2":
@@ -99,8 +100,9 @@ def examine(timeout: float = 2.0, config_path: str = paths.CONFIG_FILE) -> dict[
     manifest = manifest_mod.load()
     opts = (manifest.data.get("options") if manifest else None) or {}
     layout = cgroup_layout()
-    report: dict[str, Any] = {"installed": manifest is not None, "cgroup_mode": layout.mode, "processes": [],
-                    "config": {}, "controllers": [], "problems": problems}
+    report: dict[str, Any] = {"installed": manifest is not None, "init": host.current().init,
+                              "cgroup_mode": layout.mode, "processes": [], "config": {}, "controllers": [],
+                              "problems": problems}
 
     want_user = opts.get("user")
     want_caps = _installed_caps(manifest)
@@ -139,7 +141,7 @@ def examine(timeout: float = 2.0, config_path: str = paths.CONFIG_FILE) -> dict[
             problems.append(f"pid {proc.pid} is not in a {paths.CGROUP_NAME} cgroup (limits not enforced by cgroups)")
 
     try:
-        with open(config_path) as f:
+        with open(host.current().path(config_path)) as f:
             config = yaml.safe_load(f)
         report["config"] = {"path": config_path, "parses": isinstance(config, dict)}
         if not isinstance(config, dict):

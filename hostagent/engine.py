@@ -10,6 +10,7 @@ from typing import Any, Callable, Optional
 from hostagent import faults
 from hostagent import manifest as manifest_mod
 from hostagent.errors import HostagentError, InputError, RunFailed
+from hostagent.host import paths
 from hostagent.manifest import Manifest
 from hostagent.steps import Step
 from hostagent.steps.base import Record
@@ -64,7 +65,7 @@ def _dry_run(plan: list[Step], outcome: Outcome, progress: Progress) -> Outcome:
 
 
 def install(plan: list[Step], options: dict[str, Any], facts: dict[str, Any], dry_run: bool = False,
-            progress: Progress = _noop, manifest_path: str = manifest_mod.paths.MANIFEST) -> Outcome:
+            progress: Progress = _noop, manifest_path: str = paths.MANIFEST) -> Outcome:
     """manifest_path: each installed service keeps its own (the agent's, k8s-sync's)."""
     outcome = Outcome("install", dry_run)
     existing = manifest_mod.load(manifest_path)
@@ -155,7 +156,7 @@ def _rollback(undo: list[tuple[Step, Record]], outcome: Outcome, progress: Progr
 
 
 def uninstall(dry_run: bool = False, keep_logs: bool = False, force: bool = False,
-              progress: Progress = _noop, manifest_path: str = manifest_mod.paths.MANIFEST) -> Outcome:
+              progress: Progress = _noop, manifest_path: str = paths.MANIFEST) -> Outcome:
     outcome = Outcome("uninstall", dry_run)
     if force:
         manifest, unproven = manifest_mod.load_forced(manifest_path)

@@ -20,12 +20,13 @@ import stat
 import sys
 from typing import Optional
 
-from hostagent import agentcgroups, caps, fsutil
+from hostagent import agentcgroups, caps, host
 from hostagent.errors import HostagentError
 from hostagent.facts import accounts
 from hostagent.facts.cgroups import cgroup_layout
 from hostagent.facts.files import open_nofollow
 from hostagent.facts.host import kernel_version
+from hostagent.host import fs as fsutil
 
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
@@ -56,7 +57,7 @@ def ensure_binary(binary: str, cap_names: tuple[str, ...], gid: int) -> bool:
             os.fchmod(fd, 0o750)
             fixed = True
         try:
-            current = os.getxattr(fd, caps.XATTR)
+            current = os.getxattr(fd, host.current().caps_xattr)
         except OSError:
             current = None
         if not caps.file_caps_match(current, cap_names):
@@ -138,11 +139,11 @@ def _close_inherited_fds() -> None:
 
 
 def run_agent(user: str, cap_spec: str, cpu_millicores: int, memory_mib: int, argv: list[str],
-              prepared: bool = False) -> None:
+              prepared: bool = False, log_dir: Optional[str] = None) -> None:
     """Prepare (unless done already), join the cgroups, drop, exec. Never returns on success."""
     account = _start_checks(user, argv)
     if not prepared:
-        prepare(user, cap_spec, cpu_millicores, memory_mib, argv)
+        prepare(user, cap_spec, cpu_millicores, memory_mib, argv, log_dir=log_dir)
     cap_names = caps.resolve(cap_spec, kernel_version())
     agentcgroups.join(cgroup_layout(), os.getpid())
     env = {k: v for k, v in os.environ.items() if k != "IN_CONTAINER"}  # would make the agent skip cgroups
@@ -180,7 +181,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--cpu-millicores", type=int, help="initial CPU limit, for a cgroup dir this start creates; "
                         "the agent then applies its group's (default: as install)")
     parser.add_argument("--memory-mib", type=int, help="initial memory limit, likewise (default: as install)")
-    parser.add_argument("--log-dir", help="with --prepare-only: recreate this log dir for the user if it is missing")
+    parser.add_argument("--log-dir", help="recreate this log dir for the user if it is missing (not with --prepared)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--prepare-only", action="store_true", help="only the full-root part (ExecStartPre=+)")
     mode.add_argument("--prepared", action="store_true", help="--prepare-only already ran: join, drop, exec")
@@ -199,7 +200,8 @@ def main(argv: list[str]) -> int:
         elif args.prepare_only:
             prepare(args.user, args.caps, args.cpu_millicores, args.memory_mib, agent, log_dir=args.log_dir)
         else:
-            run_agent(args.user, args.caps, args.cpu_millicores, args.memory_mib, agent, prepared=args.prepared)
+            run_agent(args.user, args.caps, args.cpu_millicores, args.memory_mib, agent, prepared=args.prepared,
+                      log_dir=args.log_dir)
     except (HostagentError, OSError) as e:
         log(f"error: {e}")
         return 1

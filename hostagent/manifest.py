@@ -18,14 +18,21 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional
 
-from hostagent import __version__, fsutil, paths
+from hostagent import __version__, host
 from hostagent.errors import InputError
 from hostagent.facts.files import read_nofollow
+from hostagent.host import fs as fsutil
+from hostagent.host import paths
 from hostagent.steps import KINDS, Step, from_dict
 from hostagent.steps.base import Record
 
-VERSION = 2
+VERSION = 3
 ENTRY_KEYS = ("id", "kind", "params", "record")
+
+
+def _at(path: str) -> str:
+    """A host path (the manifest's, the state dir's) where this process finds it."""
+    return host.current().path(path)
 
 
 def _now() -> str:
@@ -42,7 +49,31 @@ def _migrate_v1(data: dict[str, Any]) -> None:
             params["content"] = base64.b64decode(params.pop("content_b64")).decode()
         if entry.get("kind") == "dir":
             params.pop("keep", None)
+    data["version"] = 2
+
+
+def _migrate_v2(data: dict[str, Any]) -> None:
+    """v2 wrote a systemd unit as a file step with reload_systemd, and named services by their unit."""
+    for entry in data.get("steps", []) + data.get("after_revert", []):
+        params = entry.get("params") if isinstance(entry, dict) else None
+        if not isinstance(params, dict):
+            continue
+        if entry.get("kind") == "file" and params.pop("reload_systemd", False):
+            entry["kind"] = "service-definition"
+            entry["id"] = f"service-definition:{params.get('path')}"
+        elif entry.get("kind") == "file":
+            params.pop("reload_systemd", None)
+        if entry.get("kind") == "service" and str(params.get("name", "")).endswith(".service"):
+            params["name"] = params["name"][: -len(".service")]
+            entry["id"] = f"service:{params['name']}"
     data["version"] = VERSION
+
+
+def _migrate(data: dict[str, Any]) -> None:
+    if data.get("version") == 1:
+        _migrate_v1(data)
+    if data.get("version") == 2:
+        _migrate_v2(data)
 
 
 class Manifest:
@@ -109,10 +140,10 @@ class Manifest:
     def save(self) -> None:
         self.data["updated_at"] = _now()
         state_dir = os.path.dirname(self.path)
-        if state_dir == paths.STATE_DIR and not os.path.lexists(state_dir):
-            self._create_state_dir(state_dir)
+        if state_dir == paths.STATE_DIR and not os.path.lexists(_at(state_dir)):
+            self._create_state_dir(_at(state_dir))
             return
-        fsutil.atomic_write(self.path, self._bytes(), 0o600)
+        fsutil.atomic_write(_at(self.path), self._bytes(), 0o600)
 
     def _create_state_dir(self, state_dir: str) -> None:
         """The state dir and its first manifest in one rename: a crash leaves both or neither
@@ -126,13 +157,14 @@ class Manifest:
         fsutil.fsync_dir(parent)
 
     def remove(self) -> None:
-        fsutil.remove_file(self.path)
+        fsutil.remove_file(_at(self.path))
         collect_backups(set())
-        if os.path.isdir(paths.BACKUP_DIR) and not os.listdir(paths.BACKUP_DIR):
-            os.rmdir(paths.BACKUP_DIR)
+        backups = _at(paths.BACKUP_DIR)
+        if os.path.isdir(backups) and not os.listdir(backups):
+            os.rmdir(backups)
         if self.data.get("state_dir_created"):
             try:
-                os.rmdir(paths.STATE_DIR)
+                os.rmdir(_at(paths.STATE_DIR))
             except OSError:  # something else lives there now; leave it
                 _hand_over_state_dir(self.path)
 
@@ -145,7 +177,7 @@ FORCE_HINT = "; `hostagent uninstall --force` reverts what it can prove and list
 
 def load(path: str = paths.MANIFEST) -> Optional[Manifest]:
     """The manifest on this host, None when there is none; a damaged one is refused with its reason."""
-    raw = read_nofollow(path)
+    raw = read_nofollow(_at(path))
     if raw is None:
         return None
     try:
@@ -154,8 +186,7 @@ def load(path: str = paths.MANIFEST) -> Optional[Manifest]:
         raise InputError(f"{path} is not valid JSON (truncated?){FORCE_HINT}") from None
     if not isinstance(data, dict):
         raise InputError(f"{path} is not a hostagent manifest (not a JSON object){FORCE_HINT}")
-    if data.get("version") == 1:
-        _migrate_v1(data)
+    _migrate(data)
     if isinstance(data.get("version"), int) and data["version"] > VERSION:
         raise InputError(f"{path} was written by hostagent {data.get('hostagent')} (manifest version "
                          f"{data['version']}); this hostagent {__version__} reads version {VERSION}: uninstall with "
@@ -180,7 +211,7 @@ def _entry_ok(e: Any) -> bool:
 
 def load_forced(path: str = paths.MANIFEST) -> tuple[Optional[Manifest], list[str]]:
     """For `uninstall --force`: the entries that can be rebuilt, and a line for each that cannot."""
-    raw = read_nofollow(path)
+    raw = read_nofollow(_at(path))
     if raw is None:
         return None, []
     try:
@@ -190,8 +221,7 @@ def load_forced(path: str = paths.MANIFEST) -> tuple[Optional[Manifest], list[st
     if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
         return Manifest({"version": VERSION, "steps": [], "state_dir_created": False}, path), [
             f"{path} is unreadable: no step can be proven; check {', '.join(paths.INSTALLED_PATHS)} by hand"]
-    if data.get("version") == 1:
-        _migrate_v1(data)
+    _migrate(data)
     kept, unproven = [], []
     for e in data["steps"]:
         try:
@@ -211,14 +241,14 @@ def load_forced(path: str = paths.MANIFEST) -> tuple[Optional[Manifest], list[st
 def _hand_over_state_dir(removed: str) -> None:
     """The state dir stays for another service's manifest: that one removes it when it goes."""
     for other in paths.MANIFESTS:
-        if other != removed and os.path.lexists(other):
+        if other != removed and os.path.lexists(_at(other)):
             try:
                 found = load(other)
             except InputError:
                 continue
             if found is not None and not found.data.get("state_dir_created"):
                 found.data["state_dir_created"] = True
-                fsutil.atomic_write(found.path, found._bytes(), 0o600)
+                fsutil.atomic_write(_at(found.path), found._bytes(), 0o600)
             return
 
 
@@ -233,22 +263,22 @@ def collect_backups(keep: set[str]) -> None:
         if found is not None:
             keep = keep | found.referenced_backups()
     try:
-        names = os.listdir(paths.BACKUP_DIR)
+        names = os.listdir(_at(paths.BACKUP_DIR))
     except OSError:
         return
     for name in names:
         if name not in keep:
-            fsutil.remove_file(os.path.join(paths.BACKUP_DIR, name))
+            fsutil.remove_file(os.path.join(_at(paths.BACKUP_DIR), name))
 
 
 def _run_dir() -> None:
     """/run/hostagent, root's own and 0700; anything else there is refused, not used."""
     try:
-        os.mkdir(paths.RUN_DIR, 0o700)
+        os.mkdir(_at(paths.RUN_DIR), 0o700)
     except FileExistsError:
         pass
-    st = os.lstat(paths.RUN_DIR)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or stat.S_IMODE(st.st_mode) & 0o077:
+    st = os.lstat(_at(paths.RUN_DIR))
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
         raise InputError(f"{paths.RUN_DIR} is not a directory that only root can write; remove it and re-run")
 
 
@@ -257,7 +287,7 @@ def locked(timeout: float = 30.0) -> Iterator[None]:
     """Serialize concurrent hostagent runs on this host; a held lock names its holder."""
     _run_dir()
     try:
-        fd = os.open(paths.LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fd = os.open(_at(paths.LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as e:
         raise InputError(f"cannot open {paths.LOCK_FILE}: {e.strerror}") from None
     try:
@@ -275,7 +305,7 @@ def locked(timeout: float = 30.0) -> Iterator[None]:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         for directory in paths.WRITTEN_DIRS:
-            fsutil.remove_stale_temps(directory)
+            fsutil.remove_stale_temps(_at(directory))
         yield
     finally:
         os.close(fd)

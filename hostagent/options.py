@@ -8,8 +8,9 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple, Optional
 
-from hostagent import caps, paths
+from hostagent import caps
 from hostagent.errors import InputError
+from hostagent.host import paths
 
 CLUSTER_ID = re.compile(r"[0-9a-zA-Z][-0-9a-zA-Z]{0,31}")
 AGENT_GROUP_ID = re.compile(r"g-[0-9A-Za-z]{10}")

@@ -8,19 +8,23 @@ import stat
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from hostagent import caps, options, paths
+from hostagent import caps, options
 from hostagent.errors import InputError
 from hostagent.facts import HostFacts, accounts
 from hostagent.facts import host as host_facts
 from hostagent.facts.files import lstat_or_none
+from hostagent.host import current as current_host
+from hostagent.host import paths
 from hostagent.options import InstallOptions
 from hostagent.render import agentconfig, unit
 from hostagent.steps import Step
 from hostagent.steps.accounts import Group, User
 from hostagent.steps.cgroup import AgentCgroups
-from hostagent.steps.files import Binary, Directory, File, FileCaps
+from hostagent.steps.files import Binary, Directory, File, FileCaps, ServiceDefinition
 from hostagent.steps.server import AgentGroupMembership
-from hostagent.steps.service import Service
+from hostagent.steps.service import InittabLine, Service
+
+INITS = ("systemd", "sysvinit", "openrc")
 
 
 @dataclass(frozen=True)
@@ -77,44 +81,71 @@ def check_controller_families(controllers: tuple[str, ...], lookup: Optional[Loo
     return warnings
 
 
+def check_launcher(init: str) -> None:
+    """The service runs hostagent itself as root at every start: only from where no one else can change
+    it, and where the unit's sandbox can see it (PrivateTmp hides /tmp and /var/tmp)."""
+    for path in unit.launcher_files():
+        real = os.path.realpath(path)
+        if init == "systemd" and real.startswith(("/tmp/", "/var/tmp/")):
+            raise InputError(f"the unit would run {real}, but its PrivateTmp= hides /tmp and /var/tmp from it; "
+                             "put hostagent elsewhere (e.g. /usr/sbin/hostagent or /opt/hostagent)")
+        reason = host_facts.unsafe_path_reason(path)
+        if reason:
+            raise InputError(f"the service would run {path} as root at every agent start, but {reason}")
+
+
+def check_service_paths(init: str, service: str) -> None:
+    """Where the service's definition goes must be a plain file or nothing (never a symlink), and no
+    systemd drop-in may change hostagent's unit behind its back."""
+    h = current_host()
+    definition = h.services.definition_path(service)
+    st = lstat_or_none(h.path(definition))
+    if init == "sysvinit":
+        if st is None or not stat.S_ISREG(st.st_mode):
+            raise InputError(f"{definition} is missing or not a regular file; SysV init reads its services there")
+        return
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{definition} exists and is not a regular file (symlink?); refusing to replace it")
+    if init == "systemd":
+        dropins = h.path(definition + ".d")
+        if os.path.isdir(dropins) and os.listdir(dropins):
+            raise InputError(f"{definition}.d holds drop-ins ({', '.join(sorted(os.listdir(dropins)))}) that systemd "
+                             "would merge into hostagent's unit; move them away first")
+
+
 def preflight(opts: InstallOptions, host: HostFacts, resolve_remote: bool = True) -> Resolved:
     if not host.is_root:
         raise InputError("hostagent install must run as root")
-    if not host.systemd:
-        raise InputError("systemd is not PID 1 on this host; use `hostagent exec` from your init system (see README)")
+    if host.init not in INITS:
+        raise InputError("no supported init on this host (systemd, SysV init with /etc/inittab, or OpenRC); "
+                         "use `hostagent exec` from your supervisor (see README)")
     if not host.ambient_caps:
         raise InputError("this kernel has no ambient capabilities (Linux 4.3+ or a backport): the launcher could "
                          "not keep the agent's capabilities across its exec as a non-root user")
-    for path in unit.launcher_files():
-        reason = host_facts.unsafe_path_reason(path)
-        if reason:
-            raise InputError(f"the unit would run {path} as root at every agent start, but {reason}")
+    check_launcher(host.init)
     if host.cgroup.mode != "v2" and not (host.cgroup.cpu_mount and host.cgroup.memory_mount):
         raise InputError("cgroup v1 cpu and memory controllers are not both mounted")
     if host.cgroup.mode == "v2" and not {"cpu", "memory"} <= set(host.cgroup.v2_controllers):
         raise InputError("cgroup v2 root does not offer the cpu and memory controllers")
 
     check_binary(opts.agent_binary, host)
-    target = lstat_or_none(paths.AGENT_BINARY)
+    h = current_host()
+    target = lstat_or_none(h.path(paths.AGENT_BINARY))
     if target is not None and not stat.S_ISREG(target.st_mode):
         raise InputError(f"{paths.AGENT_BINARY} exists and is not a regular file (symlink?); refusing to replace it")
-    reason = host_facts.fs_keeps_file_caps(os.path.dirname(paths.AGENT_BINARY))
+    reason = host_facts.fs_keeps_file_caps(h.path(os.path.dirname(paths.AGENT_BINARY)))
     if reason:
         raise InputError(f"cannot use file capabilities: {reason}")
     for path in (paths.CONFIG_DIR, paths.LOG_DIR, paths.STATE_DIR):
-        st = lstat_or_none(path)
+        st = lstat_or_none(h.path(path))
         if st is not None and not stat.S_ISDIR(st.st_mode):
             raise InputError(f"{path} exists and is not a directory (symlink?); refusing to use it")
-    for path in (paths.CONFIG_FILE, paths.UNIT_FILE):
-        st = lstat_or_none(path)
-        if st is not None and not stat.S_ISREG(st.st_mode):
-            raise InputError(f"{path} exists and is not a regular file (symlink?); refusing to replace it")
+    st = lstat_or_none(h.path(paths.CONFIG_FILE))
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{paths.CONFIG_FILE} exists and is not a regular file (symlink?); refusing to replace it")
+    check_service_paths(host.init, paths.SERVICE)
 
     group = service_group(opts.user, "the agent", _recorded_as_created(f"group:{opts.user}"))
-    dropins = paths.UNIT_FILE + ".d"
-    if os.path.isdir(dropins) and os.listdir(dropins):
-        raise InputError(f"{dropins} holds drop-ins ({', '.join(sorted(os.listdir(dropins)))}) that systemd "
-                         "would merge into hostagent's unit; move them away first")
 
     cap_names = caps.resolve(opts.caps, host.kernel)
     warnings = []
@@ -164,11 +195,31 @@ def _recorded_as_created(step_id: str, manifest_path: str = paths.MANIFEST) -> b
     return bool(record and record.get("created"))
 
 
+def service_steps(init: str, user: str, caps: tuple[str, ...], cpu_millicores: int, memory_mib: int,
+                  cgroup: Any) -> list[Step]:
+    """The agent's service definition for this host's init, then the service itself."""
+    h = current_host()
+    where = h.path(h.services.definition_path(paths.SERVICE))
+    definition: Step
+    if init == "sysvinit":
+        from hostagent.host.services import INITTAB_TAGS
+
+        definition = InittabLine(path=where, tag=INITTAB_TAGS[paths.SERVICE], runlevels="2345",
+                                 process=unit.inittab_process(user, caps, cpu_millicores, memory_mib))
+    elif init == "openrc":
+        definition = ServiceDefinition(path=where, content=unit.render_openrc(user, caps, cpu_millicores, memory_mib),
+                                       mode=0o755, owner="root", group="root")
+    else:
+        definition = ServiceDefinition(path=where, content=unit.render(user, caps, cpu_millicores, memory_mib, cgroup),
+                                       mode=0o644, owner="root", group="root")
+    return [definition, Service(name=paths.SERVICE, user=user, binary=h.path(paths.AGENT_BINARY))]
+
+
 def plan(opts: InstallOptions, host: HostFacts, r: Resolved) -> list[Step]:
     user, group = opts.user, r.group
+    h = current_host()
     config = agentconfig.render(agentconfig.config_data(opts.controller_ips, opts.controller_port, r.cluster_id,
                                                         r.agent_group_id, opts.team_id))
-    unit_text = unit.render(user, r.caps, opts.cpu_millicores, opts.memory_mib, host.cgroup)
     cg = host.cgroup
     # Last: an agent the server already knows is moved into the group (vtap-group-id-request only
     # places a first registration); nothing after it can fail and need that undone.
@@ -179,15 +230,13 @@ def plan(opts: InstallOptions, host: HostFacts, r: Resolved) -> list[Step]:
     return [
         Group(name=group),
         User(name=user, group=group),
-        Binary(path=paths.AGENT_BINARY, source=opts.agent_binary, group=group),
-        Directory(path=paths.LOG_DIR, mode=0o750, owner=user, group=group, purge=True),
-        Directory(path=paths.CONFIG_DIR, mode=0o755, owner="root", group="root"),
-        File(path=paths.CONFIG_FILE, content=config, mode=0o640, owner="root", group=group),
+        Binary(path=h.path(paths.AGENT_BINARY), source=opts.agent_binary, group=group),
+        Directory(path=h.path(paths.LOG_DIR), mode=0o750, owner=user, group=group, purge=True),
+        Directory(path=h.path(paths.CONFIG_DIR), mode=0o755, owner="root", group="root"),
+        File(path=h.path(paths.CONFIG_FILE), content=config, mode=0o640, owner="root", group=group),
         AgentCgroups(mode=cg.mode, cpu_mount=cg.cpu_mount, memory_mount=cg.memory_mount, user=user,
                      cpu_millicores=opts.cpu_millicores, memory_mib=opts.memory_mib),
         # Last change to the binary: chown clears capabilities.
-        FileCaps(path=paths.AGENT_BINARY, caps=list(r.caps)),
-        File(path=paths.UNIT_FILE, content=unit_text, mode=0o644, owner="root", group="root",
-             reload_systemd=True),
-        Service(name=paths.UNIT_NAME, user=user, binary=paths.AGENT_BINARY),
+        FileCaps(path=h.path(paths.AGENT_BINARY), caps=list(r.caps)),
+        *service_steps(host.init, user, r.caps, opts.cpu_millicores, opts.memory_mib, cg),
     ] + membership

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from hostagent import manifest as manifest_mod
-from hostagent import paths
 from hostagent.errors import HostagentError
+from hostagent.host import paths
 from hostagent.steps import Record, Step
 
 

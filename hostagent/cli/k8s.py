@@ -132,7 +132,8 @@ def install(
     style = options(as_json, quiet, verbose, debug)
 
     def body() -> Report:
-        from hostagent import engine, facts, manifest, paths
+        from hostagent import engine, facts, manifest
+        from hostagent.host import paths
         from hostagent.k8ssync import install as k8s_install
 
         _need_runtime()
@@ -173,7 +174,8 @@ def uninstall(
     def body() -> Report:
         import os
 
-        from hostagent import engine, manifest, paths
+        from hostagent import engine, manifest
+        from hostagent.host import paths
 
         if os.geteuid() != 0 and not dry_run:
             raise InputError("hostagent k8s-sync uninstall must run as root")
@@ -200,7 +202,7 @@ def status(as_json: bool = JSON, quiet: bool = QUIET, verbose: bool = VERBOSE, d
     style = options(as_json, quiet, verbose, debug)
 
     def body() -> Report:
-        from hostagent import paths
+        from hostagent.host import paths
         from hostagent.status import status as read_status
 
         data = read_status(paths.K8S_SYNC_MANIFEST)

@@ -65,7 +65,7 @@ class Style:
 
 def options(as_json: bool, quiet: bool, verbose: bool, debug: bool) -> Style:
     if debug:
-        from hostagent.run import DEBUG_ENV
+        from hostagent.host.run import DEBUG_ENV
 
         os.environ[DEBUG_ENV] = "1"
     return Style(as_json, quiet, verbose)

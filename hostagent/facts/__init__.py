@@ -5,12 +5,13 @@ import os
 from typing import Any, NamedTuple, Optional
 
 from hostagent.facts.cgroups import CgroupLayout, cgroup_layout
-from hostagent.facts.host import ambient_caps_supported, kernel_version, selinux_mode, systemd_booted, systemd_version
+from hostagent.facts.host import ambient_caps_supported, kernel_version, selinux_mode, systemd_version
+from hostagent.host import current as current_host
 
 
 class HostFacts(NamedTuple):
     is_root: bool
-    systemd: bool
+    init: str  # the service manager: systemd | sysvinit | openrc | unknown
     systemd_version: Optional[int]
     cgroup: CgroupLayout
     kernel: tuple[int, ...]
@@ -26,11 +27,11 @@ class HostFacts(NamedTuple):
 
 
 def gather() -> HostFacts:
-    booted = systemd_booted()
+    init = current_host().init
     return HostFacts(
         is_root=os.geteuid() == 0,
-        systemd=booted,
-        systemd_version=systemd_version() if booted else None,
+        init=init,
+        systemd_version=systemd_version() if init == "systemd" else None,
         cgroup=cgroup_layout(),
         kernel=kernel_version(),
         kernel_release=os.uname().release,

@@ -1,10 +1,13 @@
-"""Facts about accounts: users and groups, read from the host's name service."""
+"""Facts about accounts: users and groups, read from the host's name service (NSS, so LDAP and
+sssd users count), or from the passwd and group files of a host under a temp root."""
 from __future__ import annotations
 
 import grp
 import os
 import pwd
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
+
+from hostagent import host
 
 NOLOGIN_SHELLS = frozenset({"/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false", "/bin/nologin"})
 
@@ -17,7 +20,57 @@ class Account(NamedTuple):
     shell: str
 
 
+class Group(NamedTuple):
+    name: str
+    gid: int
+    members: tuple[str, ...]
+
+
+def parse_passwd(text: str) -> list[Account]:
+    out = []
+    for line in text.splitlines():
+        f = line.split(":")
+        if len(f) == 7 and f[2].isdigit() and f[3].isdigit():
+            out.append(Account(f[0], int(f[2]), int(f[3]), f[5], f[6]))
+    return out
+
+
+def parse_group(text: str) -> list[Group]:
+    out = []
+    for line in text.splitlines():
+        f = line.split(":")
+        if len(f) == 4 and f[2].isdigit():
+            out.append(Group(f[0], int(f[2]), tuple(m for m in f[3].split(",") if m)))
+    return out
+
+
+def _file_db(name: str) -> str:
+    try:
+        with open(host.current().path(f"/etc/{name}")) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def users() -> list[Account]:
+    if host.current().local:
+        return [Account(p.pw_name, p.pw_uid, p.pw_gid, p.pw_dir, p.pw_shell) for p in pwd.getpwall()]
+    return parse_passwd(_file_db("passwd"))
+
+
+def groups() -> list[Group]:
+    if host.current().local:
+        return [Group(g.gr_name, g.gr_gid, tuple(g.gr_mem)) for g in grp.getgrall()]
+    return parse_group(_file_db("group"))
+
+
+def _first(found: Any) -> Any:
+    return next(iter(found), None)
+
+
 def user(name: str) -> Optional[Account]:
+    if not host.current().local:
+        return _first(a for a in users() if a.name == name)
     try:
         p = pwd.getpwnam(name)
     except KeyError:
@@ -26,6 +79,8 @@ def user(name: str) -> Optional[Account]:
 
 
 def user_by_uid(uid: int) -> Optional[Account]:
+    if not host.current().local:
+        return _first(a for a in users() if a.uid == uid)
     try:
         return user(pwd.getpwuid(uid).pw_name)
     except KeyError:
@@ -33,6 +88,8 @@ def user_by_uid(uid: int) -> Optional[Account]:
 
 
 def group_gid(name: str) -> Optional[int]:
+    if not host.current().local:
+        return _first(g.gid for g in groups() if g.name == name)
     try:
         return grp.getgrnam(name).gr_gid
     except KeyError:
@@ -40,6 +97,8 @@ def group_gid(name: str) -> Optional[int]:
 
 
 def group_name(gid: int) -> Optional[str]:
+    if not host.current().local:
+        return _first(g.name for g in groups() if g.gid == gid)
     try:
         return grp.getgrgid(gid).gr_name
     except KeyError:
@@ -48,11 +107,14 @@ def group_name(gid: int) -> Optional[str]:
 
 def group_members(gid: int) -> set[str]:
     """Every account in a group: its supplementary members and the users whose primary group it is."""
-    try:
-        members = set(grp.getgrgid(gid).gr_mem)
-    except KeyError:
-        members = set()
-    return members | {p.pw_name for p in pwd.getpwall() if p.pw_gid == gid}
+    members = {m for g in groups() if g.gid == gid for m in g.members}
+    return members | {a.name for a in users() if a.gid == gid}
+
+
+def ids(owner: str, group: str) -> tuple[Optional[int], Optional[int]]:
+    """uid and gid by name (root's too: under a temp root it is whoever runs the tests)."""
+    account = user(owner)
+    return (account.uid if account else None), group_gid(group)
 
 
 def unsafe_user_reason(account: Account) -> Optional[str]:
@@ -72,6 +134,6 @@ def unsafe_user_reason(account: Account) -> Optional[str]:
 
 def nologin_shell() -> str:
     for shell in ("/usr/sbin/nologin", "/sbin/nologin"):
-        if os.path.exists(shell):
+        if os.path.exists(host.current().path(shell)):
             return shell
     return "/bin/false"

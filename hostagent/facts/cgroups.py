@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from typing import NamedTuple, Optional
 
-from hostagent import paths
+from hostagent import host
 from hostagent.errors import InputError
 from hostagent.facts.host import CGROUP2_SUPER_MAGIC, mounts, statfs_type
+from hostagent.host import paths
 
 
 class CgroupLayout(NamedTuple):
@@ -19,13 +20,17 @@ class CgroupLayout(NamedTuple):
     v2_controllers: tuple[str, ...] = ()
 
 
+def cgroup_root() -> str:
+    return host.current().path(paths.CGROUP_ROOT)
+
+
 def cgroup_layout() -> CgroupLayout:
     try:
-        kind = statfs_type(paths.CGROUP_ROOT)
+        kind = statfs_type(cgroup_root())
     except OSError as e:  # a chroot or a container without /sys: refuse cleanly, nothing changed
         raise InputError(f"no cgroup filesystem at {paths.CGROUP_ROOT} ({e.strerror})") from None
     if kind == CGROUP2_SUPER_MAGIC:
-        return CgroupLayout("v2", v2_controllers=tuple((read(f"{paths.CGROUP_ROOT}/cgroup.controllers") or "").split()))
+        return CgroupLayout("v2", v2_controllers=tuple((read(f"{cgroup_root()}/cgroup.controllers") or "").split()))
     cpu = memory = None
     for m in mounts():
         if m.fstype != "cgroup":
@@ -37,7 +42,7 @@ def cgroup_layout() -> CgroupLayout:
             memory = m.point
     hybrid = False
     try:
-        hybrid = statfs_type(f"{paths.CGROUP_ROOT}/unified") == CGROUP2_SUPER_MAGIC
+        hybrid = statfs_type(f"{cgroup_root()}/unified") == CGROUP2_SUPER_MAGIC
     except OSError:
         pass
     return CgroupLayout("hybrid" if hybrid else "v1", cpu, memory)
@@ -53,7 +58,7 @@ def read(path: str) -> Optional[str]:
 
 
 def enabled_v2_controllers() -> set[str]:
-    return set((read(f"{paths.CGROUP_ROOT}/cgroup.subtree_control") or "").split())
+    return set((read(f"{cgroup_root()}/cgroup.subtree_control") or "").split())
 
 
 def pids_in(directory: str) -> list[int]:

@@ -8,7 +8,8 @@ import re
 import struct
 from typing import NamedTuple, Optional
 
-from hostagent import run
+from hostagent import host as host_mod
+from hostagent.host import Host
 
 CGROUP2_SUPER_MAGIC = 0x63677270
 
@@ -109,9 +110,27 @@ def unsafe_path_reason(path: str) -> Optional[str]:
         probe = os.path.dirname(probe)
 
 
-def systemd_booted() -> bool:
-    """sd_booted(): systemd is PID 1 exactly when /run/systemd/system is a directory."""
-    return os.path.isdir("/run/systemd/system")
+def classify_init(systemd_dir: bool, openrc_softlevel: bool, pid1_name: str, inittab: bool) -> str:
+    """systemd | openrc | sysvinit | unknown. sd_booted(): systemd is PID 1 exactly when
+    /run/systemd/system is a directory; OpenRC (under sysvinit's PID 1 on Debian, or its own
+    openrc-init) marks a booted system with /run/openrc/softlevel; else SysV init reads /etc/inittab."""
+    if systemd_dir:
+        return "systemd"
+    if openrc_softlevel:
+        return "openrc"
+    if pid1_name == "init" and inittab:
+        return "sysvinit"
+    return "unknown"
+
+
+def init_system(h: Host) -> str:
+    try:
+        with open("/proc/1/comm") as f:
+            pid1 = f.read().strip()
+    except OSError:
+        pid1 = ""
+    return classify_init(os.path.isdir(h.path("/run/systemd/system")), os.path.exists(h.path("/run/openrc/softlevel")),
+                         pid1, os.path.isfile(h.path("/etc/inittab")))
 
 
 def parse_systemctl_version(text: str) -> Optional[int]:
@@ -120,7 +139,7 @@ def parse_systemctl_version(text: str) -> Optional[int]:
 
 
 def systemd_version() -> Optional[int]:
-    return parse_systemctl_version(run.output(["systemctl", "--version"]) or "")
+    return parse_systemctl_version(host_mod.current().output(["systemctl", "--version"]) or "")
 
 
 def kernel_version(release: Optional[str] = None) -> tuple[int, ...]:

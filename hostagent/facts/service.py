@@ -1,24 +1,10 @@
-"""Facts about the service: its systemd state, its journal, the agent's processes."""
+"""Facts about the agent's processes (the service's state is its manager's: hostagent.host.services)."""
 from __future__ import annotations
 
 import os
 from typing import Any, Optional
 
-from hostagent import paths, run
-
-SHOW_PROPERTIES = "ActiveState,SubState,UnitFileState,MainPID,NRestarts,Result"
-
-
-def parse_systemctl_show(text: str) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
-
-
-def unit_state(unit: str) -> dict[str, str]:
-    return parse_systemctl_show(run.run(["systemctl", "show", unit, f"--property={SHOW_PROPERTIES}"]).stdout)
-
-
-def journal_excerpt(unit: str, lines: int = 15) -> str:
-    return (run.output(["journalctl", "-u", unit, "-n", str(lines), "--no-pager", "-o", "cat"]) or "").strip()
+from hostagent.host import paths
 
 
 def parse_proc_status_uid(text: str) -> Optional[int]:

@@ -11,17 +11,17 @@ import base64
 import os
 import stat
 import sys
-from pathlib import Path
 from typing import Any, Optional
 
-from hostagent import paths
 from hostagent.errors import InputError
 from hostagent.facts import HostFacts
 from hostagent.facts.files import lstat_or_none
+from hostagent.host import current as current_host
+from hostagent.host import paths
 from hostagent.options import K8sSyncOptions
 from hostagent.steps import Step
 from hostagent.steps.accounts import Group, User
-from hostagent.steps.files import Directory, File
+from hostagent.steps.files import Directory, File, ServiceDefinition
 from hostagent.steps.service import Service
 
 TEMPLATE = "hostagent-k8s-sync.service.j2"
@@ -107,22 +107,11 @@ def config_yaml(opts: K8sSyncOptions) -> str:
         yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
 
 
-def _template_text() -> str:
-    try:
-        from importlib.resources import files
-
-        return (files("hostagent.systemd") / TEMPLATE).read_text()
-    except (ModuleNotFoundError, FileNotFoundError, TypeError):
-        return (Path(__file__).resolve().parent.parent.parent / "systemd" / TEMPLATE).read_text()
-
-
 def render_unit(user: str, group: str, python: str = sys.executable) -> str:
-    import jinja2
+    from hostagent.render import render_template
 
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                             trim_blocks=True, lstrip_blocks=True, autoescape=False)
-    return env.from_string(_template_text()).render(
-        user=user, group=group, python=python, config=CONFIG_FILE, memory_max=MEMORY_MAX_MIB,
+    return render_template(
+        TEMPLATE, user=user, group=group, python=python, config=CONFIG_FILE, memory_max=MEMORY_MAX_MIB,
         protect_home="read-only" if sys.prefix.startswith(("/root", "/home")) else "yes")
 
 
@@ -136,43 +125,46 @@ def preflight(opts: K8sSyncOptions, host: HostFacts) -> tuple[str, str]:
     kube.load(opts.kubeconfig)  # the client's own loader accepts it (context, server URL, credentials)
     if not host.is_root:
         raise InputError("hostagent k8s-sync install must run as root")
-    if not host.systemd:
-        raise InputError("systemd is not PID 1 on this host; run `hostagent k8s-sync run` from your init system")
+    if host.init != "systemd":
+        # It holds cluster credentials: its unit's sandbox (no capabilities, PrivateUsers, ProtectSystem,
+        # MemoryMax) is part of what makes that safe, and SysV init and OpenRC have none of it.
+        raise InputError(f"k8s-sync install needs systemd (this host runs {host.init}): run it in the cluster, "
+                         "or `hostagent k8s-sync run` under your supervisor as an unprivileged user")
     if opts.tls_ca:
         _read(opts.tls_ca, "--tls-ca")
-    st = lstat_or_none(paths.K8S_SYNC_CONFIG_DIR)
+    h = current_host()
+    st = lstat_or_none(h.path(paths.K8S_SYNC_CONFIG_DIR))
     if st is not None and not stat.S_ISDIR(st.st_mode):
         raise InputError(f"{paths.K8S_SYNC_CONFIG_DIR} exists and is not a directory (symlink?); refusing to use it")
-    for path in (CONFIG_FILE, KUBECONFIG, CONTROLLER_CA, paths.K8S_SYNC_UNIT_FILE):
-        st = lstat_or_none(path)
+    for path in (CONFIG_FILE, KUBECONFIG, CONTROLLER_CA):
+        st = lstat_or_none(h.path(path))
         if st is not None and not stat.S_ISREG(st.st_mode):
             raise InputError(f"{path} exists and is not a regular file (symlink?); refusing to replace it")
-    dropins = paths.K8S_SYNC_UNIT_FILE + ".d"
-    if os.path.isdir(dropins) and os.listdir(dropins):
-        raise InputError(f"{dropins} holds drop-ins that systemd would merge into the unit; move them away first")
+    from hostagent.planner import _recorded_as_created, check_service_paths, service_group
+
+    check_service_paths(host.init, paths.K8S_SYNC_SERVICE)
     if opts.user == "deepflow":
         raise InputError("--user deepflow is the agent's user; k8s-sync runs as a user of its own")
-    from hostagent.planner import _recorded_as_created, service_group
-
     group = service_group(opts.user, "k8s-sync", _recorded_as_created(f"group:{opts.user}", paths.K8S_SYNC_MANIFEST))
     return group, kubeconfig
 
 
 def plan(opts: K8sSyncOptions, group: str, kubeconfig: str) -> list[Step]:
     user = opts.user
+    h = current_host()
     steps: list[Step] = [
         Group(name=group),
         User(name=user, group=group),
-        Directory(path=paths.K8S_SYNC_CONFIG_DIR, mode=0o750, owner="root", group=group),
-        File(path=KUBECONFIG, content=kubeconfig, mode=0o640, owner="root", group=group),
+        Directory(path=h.path(paths.K8S_SYNC_CONFIG_DIR), mode=0o750, owner="root", group=group),
+        File(path=h.path(KUBECONFIG), content=kubeconfig, mode=0o640, owner="root", group=group),
     ]
     if opts.tls_ca:
-        steps.append(File(path=CONTROLLER_CA, content=_read(opts.tls_ca, "--tls-ca").decode(), mode=0o640,
+        steps.append(File(path=h.path(CONTROLLER_CA), content=_read(opts.tls_ca, "--tls-ca").decode(), mode=0o640,
                           owner="root", group=group))
     steps += [
-        File(path=CONFIG_FILE, content=config_yaml(opts), mode=0o640, owner="root", group=group),
-        File(path=paths.K8S_SYNC_UNIT_FILE, content=render_unit(user, group), mode=0o644, owner="root", group="root",
-             reload_systemd=True),
-        Service(name=paths.K8S_SYNC_UNIT_NAME, user=user, binary=os.path.realpath(sys.executable)),
+        File(path=h.path(CONFIG_FILE), content=config_yaml(opts), mode=0o640, owner="root", group=group),
+        ServiceDefinition(path=h.path(h.services.definition_path(paths.K8S_SYNC_SERVICE)),
+                          content=render_unit(user, group), mode=0o644, owner="root", group="root"),
+        Service(name=paths.K8S_SYNC_SERVICE, user=user, binary=os.path.realpath(sys.executable)),
     ]
     return steps

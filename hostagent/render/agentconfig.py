@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from hostagent import paths
+from hostagent.host import paths
 
 HEADER = "# Managed by hostagent: `hostagent uninstall` restores what was here before.\n"
 

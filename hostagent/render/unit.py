@@ -1,32 +1,25 @@
-"""The systemd unit, rendered with jinja2 from systemd/deepflow-agent.service.j2."""
+"""The agent's service definition for each init: the systemd unit (systemd/deepflow-agent.service.j2),
+the OpenRC script (systemd/deepflow-agent.openrc.j2) and the SysV inittab line. Each runs `hostagent
+exec`, which prepares the cgroups and the binary as root, drops to the user and execs the agent."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 from typing import Optional
 
-from hostagent import paths
-from hostagent.agentcgroups import agent_dirs
 from hostagent.facts.cgroups import CgroupLayout
+from hostagent.host import paths
 
 # What the sandboxed launcher needs before it drops to the user: write the user-owned cgroup.procs
 # (dac_override), change ids, shrink the bounding set. Never kept by the agent.
 LAUNCHER_CAPS = ("cap_dac_override", "cap_setgid", "cap_setpcap", "cap_setuid")
 TEMPLATE = "deepflow-agent.service.j2"
-
-
-def _template_text() -> str:
-    try:
-        from importlib.resources import files
-
-        return (files("hostagent.systemd") / TEMPLATE).read_text()
-    except (ModuleNotFoundError, FileNotFoundError, TypeError):
-        # Running from a source checkout that was not pip-installed.
-        return (Path(__file__).resolve().parent.parent / "systemd" / TEMPLATE).read_text()
+OPENRC_TEMPLATE = "deepflow-agent.openrc.j2"
+AGENT_ARGV = (paths.AGENT_BINARY, "-f", paths.CONFIG_FILE)
 
 
 def launcher_command() -> str:
-    """How the unit calls `hostagent exec`: this interpreter, isolated from the environment; or, from
+    """How a service calls `hostagent exec`: this interpreter, isolated from the environment; or, from
     the single file (frozen), that file itself."""
     if getattr(sys, "frozen", False):
         return sys.executable
@@ -34,7 +27,7 @@ def launcher_command() -> str:
 
 
 def launcher_files() -> list[str]:
-    """What the unit runs as root at every start: the single file, or the interpreter and hostagent's
+    """What the service runs as root at every start: the single file, or the interpreter and hostagent's
     own package directory (the code it imports)."""
     if getattr(sys, "frozen", False):
         return [sys.executable]
@@ -45,20 +38,48 @@ def _install_location() -> str:
     return sys.executable if getattr(sys, "frozen", False) else sys.prefix
 
 
-def render(user: str, caps: tuple[str, ...], cpu_millicores: int, memory_mib: int,
-           cgroup: Optional[CgroupLayout] = None,
-           binary: str = paths.AGENT_BINARY, config: str = paths.CONFIG_FILE) -> str:
-    import jinja2
+def launcher_args(user: str, caps: tuple[str, ...], cpu_millicores: int, memory_mib: int) -> str:
+    return f"--user {user} --caps {','.join(caps)} --cpu-millicores {cpu_millicores} --memory-mib {memory_mib}"
 
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                             trim_blocks=True, lstrip_blocks=True, autoescape=False)
-    text = env.from_string(_template_text()).render(
-        user=user, caps=caps, binary=binary, config=config, launcher=launcher_command(),
-        launcher_args=f"--user {user} --caps {','.join(caps)} --cpu-millicores {cpu_millicores} --memory-mib {memory_mib}",
-        log_dir=paths.LOG_DIR, cgroup_dirs=agent_dirs(cgroup) if cgroup else [],
+
+def _v1_agent_dirs(cgroup: Optional[CgroupLayout]) -> list[str]:
+    """The agent's cgroup dirs as the host names them (the sandbox's ReadWritePaths)."""
+    if cgroup is None:
+        return []
+    if cgroup.mode == "v2":
+        return [f"{paths.CGROUP_ROOT}/{paths.CGROUP_NAME}"]
+    return [f"{m}/{paths.CGROUP_NAME}" for m in (cgroup.cpu_mount, cgroup.memory_mount) if m]
+
+
+def render(user: str, caps: tuple[str, ...], cpu_millicores: int, memory_mib: int,
+           cgroup: Optional[CgroupLayout] = None) -> str:
+    """The systemd unit."""
+    from hostagent.render import render_template
+
+    return render_template(
+        TEMPLATE, user=user, caps=caps, binary=paths.AGENT_BINARY, config=paths.CONFIG_FILE,
+        launcher=launcher_command(), launcher_args=launcher_args(user, caps, cpu_millicores, memory_mib),
+        log_dir=paths.LOG_DIR, cgroup_dirs=_v1_agent_dirs(cgroup),
         launcher_caps=[c for c in LAUNCHER_CAPS if c not in caps],
         ebpf="cap_syslog" in caps,
         # A launcher installed under /root or /home must stay readable to the unit.
         protect_home="read-only" if _install_location().startswith(("/root", "/home")) else "yes",
     )
-    return text
+
+
+def render_openrc(user: str, caps: tuple[str, ...], cpu_millicores: int, memory_mib: int) -> str:
+    """The OpenRC script: supervise-daemon runs `hostagent exec` and respawns it."""
+    from hostagent.render import render_template
+
+    launcher = launcher_command().split()
+    return render_template(
+        OPENRC_TEMPLATE, user=user, command=launcher[0],
+        command_args=" ".join(launcher[1:] + ["exec", launcher_args(user, caps, cpu_millicores, memory_mib),
+                                              "--log-dir", paths.LOG_DIR, "--", *AGENT_ARGV]),
+        cleanup=" ".join(launcher + ["exec", "--cleanup"]))
+
+
+def inittab_process(user: str, caps: tuple[str, ...], cpu_millicores: int, memory_mib: int) -> str:
+    """The process field of the agent's inittab line (no shell characters: init execs it directly)."""
+    return " ".join([launcher_command(), "exec", launcher_args(user, caps, cpu_millicores, memory_mib),
+                     "--log-dir", paths.LOG_DIR, "--", *AGENT_ARGV])

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hostagent import host
 from hostagent.facts import accounts
-from hostagent.run import run
 from hostagent.steps.base import Record, Step
+
+
+def run(argv: list[str]) -> None:
+    host.current().run(argv)
 
 
 @dataclass

@@ -8,11 +8,12 @@ import stat
 from dataclasses import dataclass
 from typing import NoReturn, Optional
 
-from hostagent import caps, faults, fsutil, paths
+from hostagent import caps, faults, host
 from hostagent.errors import StepError, SymlinkRefused
 from hostagent.facts import accounts
 from hostagent.facts.files import FileState, file_state, lstat_or_none, read_nofollow
-from hostagent.run import run
+from hostagent.host import fs as fsutil
+from hostagent.host import paths
 from hostagent.steps.base import Record, Step
 
 SAVE_SUFFIX = ".hostagent-save"
@@ -23,19 +24,16 @@ def _missing(what: str, name: str) -> NoReturn:
 
 
 def _ids(owner: str, group: str) -> tuple[int, int]:
-    account = accounts.user(owner) if owner != "root" else None
-    uid = 0 if owner == "root" else (account.uid if account else _missing("user", owner))
-    gid = 0 if group == "root" else accounts.group_gid(group)
+    uid, gid = accounts.ids(owner, group)
+    if uid is None:
+        _missing("user", owner)
     if gid is None:
         _missing("group", group)
     return uid, gid
 
 
 def _owner_mode_ok(st: os.stat_result, mode: int, owner: str, group: str) -> bool:
-    account = accounts.user(owner) if owner != "root" else None
-    uid = 0 if owner == "root" else (account.uid if account else None)
-    gid = 0 if group == "root" else accounts.group_gid(group)
-    return (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (mode, uid, gid)
+    return (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (mode, *accounts.ids(owner, group))
 
 
 @dataclass
@@ -106,7 +104,6 @@ class File(Step):
     mode: int
     owner: str
     group: str
-    reload_systemd: bool = False
 
     @property
     def data(self) -> bytes:
@@ -133,9 +130,8 @@ class File(Step):
         text = "".join(lines)
         return text or f"owner/mode of {self.path} → {self.owner}:{self.group} {self.mode:04o}"
 
-    def _reload(self) -> None:
-        if self.reload_systemd:
-            run(["systemctl", "daemon-reload"])
+    def _changed(self) -> None:
+        """After a write or a revert (a service definition tells its manager)."""
 
     def snapshot(self) -> Record:
         before = file_state(self.path)
@@ -145,7 +141,7 @@ class File(Step):
         uid, gid = _ids(self.owner, self.group)
         fsutil.atomic_write(self.path, self.data, self.mode, uid, gid)
         faults.point(f"inside:{self.id}")
-        self._reload()
+        self._changed()
 
     def revert(self, record: Record) -> Optional[str]:
         before = FileState(**record["before"]) if record.get("before") else None
@@ -161,11 +157,21 @@ class File(Step):
             fsutil.remove_file(self.path)
         elif not _same_file(self.path, before, now):
             fsutil.restore(before, self.path)
-        self._reload()
+        self._changed()
         return note
 
     def drift(self) -> list[str]:
         return [] if self.check() else [f"{self.path} differs from what hostagent installed"]
+
+
+@dataclass
+class ServiceDefinition(File):
+    """A service's unit or init script: its manager reads it again after each change."""
+
+    kind = "service-definition"
+
+    def _changed(self) -> None:
+        host.current().services.reload()
 
 
 def _same_file(path: str, state: FileState, now: Optional[bytes]) -> bool:
@@ -228,11 +234,11 @@ class Binary(Step):
         return record
 
     def apply(self, record: Record) -> None:
-        _, gid = _ids("root", self.group)
+        uid, gid = _ids("root", self.group)
         if self._copying():
-            fsutil.copy_file(self.source, self.path, 0o750, 0, gid)
+            fsutil.copy_file(self.source, self.path, 0o750, uid, gid)
         else:
-            fsutil.set_owner_mode(self.path, 0o750, 0, gid)
+            fsutil.set_owner_mode(self.path, 0o750, uid, gid)
 
     def revert(self, record: Record) -> Optional[str]:
         before = record.get("before")
@@ -262,8 +268,9 @@ class Binary(Step):
 
 def _backup(path: str) -> str:
     data = read_nofollow(path) or b""
-    os.makedirs(paths.BACKUP_DIR, mode=0o700, exist_ok=True)
-    target = os.path.join(paths.BACKUP_DIR, hashlib.sha256(data).hexdigest())
+    backups = host.current().path(paths.BACKUP_DIR)
+    os.makedirs(backups, mode=0o700, exist_ok=True)
+    target = os.path.join(backups, hashlib.sha256(data).hexdigest())
     fsutil.atomic_write(target, data, 0o600)
     return target
 

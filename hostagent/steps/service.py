@@ -1,15 +1,19 @@
-"""The systemd service: enabled, (re)started, and proven running as the agent's user."""
+"""The service: its inittab line where SysV init runs it, and the service enabled, (re)started and proven
+running as the agent's user, under whichever manager the host has (hostagent.host.services)."""
 from __future__ import annotations
 
 import os
 import time
 from dataclasses import dataclass
+from typing import Optional
 
-from hostagent import faults
+from hostagent import faults, host
 from hostagent.errors import StepError
 from hostagent.facts import accounts
-from hostagent.facts.service import journal_excerpt, proc_uid_exe, unit_state
-from hostagent.run import run
+from hostagent.facts.files import read_nofollow
+from hostagent.facts.service import proc_uid_exe
+from hostagent.host import fs
+from hostagent.host.services import InittabEntry, ServiceState, parse_inittab_line
 from hostagent.steps.base import Record, Step
 
 START_TIMEOUT = float(os.environ.get("HOSTAGENT_START_TIMEOUT", "30"))
@@ -27,78 +31,160 @@ class Service(Step):
     def title(self) -> str:
         return f"service {self.name} enabled and running as {self.user}"
 
-    def _running_as_user(self, state: dict[str, str]) -> bool:
+    @property
+    def _manager(self):  # type: ignore[no-untyped-def]
+        return host.current().services
+
+    def _running_as_user(self, state: ServiceState) -> bool:
         account = accounts.user(self.user)
-        pid = int(state.get("MainPID", "0") or 0)
-        if account is None or pid == 0:
+        if account is None or state.main_pid == 0:
             return False
-        uid, exe = proc_uid_exe(pid)
+        uid, exe = proc_uid_exe(state.main_pid)
         return uid == account.uid and exe == self.binary
 
     def check(self) -> bool:
         if self.upstream_changed:
             return False  # something it runs with changed: restart it
-        state = unit_state(self.name)
-        return (state.get("UnitFileState") == "enabled" and state.get("ActiveState") == "active"
-                and self._running_as_user(state))
+        state = self._manager.state(self.name)
+        return state.enabled and state.active and self._running_as_user(state)
 
     def drift(self) -> list[str]:
-        state = unit_state(self.name)
+        state = self._manager.state(self.name)
         problems = []
-        if state.get("UnitFileState") != "enabled":
-            problems.append(f"{self.name} is {state.get('UnitFileState')}, not enabled")
-        if state.get("ActiveState") != "active":
-            problems.append(f"{self.name} is {state.get('ActiveState')}/{state.get('SubState')}, not running")
+        if not state.enabled:
+            problems.append(f"{self.name} is not enabled ({state.detail})")
+        if not state.active:
+            problems.append(f"{self.name} is not running ({state.detail})")
         elif not self._running_as_user(state):
             problems.append(f"{self.name} main process is not {self.binary} running as {self.user}")
         return problems
 
     def diff(self) -> str:
-        return f"+ systemctl enable {self.name} && systemctl restart {self.name}"
+        return f"+ {self._manager.kind}: enable {self.name}, (re)start it"
 
     def snapshot(self) -> Record:
-        state = unit_state(self.name)
-        return {"was_enabled": state.get("UnitFileState") == "enabled", "was_active": state.get("ActiveState") == "active"}
+        state = self._manager.state(self.name)
+        return {"was_enabled": state.enabled, "was_active": state.active}
 
     def apply(self, record: Record) -> None:
-        # The unit file step already reloaded systemd; enabling only needs the symlink.
-        run(["systemctl", "enable", "--quiet", "--no-reload", self.name])
+        manager = self._manager
+        manager.enable(self.name)
         faults.point(f"inside:{self.id}")
-        run(["systemctl", "restart", self.name])
+        manager.restart(self.name)
         self._wait_running()
 
     def _wait_running(self) -> None:
+        manager = self._manager
         deadline = time.monotonic() + START_TIMEOUT
-        state: dict[str, str] = {}
+        state = manager.state(self.name)
         while time.monotonic() < deadline:
-            state = unit_state(self.name)
-            if state.get("ActiveState") == "active" and self._running_as_user(state):
+            state = manager.state(self.name)
+            if state.active and self._running_as_user(state):
                 # Confirm that it survived its own start-up work (cgroups, capabilities): the same
-                # process, still the user's, after a short settle time; Restart=always would otherwise
-                # hide an agent that exits at once behind its next start.
+                # process, still the user's, after a short settle time; a respawning manager would
+                # otherwise hide an agent that exits at once behind its next start.
                 time.sleep(SETTLE)
-                again = unit_state(self.name)
-                if (again.get("MainPID") == state.get("MainPID") and again.get("ActiveState") == "active"
-                        and again.get("NRestarts") == state.get("NRestarts") and self._running_as_user(again)):
+                again = manager.state(self.name)
+                if (again.main_pid == state.main_pid and again.active and again.restarts == state.restarts
+                        and self._running_as_user(again)):
                     return
-            if state.get("ActiveState") == "failed" or state.get("SubState") == "auto-restart":
+            if state.failed:
                 break
             time.sleep(0.02)
-        journal = journal_excerpt(self.name)
-        raise StepError(f"{self.name} did not come up running as {self.user} "
-                        f"(state {state.get('ActiveState')}/{state.get('SubState')}, result {state.get('Result')})"
-                        + (f"\n--- journal ---\n{journal}" if journal else ""))
+        excerpt = manager.log_excerpt(self.name)
+        raise StepError(f"{self.name} did not come up running as {self.user} ({state.detail})"
+                        + (f"\n--- log ---\n{excerpt}" if excerpt else ""))
 
     def revert(self, record: Record) -> None:
-        run(["systemctl", "stop", self.name])
+        manager = self._manager
+        manager.stop(self.name)
         if not record.get("was_enabled"):
-            run(["systemctl", "disable", "--quiet", "--no-reload", self.name])
-        if unit_state(self.name).get("ActiveState") == "failed":
-            run(["systemctl", "reset-failed", self.name], timeout=30)
+            manager.disable(self.name)
+        manager.reset(self.name)
 
     def after_revert(self, record: Record) -> None:
         # Put back a service that was running before we touched it (e.g. a packaged root agent).
+        manager = self._manager
         if record.get("was_enabled"):
-            run(["systemctl", "enable", "--quiet", self.name])
+            manager.enable(self.name)
         if record.get("was_active"):
-            run(["systemctl", "start", self.name])
+            manager.start(self.name)
+
+
+@dataclass
+class InittabLine(Step):
+    """The agent's respawn line in /etc/inittab (SysV init). Written "off": the service step turns it
+    on. Revert removes the line and leaves the rest of the file as it is then (an admin's edits stay)."""
+
+    kind = "inittab"
+    path: str
+    tag: str
+    runlevels: str
+    process: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.path}:{self.tag}"
+
+    @property
+    def title(self) -> str:
+        return f"{self.path} line {self.tag}: {self.process}"
+
+    def _lines(self) -> list[str]:
+        return (read_nofollow(self.path) or b"").decode().splitlines(keepends=True)
+
+    def _ours(self) -> Optional[InittabEntry]:
+        for line in self._lines():
+            found = parse_inittab_line(line)
+            if found and found.tag == self.tag:
+                return found
+        return None
+
+    def check(self) -> bool:
+        found = self._ours()
+        return found is not None and (found.runlevels, found.process) == (self.runlevels, self.process)
+
+    def diff(self) -> str:
+        found = self._ours()
+        want = InittabEntry(self.tag, self.runlevels, found.action if found else "off", self.process).line()
+        return (f"- {found.line()}\n" if found else "") + f"+ {want}"
+
+    def snapshot(self) -> Record:
+        found = self._ours()
+        return {"before": found.line() if found else None}
+
+    def _write(self, lines: list[str]) -> None:
+        st = os.lstat(self.path)
+        fs.atomic_write(self.path, "".join(lines).encode(), st.st_mode & 0o7777, st.st_uid, st.st_gid)
+
+    def apply(self, record: Record) -> None:
+        lines, done = self._lines(), False
+        for i, line in enumerate(lines):
+            found = parse_inittab_line(line)
+            if found and found.tag == self.tag:
+                lines[i] = found._replace(runlevels=self.runlevels, process=self.process).line() + "\n"
+                done = True
+        if not done:
+            if lines and not lines[-1].endswith("\n"):
+                lines[-1] += "\n"
+            lines.append("# Installed by hostagent; `hostagent uninstall` removes it.\n")
+            lines.append(InittabEntry(self.tag, self.runlevels, "off", self.process).line() + "\n")
+        self._write(lines)
+        faults.point(f"inside:{self.id}")
+        host.current().services.reload()
+
+    def revert(self, record: Record) -> None:
+        before = record.get("before")
+        lines, out = self._lines(), []
+        for line in lines:
+            found = parse_inittab_line(line)
+            if found and found.tag == self.tag:
+                if before:
+                    out.append(before + "\n")
+                continue
+            if line.startswith("# Installed by hostagent") and not before:
+                continue
+            out.append(line)
+        if out != lines:
+            self._write(out)
+            host.current().services.reload()

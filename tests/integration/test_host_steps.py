@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hostagent import caps, engine, facts, fsutil, manifest, options, paths, planner
+from hostagent import caps, engine, facts, manifest, options, planner
+from hostagent.host import fs as fsutil
+from hostagent.host import paths
 from hostagent.errors import InputError, StepError
 from hostagent.steps import Step
 from hostagent.steps.service import Service

@@ -5,6 +5,7 @@ import ast
 from pathlib import Path
 
 from hostagent.facts import host, service
+from hostagent.host import services
 
 # /proc/self/mountinfo of a Debian 12 host with hybrid cgroups (trimmed).
 MOUNTINFO = """\
@@ -29,9 +30,26 @@ def test_mountinfo_parser() -> None:
 
 
 def test_systemctl_parsers() -> None:
-    assert service.parse_systemctl_show(SYSTEMCTL_SHOW)["MainPID"] == "4242"
+    assert services.parse_systemctl_show(SYSTEMCTL_SHOW)["MainPID"] == "4242"
     assert host.parse_systemctl_version("systemd 252 (252.30-1~deb12u2)\n+PAM +AUDIT") == 252
     assert host.parse_systemctl_version("") is None
+
+
+def test_init_system_is_read_from_pid1_and_the_hosts_files() -> None:
+    assert host.classify_init(True, False, "systemd", False) == "systemd"
+    assert host.classify_init(False, True, "init", True) == "openrc"  # Debian's openrc runs under sysvinit's init
+    assert host.classify_init(False, True, "openrc-init", False) == "openrc"
+    assert host.classify_init(False, False, "init", True) == "sysvinit"
+    assert host.classify_init(False, False, "supervisord", False) == "unknown"
+    assert host.classify_init(False, False, "init", False) == "unknown"  # busybox init without inittab: not ours
+
+
+def test_inittab_lines() -> None:
+    entry = services.parse_inittab_line("dfha:2345:respawn:/usr/sbin/hostagent exec --user deepflow -- /a -f /b:c\n")
+    assert entry == services.InittabEntry("dfha", "2345", "respawn", "/usr/sbin/hostagent exec --user deepflow -- /a -f /b:c")
+    assert entry.line() == "dfha:2345:respawn:/usr/sbin/hostagent exec --user deepflow -- /a -f /b:c"
+    assert services.parse_inittab_line("# id:2345:respawn:/x") is None
+    assert services.parse_inittab_line("garbage") is None
 
 
 def test_proc_status_and_elf_parsers() -> None:
@@ -85,7 +103,7 @@ def test_a_kernel_without_ambient_caps_is_refused() -> None:
     from hostagent import facts, options, planner
     from hostagent.errors import InputError
 
-    here = facts.gather()._replace(is_root=True, systemd=True, ambient_caps=False)
+    here = facts.gather()._replace(is_root=True, init="systemd", ambient_caps=False)
     with pytest.raises(InputError, match="no ambient capabilities"):
         planner.preflight(options.build({"controller_ips": ["10.0.0.1"]}), here)
     assert facts.host.ambient_caps_supported()  # this machine's kernel has them

@@ -252,7 +252,8 @@ def test_two_manifests_share_the_state_dir(tmp_path) -> None:
     state = tmp_path / "state"
     script = f"""
 import json, os
-from hostagent import manifest, paths
+from hostagent import manifest
+from hostagent.host import paths
 assert paths.STATE_DIR == {str(state)!r}
 k8s = manifest.Manifest.new({{}}, {{}}, paths.K8S_SYNC_MANIFEST); k8s.save()
 agent = manifest.Manifest.new({{}}, {{}}); agent.data["steps"] = []; agent.save()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from hostagent import run
+from hostagent.host import Host, run
 from hostagent.errors import StepError
 
 
@@ -25,4 +25,4 @@ def test_failures_name_the_command() -> None:
         run.run(["sh", "-c", "echo oops >&2; exit 3"], timeout=5)
     with pytest.raises(StepError, match="no-such-tool not found"):
         run.run(["no-such-tool"])
-    assert run.output(["sh", "-c", "exit 1"]) is None
+    assert Host().output(["sh", "-c", "exit 1"]) is None

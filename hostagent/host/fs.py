@@ -14,7 +14,7 @@ import shutil
 import stat
 from typing import Optional
 
-from hostagent import caps
+from hostagent import host
 from hostagent.errors import SymlinkRefused
 from hostagent.facts.files import FileState, is_symlink, open_nofollow
 
@@ -34,10 +34,10 @@ def remove_stale_temps(directory: str) -> list[str]:
             continue
         path = os.path.join(directory, name)
         st = os.lstat(path)
-        if stat.S_ISREG(st.st_mode) and st.st_uid == 0:
+        if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
             os.unlink(path)
             removed.append(path)
-        elif stat.S_ISDIR(st.st_mode) and st.st_uid == 0:
+        elif stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
             shutil.rmtree(path)
             removed.append(path)
     return removed
@@ -65,7 +65,8 @@ def _open_dir(path: str) -> int:
         raise
 
 
-def atomic_write(path: str, data: bytes, mode: int, uid: int = 0, gid: int = 0) -> None:
+def atomic_write(path: str, data: bytes, mode: int, uid: Optional[int] = None, gid: Optional[int] = None) -> None:
+    """uid, gid: None keeps the writer's own (root's, in a real run)."""
     parent, name = os.path.split(path)
     refuse_symlink(path)
     dir_fd = _open_dir(parent)
@@ -73,7 +74,8 @@ def atomic_write(path: str, data: bytes, mode: int, uid: int = 0, gid: int = 0) 
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
         try:
-            os.fchown(fd, uid, gid)
+            if uid is not None and gid is not None:
+                os.fchown(fd, uid, gid)
             os.fchmod(fd, mode)
             view = memoryview(data)
             while view:
@@ -93,7 +95,7 @@ def atomic_write(path: str, data: bytes, mode: int, uid: int = 0, gid: int = 0) 
         os.close(dir_fd)
 
 
-def copy_file(src: str, dst: str, mode: int, uid: int, gid: int) -> None:
+def copy_file(src: str, dst: str, mode: int, uid: Optional[int], gid: Optional[int]) -> None:
     """Copy content (keeping mtime so a later size+mtime check sees it as current) via atomic_write."""
     src_fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
@@ -116,14 +118,15 @@ def restore(state: FileState, path: str, data: Optional[bytes] = None) -> None:
 
 
 def set_caps_raw(path: str, raw: Optional[bytes]) -> None:
-    """Write (or, with None, remove) the security.capability xattr through an fd."""
+    """Write (or, with None, remove) the file-capability xattr through an fd."""
     fd = open_nofollow(path)
+    xattr = host.current().caps_xattr
     try:
         if raw is not None:
-            os.setxattr(fd, caps.XATTR, raw)
+            os.setxattr(fd, xattr, raw)
         else:
             try:
-                os.removexattr(fd, caps.XATTR)
+                os.removexattr(fd, xattr)
             except OSError as e:
                 if e.errno != errno.ENODATA:  # already gone
                     raise

@@ -1,4 +1,6 @@
-"""Well-known paths. Tests point HOSTAGENT_STATE_DIR elsewhere only for read-only unit tests."""
+"""Where things live on a host, as the host names them: callers that touch one go through
+`host.current().path(...)`, which puts them under a test's temp root. HOSTAGENT_STATE_DIR moves the
+state dir for read-only subprocess tests that cannot be handed a Host."""
 from __future__ import annotations
 
 import os
@@ -8,14 +10,17 @@ CONFIG_DIR = "/etc/deepflow-agent"
 CONFIG_FILE = CONFIG_DIR + "/deepflow-agent.yaml"
 LOG_DIR = "/var/log/deepflow-agent"
 LOG_FILE = LOG_DIR + "/deepflow-agent.log"
-UNIT_NAME = "deepflow-agent.service"
-UNIT_FILE = "/etc/systemd/system/" + UNIT_NAME
+# The service's name under every init; its definition (unit, init script, inittab line) is the
+# service manager's to place (hostagent.host.services).
+SERVICE = "deepflow-agent"
+SYSTEMD_UNIT_DIR = "/etc/systemd/system"
+INITD_DIR = "/etc/init.d"
+INITTAB = "/etc/inittab"
 STATE_DIR = os.environ.get("HOSTAGENT_STATE_DIR", "/var/lib/hostagent")
 MANIFEST = STATE_DIR + "/manifest.json"
 BACKUP_DIR = STATE_DIR + "/backup"
 # `hostagent k8s-sync install`: its own service, user, files and manifest beside the agent's.
-K8S_SYNC_UNIT_NAME = "hostagent-k8s-sync.service"
-K8S_SYNC_UNIT_FILE = "/etc/systemd/system/" + K8S_SYNC_UNIT_NAME
+K8S_SYNC_SERVICE = "hostagent-k8s-sync"
 K8S_SYNC_CONFIG_DIR = "/etc/hostagent-k8s-sync"
 K8S_SYNC_MANIFEST = STATE_DIR + "/k8s-sync.json"
 MANIFESTS = (MANIFEST, K8S_SYNC_MANIFEST)
@@ -25,7 +30,8 @@ LOCK_FILE = RUN_DIR + "/lock"
 CGROUP_ROOT = "/sys/fs/cgroup"
 CGROUP_NAME = "deepflow-agent"  # hard-coded by the agent (cgroups-rs builder name)
 # Where hostagent writes; a killed run's temp files there are removed by the next run.
-WRITTEN_DIRS = (os.path.dirname(AGENT_BINARY), CONFIG_DIR, os.path.dirname(UNIT_FILE), os.path.dirname(STATE_DIR),
-                STATE_DIR, BACKUP_DIR, K8S_SYNC_CONFIG_DIR)
+WRITTEN_DIRS = (os.path.dirname(AGENT_BINARY), CONFIG_DIR, SYSTEMD_UNIT_DIR, INITD_DIR, "/etc",
+                os.path.dirname(STATE_DIR), STATE_DIR, BACKUP_DIR, K8S_SYNC_CONFIG_DIR)
 # What install creates, for a manifest that cannot be read any more.
-INSTALLED_PATHS = (AGENT_BINARY, CONFIG_FILE, LOG_DIR, UNIT_FILE, STATE_DIR)
+INSTALLED_PATHS = (AGENT_BINARY, CONFIG_FILE, LOG_DIR, SYSTEMD_UNIT_DIR + "/" + SERVICE + ".service",
+                   INITD_DIR + "/" + SERVICE, STATE_DIR)

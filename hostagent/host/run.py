@@ -38,10 +38,3 @@ def run(argv: Sequence[str], timeout: Optional[float] = None, check: bool = True
         raise StepError(f"{shlex.join(argv)} failed ({proc.returncode}): {msg[-1] if msg else ''}")
     return proc
 
-
-def output(argv: Sequence[str], timeout: float = 10) -> Optional[str]:
-    """stdout of a read-only query, or None when the command is missing, fails or hangs (facts)."""
-    try:
-        return run(argv, timeout=timeout).stdout
-    except StepError:
-        return None

@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 
 from hostagent import engine, manifest
+from hostagent.host import Host, using
 from tests.integration.test_host_steps import make_plan
 
 
 def main(argv: list[str]) -> int:
-    with manifest.locked():
+    with using(Host(init="systemd")), manifest.locked():
         if argv[0] == "install":
             engine.install(make_plan(argv[1]), {}, {})
         else:

@@ -25,6 +25,8 @@ from hostagent.host import fs as fsutil
 from hostagent.host import paths
 from hostagent.errors import InputError, StepError
 from hostagent.steps import Step
+from hostagent.host import Host, using
+from hostagent.steps.files import ServiceDefinition
 from hostagent.steps.service import Service
 from tests import hostsnap
 
@@ -33,10 +35,16 @@ USER = "dfhatest"
 SNAP_ROOTS = ("/etc", "/usr/sbin", "/var/lib", "/var/log", "/sys/fs/cgroup")
 
 
+@pytest.fixture(autouse=True)
+def systemd_assumed():
+    """Everything is read from this host; only "systemd runs services" is assumed, because the plan's
+    unit and service steps are left out here."""
+    with using(Host(init="systemd")):
+        yield
+
+
 def host_facts() -> facts.HostFacts:
-    # Everything is read from this host; only "systemd is PID 1" is asserted, because the plan's
-    # unit and service steps are left out here.
-    return facts.gather()._replace(systemd=True)
+    return facts.gather()
 
 
 def make_plan(binary: str, **kw) -> list[Step]:
@@ -44,7 +52,7 @@ def make_plan(binary: str, **kw) -> list[Step]:
     host = host_facts()
     resolved = planner.preflight(opts, host)
     steps = planner.plan(opts, host, resolved)
-    return [s for s in steps if not isinstance(s, Service) and getattr(s, "path", None) != paths.UNIT_FILE]
+    return [s for s in steps if not isinstance(s, (Service, ServiceDefinition))]
 
 
 def _cleanup() -> None:

@@ -47,13 +47,13 @@ def test_unknown_key_in_config_file(tmp_path) -> None:
 
 
 @pytest.mark.skipif(os.path.isdir("/run/systemd/system"), reason="this host runs systemd")
-def test_refuses_a_host_without_a_supported_init() -> None:
+def test_refuses_a_host_without_a_supported_init(root) -> None:
     proc = hostagent("install", "--controller-ip", "10.0.0.1", "--dry-run")
     assert proc.returncode == 2 and "no supported init on this host" in proc.stderr
 
 
 @pytest.mark.skipif(os.path.exists(paths.MANIFEST), reason="hostagent is installed here")
-def test_uninstall_and_status_without_manifest() -> None:
+def test_uninstall_and_status_without_manifest(root) -> None:
     proc = hostagent("uninstall", "--yes", "--json")
     obj = json.loads(proc.stdout)
     assert proc.returncode == 0 and obj["changed"] is False and "nothing to uninstall" in obj["notes"][0]

@@ -79,7 +79,8 @@ def test_facts_never_write() -> None:
                 assert isinstance(mode, ast.Constant) and set(str(mode.value)) <= set("rb"), f"{path.name}:{node.lineno}"
 
 
-def test_unsafe_launcher_paths(tmp_path) -> None:
+def test_unsafe_launcher_paths(root, tmp_path) -> None:
+    """Root's own files only (the check is about what root runs)."""
     import os
 
     ok = tmp_path / "hostagent"

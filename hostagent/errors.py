@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 
 class HostagentError(Exception):
-    """A failure after changes began; what was applied has been rolled back."""
+    """The family's root; raised as itself, a failure after changes began (rolled back where it could be)."""
 
     exit_code = 1
 

@@ -28,7 +28,7 @@ API_PORT = 30417  # deepflow-server's HTTP API (deepflow-ctl --api-port)
 
 
 class Setting(NamedTuple):
-    name: str  # snake_case: the InstallOptions field, the config-file key and the Ansible option
+    name: str  # snake_case: the InstallOptions field and the Ansible option; config files spell it with dashes
     flag: str
     type: str  # str | int | float | list
     default: Any
@@ -357,7 +357,6 @@ def load_config_file(path: str) -> dict[str, Any]:
 
 
 # `hostagent k8s-sync`: its own table, same rules (flags, config-file keys, defaults, help from here).
-TEAM_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")
 K8S_SYNC_INTERVAL = 60.0
 K8S_SYNC_MAX_INTERVAL = 24 * 3600.0
 K8S_SYNC_SETTINGS: tuple[Setting, ...] = (

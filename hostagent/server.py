@@ -270,14 +270,6 @@ def _flat_matches(stored: str, config: dict[str, Any]) -> bool:
     return isinstance(have, dict) and all(have.get(k) == v for k, v in config.items() if k != "vtap_group_id")
 
 
-def apply_group_config(server_url: str, name_or_id: str, yaml_text: str, *, create: bool = False,
-                       timeout: float = 10.0, org_id: int = 1) -> ApplyResult:
-    """Find (or, with create, make) the group and push the nested config; on failure undo the group creation."""
-    client = Client.for_server(server_url, timeout, org_id)
-    short, lcuuid, created = group_short_id(client, name_or_id, create)
-    return apply_nested_config(client, short, lcuuid, created, yaml_text)
-
-
 def apply_nested_config(client: Client, short: str, lcuuid: str, created: bool, yaml_text: str) -> ApplyResult:
     """v6.6.9 on: POST (no config yet) or PUT the YAML on /v1/agent-group-configuration/<lcuuid>/yaml."""
     existing = _existing_config(client, lcuuid)

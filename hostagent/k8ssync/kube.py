@@ -8,7 +8,6 @@ and the generated call signatures changed shape in kubernetes 37; the config loa
 across releases. Objects stay plain JSON dicts, trimmed as soon as they arrive."""
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from dataclasses import dataclass
@@ -71,21 +70,6 @@ def load(kubeconfig: Optional[str], context: Optional[str] = None) -> KubeConfig
     if not str(cfg.host).startswith(("https://", "http://")):
         raise InputError(f"kubeconfig server {cfg.host!r} is not an http(s) URL")
     return KubeConfig(str(cfg.host).rstrip("/"), cfg.ssl_ca_cert, bool(cfg.verify_ssl), cfg.cert_file, cfg.key_file, cfg)
-
-
-def ca_md5_of(kubeconfig: Optional[str]) -> Optional[str]:
-    """Without loading anything else: the in-cluster CA, or the kubeconfig cluster's CA."""
-    if not kubeconfig:
-        try:
-            with open(IN_CLUSTER_CA, "rb") as f:
-                return hashlib.md5(f.read()).hexdigest()
-        except OSError:
-            return None
-    return load(kubeconfig).ca_md5()
-
-
-def ca_data_md5(data_b64: str) -> str:
-    return hashlib.md5(base64.b64decode(data_b64)).hexdigest()
 
 
 class Client:

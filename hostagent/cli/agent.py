@@ -1,6 +1,6 @@
-"""The agent commands: install, uninstall, status, doctor (exec is hostagent.launcher.main, without typer,
-for a fast agent start). Parse, call the library, hand a Report to the one output path. Heavy modules are imported inside commands so that a no-op
-`install` starts fast."""
+"""The agent commands: install, uninstall, status, doctor (exec is hostagent.launcher.main, without
+typer, for a fast agent start). Parse, call the library, hand a Report to the one output path. Heavy
+modules are imported inside commands so that a no-op `install` starts fast."""
 from __future__ import annotations
 
 import sys

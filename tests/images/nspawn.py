@@ -46,7 +46,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Iterator, Optional, Sequence, Union
 
 from tests.cgrouplock import held as cgroup_lock_held
 from tests.images.rootfs import Recipe, build_rootfs, clone_rootfs, overlay_rootfs, remove_tree, unmount_overlay
@@ -628,6 +628,48 @@ class NspawnHost:
         """The --hosts value for testinfra's ssh backend."""
         assert self.ssh_config is not None, "start with ssh=True"
         return f"ssh://{self.machine}?ssh_config={self.ssh_config}"
+
+
+@contextlib.contextmanager
+def nspawn_host(
+    init: str = "systemd",
+    *,
+    wheelhouse: bool = True,
+    single_file: Optional[Path] = None,
+    python: bool = True,
+    ssh: bool = False,
+    double: bool = True,
+    hostsnap: bool = True,
+) -> Iterator[NspawnHost]:
+    """The nspawn tests' booted host (skips the test where nspawn cannot run here).
+
+    init: systemd | sysvinit | openrc (PID 1 and rc of the image).
+    wheelhouse: hostagent in a venv from this tree's wheels, the README's way.
+    single_file: the single file (dist/hostagent-<v>-linux-x86_64) put at /usr/sbin/hostagent.
+    python: False for an image with no python3 at all (then wheelhouse must be False).
+    ssh: sshd on 127.0.0.1:PORT for testinfra (host.testinfra_host).
+    double, hostsnap: the agent double at hostcmd.DOUBLE, tests/hostsnap.py at hostcmd.HOSTSNAP_ON_HOST.
+    """
+    import pytest
+
+    from tests.system import hostcmd
+
+    reason = missing_requirement()
+    if reason:
+        pytest.skip(reason)
+    agent = None
+    if double:
+        from tests.fixtures.build import build_agent_double
+
+        agent = build_agent_double()
+    with NspawnHost(recipe_for(init, python), init=init, install_hostagent=wheelhouse,
+                    hostagent_file=single_file, ssh=ssh) as h:
+        if agent is not None:
+            h.put(hostcmd.DOUBLE, agent.read_bytes(), 0o755)
+        if hostsnap:
+            h.put(hostcmd.HOSTSNAP_ON_HOST, hostcmd.HOSTSNAP.read_bytes())
+        yield h
+        print(f"\nnspawn {init} timings: { {k: round(v, 2) for k, v in h.timings.items()} }")
 
 
 if __name__ == "__main__":

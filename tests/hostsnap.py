@@ -29,6 +29,9 @@ VOLATILE_PREFIXES = (
     "/var/log/apt", "/var/log/dpkg.log", "/var/log/wtmp", "/var/log/btmp", "/var/log/lastlog",
     "/var/log/faillog", "/var/log/syslog", "/var/log/messages", "/var/lib/dhcp", "/etc/ld.so.cache",
     "/var/lib/python", "/var/lib/systemd/deb-systemd",
+    # SysV/OpenRC hosts: initscripts save the seed at shutdown, log dmesg and fsck at each boot.
+    "/var/lib/urandom", "/var/log/dmesg", "/var/log/fsck",
+    "/usr/lib/rc/cache",  # OpenRC's dependency cache, saved at shutdown
 )
 CGROUP_ROOT = "/sys/fs/cgroup"
 

@@ -62,12 +62,12 @@ def env(tmp_path_factory, dist):
         pytest.skip(reason)
     from tests.dist import collection_in, single_file_in
     from tests.fixtures.build import build_agent_double
-    from tests.images.nspawn import NspawnHost
+    from tests.images.nspawn import nspawn_host
 
     tmp = tmp_path_factory.mktemp("ansible")
     collections = install_collection(collection_in(dist), tmp / "collections")
     double = build_agent_double()
-    with NspawnHost(ssh=True, install_hostagent=False) as host:
+    with nspawn_host(wheelhouse=False, ssh=True, double=False, hostsnap=False) as host:
         assert host.ssh_port is not None
         inventory = write_inventory([Host(NAME, host.ssh_port, host.workdir / "id_ed25519")], tmp / "hosts.ini")
         base = {

@@ -3,6 +3,9 @@
     with NspawnHost() as host:                 # copy of the cached image, booted, hostagent in /opt/hostagent
         rc, out, err = host.run("hostagent install ... --json")
         host.reboot()
+    with NspawnHost(init="openrc") as host:    # PID 1: sysvinit's init, rc: openrc (or init="sysvinit")
+        ...
+    with nspawn_host(init="sysvinit") as host: # the tests' factory: + agent double, hostsnap, skip if no root
 
 Design notes (traps found on these machines):
 - This machine's PID 1 is not systemd, so nspawn runs with --register=no --keep-unit.
@@ -12,18 +15,27 @@ Design notes (traps found on these machines):
   The container shares this machine's v1 hierarchies, so only one lives at a time:
   it holds the flock /run/lock/hostagent-tests-cgroup.lock.
 - nspawn mounts the v1 controllers read-only; a real v1 host lets root write them.
-  The image has a oneshot unit, before sysinit.target, that remounts cpu and memory rw.
+  The systemd image has a oneshot unit, before sysinit.target, that remounts cpu and
+  memory rw; the sysvinit/openrc images run the same script as inittab's first sysinit entry.
 - nspawn's default bounding set lacks cap_net_admin, cap_ipc_lock (and the eBPF
   profile's caps); a file-capability binary with a cap outside the bounding set fails
   exec with EPERM, so the container gets them with --capability=.
 - No --private-network: services on this machine's 127.0.0.1 are reachable, and the
-  optional sshd listens on 127.0.0.1:PORT here.
+  optional sshd listens on 127.0.0.1:PORT here. So a SysV/OpenRC host's shutdown must not
+  touch the network or clock: its images set NETDOWN=no (no `halt -i`), drop `halt -h`, and
+  make umountroot/umountfs/hwclock no-ops (see _SHARED_WITH_THIS_MACHINE).
 - Commands run through `systemd-run --pipe --wait` inside (via nsenter): they get the
-  container's bounding set, cgroup and environment, like a root shell on that host.
+  container's bounding set, cgroup and environment, like a root shell on that host. Without
+  systemd, nsenter itself first joins init's cgroups and takes its bounding set.
+- Boot done: systemd's is-system-running; SysV/OpenRC: the inittab's last "wait" entry
+  (after runlevel 2's rc) touched BOOTED_MARKER. Poweroff: SIGRTMIN+4 to systemd, `telinit 0`
+  to sysvinit's init. Reboot: poweroff, then a fresh boot of the same root (new /run, new cgroups).
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import dataclasses
 import os
 import shlex
 import shutil
@@ -34,7 +46,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Iterator, Optional, Sequence, Union
 
 from tests.cgrouplock import held as cgroup_lock_held
 from tests.images.rootfs import Recipe, build_rootfs, clone_rootfs, overlay_rootfs, remove_tree, unmount_overlay
@@ -99,6 +111,67 @@ NSPAWN_RECIPE = Recipe(
     version="1",
 )
 
+INITS = ("systemd", "sysvinit", "openrc")
+# Touched by the last inittab entry: a "wait" entry starts only after the one before it
+# (the rc of runlevel 2) has exited, so its presence means the boot is done.
+BOOTED_MARKER = "/run/hostagent-test-booted"
+# Debian's inittab without the gettys (no ttys in a container), sulogin and power lines;
+# the cgroup remount runs first, before rcS, as the systemd image's unit runs before sysinit.
+_INITTAB = f"""\
+id:2:initdefault:
+cg::sysinit:/usr/local/sbin/hostagent-test-cgroup-rw
+si::sysinit:/etc/init.d/rcS
+l0:0:wait:/etc/init.d/rc 0
+l1:1:wait:/etc/init.d/rc 1
+l2:2:wait:/etc/init.d/rc 2
+l3:3:wait:/etc/init.d/rc 3
+l4:4:wait:/etc/init.d/rc 4
+l5:5:wait:/etc/init.d/rc 5
+l6:6:wait:/etc/init.d/rc 6
+ca:12345:ctrlaltdel:/sbin/shutdown -t1 -a -r now
+hb:2345:wait:/bin/touch {BOOTED_MARKER}
+"""
+# The container shares this machine's network namespace and, with overlay=False, its root
+# file system: halt/reboot -i would take THIS machine's interfaces down, halt -h spin its
+# disks down, umountroot remount its / read-only, hwclock set its clock. nspawn owns the
+# container's mounts and there is no clock to keep: those scripts end at once.
+_SHARED_WITH_THIS_MACHINE = ("umountroot", "umountfs", "umountnfs.sh", "hwclock.sh", "hwclockfirst.sh")
+_NON_SYSTEMD_HOOKS = (
+    _write_file_hook("/usr/local/sbin/hostagent-test-cgroup-rw", _CGROUP_RW_SCRIPT, "0755"),
+    _write_file_hook("/etc/inittab", _INITTAB, "0644"),
+    'printf "HALT=poweroff\\nNETDOWN=no\\n" > "$1/etc/default/halt"',
+    'sed -i \'s/^\\thddown="-h"$/\\thddown=""/\' "$1/etc/init.d/halt" && ! grep -q "hddown=\\"-h\\"" "$1/etc/init.d/halt"',
+    "for s in " + " ".join(_SHARED_WITH_THIS_MACHINE) + '; do f="$1/etc/init.d/$s"; [ -e "$f" ] || continue; '
+    "sed -i '/^### END INIT INFO/a exit 0  # hostagent test image: nspawn owns this' \"$f\"; done",
+    # sshd is opt-in (started per run with per-run keys): not started at boot, no host keys.
+    'rm -f "$1"/etc/ssh/ssh_host_* "$1"/etc/rc?.d/[SK][0-9][0-9]ssh "$1"/etc/runlevels/*/ssh',
+)
+SYSVINIT_RECIPE = Recipe(
+    name="nspawn-sysvinit",
+    suite="bookworm",
+    packages=("sysvinit-core", "openssh-server"),
+    exclude=("systemd", "systemd-sysv", "dbus"),
+    hooks=_NON_SYSTEMD_HOOKS,
+    version="1",
+)
+# Debian's openrc is the rc of sysvinit's init (it conflicts with sysv-rc): inittab's
+# /etc/init.d/rc and rcS are openrc's wrappers of `openrc sysinit` and `openrc default`.
+OPENRC_RECIPE = dataclasses.replace(
+    SYSVINIT_RECIPE, name="nspawn-openrc", packages=("sysvinit-core", "openrc", "openssh-server"),
+)
+_RECIPES = {"systemd": NSPAWN_RECIPE, "sysvinit": SYSVINIT_RECIPE, "openrc": OPENRC_RECIPE}
+
+
+def recipe_for(init: str = "systemd", python: bool = True) -> Recipe:
+    """The image of a host whose PID 1 is `init`; python=False: no python3 at all."""
+    if init not in _RECIPES:
+        raise ValueError(f"init must be one of {INITS}, not {init!r}")
+    recipe = _RECIPES[init]
+    if not python:
+        recipe = dataclasses.replace(recipe, name=recipe.name + "-nopython",
+                                     exclude=tuple(recipe.exclude) + ("python3", "python3-venv"))
+    return recipe
+
 
 @dataclass
 class Result:
@@ -131,18 +204,24 @@ def missing_requirement() -> str:
     return ""
 
 
-def _own_cgroups() -> dict[str, str]:
-    """Mount point of each hierarchy -> this process's cgroup path in it."""
-    paths = {}
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        hid, controllers, path = line.split(":", 2)
-        paths[controllers if hid != "0" else ""] = path
+def _cgroup_mounts() -> list[tuple[set, str]]:
+    """(controllers, mount point) of each cgroup hierarchy here; {""} for cgroup2."""
     mounts: list[tuple[set, str]] = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         left, right = line.split(" - ", 1)
         fstype, _source, opts = right.split(" ", 2)
         if fstype in ("cgroup", "cgroup2"):
             mounts.append((set(opts.split(",")) if fstype == "cgroup" else {""}, left.split()[4]))
+    return mounts
+
+
+def _own_cgroups() -> dict[str, str]:
+    """Mount point of each hierarchy -> this process's cgroup path in it."""
+    paths = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        hid, controllers, path = line.split(":", 2)
+        paths[controllers if hid != "0" else ""] = path
+    mounts = _cgroup_mounts()
     out = {}
     for key, path in paths.items():
         # cpuset children need cpus/mems before taking a process; systemd on v1 never uses it.
@@ -153,6 +232,37 @@ def _own_cgroups() -> dict[str, str]:
                 out[mnt] = path
                 break
     return out
+
+
+def _become_container(leader: int):
+    """A preexec_fn: join every cgroup of process `leader` and drop from the bounding set
+    what is not in its own (exec'ing nsenter then leaves root with the container's caps)."""
+    procs = []
+    mounts = _cgroup_mounts()
+    for line in Path(f"/proc/{leader}/cgroup").read_text().splitlines():
+        hid, controllers, path = line.split(":", 2)
+        key = set(controllers.split(",")) if hid != "0" else {""}
+        for optset, mnt in mounts:
+            if key <= optset:
+                procs.append(f"{mnt}{path.rstrip('/')}/cgroup.procs")
+                break
+    status = Path(f"/proc/{leader}/status").read_text()
+    bounding = int(next(l.split()[1] for l in status.splitlines() if l.startswith("CapBnd:")), 16)
+    last_cap = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def preexec() -> None:
+        for p in procs:
+            with open(p, "w") as f:
+                f.write(str(os.getpid()))
+        for cap in range(last_cap + 1):
+            if not bounding & (1 << cap) and libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+                raise OSError(ctypes.get_errno(), f"PR_CAPBSET_DROP {cap}")
+
+    return preexec
+
+
+PR_CAPBSET_DROP = 24
 
 
 def _rmdir_tree(path: Path) -> None:
@@ -170,8 +280,9 @@ class NspawnHost:
 
     def __init__(
         self,
-        recipe: Recipe = NSPAWN_RECIPE,
+        recipe: Optional[Recipe] = None,
         *,
+        init: str = "systemd",
         install_hostagent: bool = True,
         wheelhouse: Optional[Path] = None,
         hostagent_file: Optional[Path] = None,
@@ -181,7 +292,9 @@ class NspawnHost:
         boot_timeout: float = 60.0,
         overlay: bool = True,
     ):
-        self.recipe = recipe
+        # PID 1 of the host: systemd, sysvinit (sysv-rc) or openrc (on sysvinit's init, as Debian has it).
+        self.init = init
+        self.recipe = recipe or recipe_for(init)
         self.install_hostagent = install_hostagent
         self.wheelhouse = wheelhouse
         # The single file (dist/hostagent-<v>-linux-x86_64), put at /usr/sbin/hostagent before boot.
@@ -205,6 +318,7 @@ class NspawnHost:
         self._lock: Optional[contextlib.ExitStack] = None
         self._cgroup_dirs: list[Path] = []
         self.boot_state = ""
+        self.exit_status: Optional[int] = None
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -259,7 +373,7 @@ class NspawnHost:
             self.start_sshd()
 
     def boot(self) -> None:
-        """Start the container and wait until systemd says the boot is done."""
+        """Start the container and wait until its init says the boot is done."""
         t0 = time.monotonic()
         self._cgroup_dirs = []
         for mnt, path in _own_cgroups().items():
@@ -290,6 +404,13 @@ class NspawnHost:
         )
         log.close()
         self._leader = self._wait_leader()
+        if self.init == "systemd":
+            self.boot_state = self._wait_systemd_booted()
+        else:
+            self.boot_state = self._wait_rc_booted()
+        self.timings["boot"] = time.monotonic() - t0
+
+    def _wait_systemd_booted(self) -> str:
         deadline = time.monotonic() + self.boot_timeout
         state = ""
         while time.monotonic() < deadline:
@@ -300,8 +421,25 @@ class NspawnHost:
             time.sleep(0.2)
         else:
             raise RuntimeError(f"boot did not finish ({state!r}); console: {self.console_tail()}")
-        self.boot_state = state
-        self.timings["boot"] = time.monotonic() - t0
+        return state
+
+    def _wait_rc_booted(self) -> str:
+        """Runlevel 2 entered and its rc done (the inittab's last wait entry ran); on openrc, its
+        default runlevel reached too. Returns `runlevel`'s answer, e.g. "N 2"."""
+        deadline = time.monotonic() + self.boot_timeout
+        check = f"test -e {BOOTED_MARKER} && runlevel"
+        if self.init == "openrc":
+            check += " && test \"$(rc-status --runlevel)\" = default"
+        r = Result(1, "", "")
+        while time.monotonic() < deadline:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"systemd-nspawn exited {self._proc.returncode}: {self.console_tail()}")
+            r = self._nsenter(["sh", "-c", check], timeout=self.boot_timeout)
+            if r.rc == 0:
+                return r.stdout.splitlines()[0].strip()
+            time.sleep(0.1)
+        raise RuntimeError(f"boot did not finish ({r.stdout!r} {r.stderr!r}); console: {self.console_tail()}")
 
     def _wait_leader(self) -> int:
         deadline = time.monotonic() + self.boot_timeout
@@ -327,18 +465,28 @@ class NspawnHost:
         raise RuntimeError("container leader did not appear")
 
     def poweroff(self, timeout: float = 60.0) -> None:
+        """Shut the host down through its init; `exit_status` says how it ended: nspawn's exit
+        code, 0 when the init powered off by itself, None when it had to be killed."""
         if self._proc is None:
             return
         if self._proc.poll() is None and self._leader:
+            if self.init == "systemd":
+                try:
+                    os.kill(self._leader, signal.SIGRTMIN + 4)  # systemd: start poweroff.target
+                except ProcessLookupError:
+                    pass
+            else:
+                # Runlevel 0: the rc's stop scripts, then /etc/init.d/halt's `halt -f -p`, whose
+                # reboot(2) in the container's pid namespace ends its init (nspawn exits).
+                self._nsenter(["telinit", "0"], timeout=30)
             try:
-                os.kill(self._leader, signal.SIGRTMIN + 4)  # systemd: start poweroff.target
-            except ProcessLookupError:
-                pass
-            try:
-                self._proc.wait(timeout)
+                self.exit_status = self._proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(self._proc.pid, signal.SIGKILL)
                 self._proc.wait(10)
+                self.exit_status = None
+        else:
+            self.exit_status = self._proc.returncode
         self._proc = None
         self._leader = None
         shutil.rmtree(f"/run/systemd/nspawn/propagate/{self.machine}", ignore_errors=True)
@@ -381,18 +529,26 @@ class NspawnHost:
     # --- commands ----------------------------------------------------------------------
 
     def _nsenter(self, argv: Sequence[str], input: Union[str, bytes, None] = None,
-                 timeout: float = 120) -> Result:
+                 timeout: float = 120, as_container: bool = False) -> Result:
+        """as_container: first join the cgroups of the container's init and take its bounding set,
+        as systemd-run does inside on a systemd host (what the command starts stays in the
+        container's cgroups, with the container's capabilities)."""
         assert self._leader, "host is not running"
         cmd = ["nsenter", "-t", str(self._leader), "-a", "--", "env", "-i",
                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", *argv]
         data = input.encode() if isinstance(input, str) else input
-        p = subprocess.run(cmd, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+        preexec = _become_container(self._leader) if as_container else None
+        p = subprocess.run(cmd, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
+                           preexec_fn=preexec)
         return Result(p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"))
 
     def run(self, cmd: Union[str, Sequence[str]], input: Union[str, bytes, None] = None,
             timeout: float = 120) -> Result:
         """Run a command as root on the host (a shell string, or argv); returns rc, stdout, stderr."""
         argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
+        if self.init != "systemd":
+            return self._nsenter(argv, input=input if input is not None else b"", timeout=timeout,
+                                 as_container=True)
         return self._nsenter(
             ["systemd-run", "--quiet", "--wait", "--pipe", "--collect", "--service-type=exec",
              "-p", "Environment=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -418,6 +574,8 @@ class NspawnHost:
         return hostsnap.snapshot(tuple(roots) or hostsnap.DEFAULT_ROOTS, root=f"/proc/{self._leader}/root")
 
     def journal(self, unit: str = "deepflow-agent.service", lines: int = 50) -> str:
+        if self.init != "systemd":  # no journal, no syslog daemon: what init and rc printed
+            return self.console_tail()
         return self.run(["journalctl", "--no-pager", "-n", str(lines), "-u", unit]).stdout
 
     def console_tail(self, chars: int = 3000) -> str:
@@ -436,13 +594,14 @@ class NspawnHost:
         if self.ssh_port is None:
             self.ssh_port = _free_port()
         self.put("/root/.ssh/authorized_keys", (self.workdir / "id_ed25519.pub").read_text(), 0o600)
-        self.run(
-            "mkdir -p /run/sshd && chmod 0755 /run/sshd && ssh-keygen -A -q >/dev/null && "
-            "systemctl reset-failed hostagent-test-sshd.service 2>/dev/null; "
-            "systemd-run --quiet --unit=hostagent-test-sshd -- /usr/sbin/sshd -D -e "
-            f"-o ListenAddress=127.0.0.1 -o Port={self.ssh_port} -o PermitRootLogin=prohibit-password "
-            "-o PasswordAuthentication=no -o UseDNS=no"
-        ).check()
+        options = (f"-o ListenAddress=127.0.0.1 -o Port={self.ssh_port} -o PermitRootLogin=prohibit-password "
+                   "-o PasswordAuthentication=no -o UseDNS=no")
+        if self.init == "systemd":
+            start = ("systemctl reset-failed hostagent-test-sshd.service 2>/dev/null; "
+                     f"systemd-run --quiet --unit=hostagent-test-sshd -- /usr/sbin/sshd -D -e {options}")
+        else:  # sshd daemonizes (its fds closed) and is reparented to the container's init
+            start = f"/usr/sbin/sshd -E /var/log/hostagent-test-sshd.log {options}"
+        self.run("mkdir -p /run/sshd && chmod 0755 /run/sshd && ssh-keygen -A -q >/dev/null && " + start).check()
         self.ssh_config = self.workdir / "ssh_config"
         self.ssh_config.write_text(
             f"Host {self.machine}\n  HostName 127.0.0.1\n  Port {self.ssh_port}\n  User root\n"
@@ -456,7 +615,9 @@ class NspawnHost:
             if subprocess.run(self.ssh_command("true"), capture_output=True).returncode == 0:
                 return
             time.sleep(0.2)
-        raise RuntimeError("sshd did not come up: " + self.run("journalctl -u hostagent-test-sshd -n 20").stdout)
+        log = "journalctl -u hostagent-test-sshd -n 20" if self.init == "systemd" else \
+            "tail -n 20 /var/log/hostagent-test-sshd.log"
+        raise RuntimeError("sshd did not come up: " + self.run(log).stdout)
 
     def ssh_command(self, remote: str) -> list[str]:
         assert self.ssh_config is not None, "start with ssh=True"
@@ -467,6 +628,48 @@ class NspawnHost:
         """The --hosts value for testinfra's ssh backend."""
         assert self.ssh_config is not None, "start with ssh=True"
         return f"ssh://{self.machine}?ssh_config={self.ssh_config}"
+
+
+@contextlib.contextmanager
+def nspawn_host(
+    init: str = "systemd",
+    *,
+    wheelhouse: bool = True,
+    single_file: Optional[Path] = None,
+    python: bool = True,
+    ssh: bool = False,
+    double: bool = True,
+    hostsnap: bool = True,
+) -> Iterator[NspawnHost]:
+    """The nspawn tests' booted host (skips the test where nspawn cannot run here).
+
+    init: systemd | sysvinit | openrc (PID 1 and rc of the image).
+    wheelhouse: hostagent in a venv from this tree's wheels, the README's way.
+    single_file: the single file (dist/hostagent-<v>-linux-x86_64) put at /usr/sbin/hostagent.
+    python: False for an image with no python3 at all (then wheelhouse must be False).
+    ssh: sshd on 127.0.0.1:PORT for testinfra (host.testinfra_host).
+    double, hostsnap: the agent double at hostcmd.DOUBLE, tests/hostsnap.py at hostcmd.HOSTSNAP_ON_HOST.
+    """
+    import pytest
+
+    from tests.system import hostcmd
+
+    reason = missing_requirement()
+    if reason:
+        pytest.skip(reason)
+    agent = None
+    if double:
+        from tests.fixtures.build import build_agent_double
+
+        agent = build_agent_double()
+    with NspawnHost(recipe_for(init, python), init=init, install_hostagent=wheelhouse,
+                    hostagent_file=single_file, ssh=ssh) as h:
+        if agent is not None:
+            h.put(hostcmd.DOUBLE, agent.read_bytes(), 0o755)
+        if hostsnap:
+            h.put(hostcmd.HOSTSNAP_ON_HOST, hostcmd.HOSTSNAP.read_bytes())
+        yield h
+        print(f"\nnspawn {init} timings: { {k: round(v, 2) for k, v in h.timings.items()} }")
 
 
 if __name__ == "__main__":

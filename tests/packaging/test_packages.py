@@ -14,11 +14,10 @@ import yaml
 
 from tests.hostsnap import diff as snapshot_diff
 from tests.dist import version
+from tests.system.hostcmd import INSTALL, snapshot
 
 REPO = Path(__file__).resolve().parents[2]
-HOSTSNAP = REPO / "tests" / "hostsnap.py"
 SNAP_ROOTS = "/etc /usr /var/lib /var/log /var/cache /sys/fs/cgroup"
-DOUBLE = "/root/agent-double"
 
 
 def _rpm(dist: Path, *args: str) -> str:
@@ -99,15 +98,9 @@ def test_collection_installs_offline(dist: Path, tmp_path: Path):
 
 @pytest.fixture(scope="module")
 def deb_host(dist: Path):
-    from tests.fixtures.build import build_agent_double
-    from tests.images.nspawn import NspawnHost, missing_requirement
+    from tests.images.nspawn import nspawn_host
 
-    reason = missing_requirement()
-    if reason:
-        pytest.skip(reason)
-    with NspawnHost(install_hostagent=False) as h:
-        h.put(DOUBLE, build_agent_double().read_bytes(), 0o755)
-        h.put("/root/hostsnap.py", HOSTSNAP.read_bytes())
+    with nspawn_host(wheelhouse=False) as h:
         h.put("/root/hostagent.deb", (dist / f"hostagent_{version()}_amd64.deb").read_bytes())
         yield h
 
@@ -115,7 +108,7 @@ def deb_host(dist: Path):
 def _snapshot(host) -> dict:
     from tests.system.conftest import comparable
 
-    return comparable(json.loads(host.run(f"python3 /root/hostsnap.py {SNAP_ROOTS}").check().stdout))
+    return comparable(snapshot(host, SNAP_ROOTS))
 
 
 @pytest.mark.nspawn
@@ -132,8 +125,7 @@ def test_deb_lifecycle(deb_host):
     assert "not installed" in host.run("hostagent status").stdout
 
     # The agent, installed by the packaged file: the unit calls /usr/sbin/hostagent itself.
-    rc, out, err = host.run(f"hostagent install --agent-binary {DOUBLE} --controller-ip 127.0.0.1 --yes --json",
-                            timeout=180)
+    rc, out, err = host.run(INSTALL, timeout=180)
     assert rc == 0, f"{out}\n{err}\n{host.journal()}"
     unit = host.get("/etc/systemd/system/deepflow-agent.service")
     assert "ExecStart=/usr/sbin/hostagent exec --prepared " in unit, unit

@@ -20,14 +20,12 @@ import pytest
 
 from tests.hostsnap import diff as snapshot_diff
 from tests.system.conftest import PROFILES, caps_mask, comparable
+from tests.system.hostcmd import INSTALL, UNINSTALL, snapshot
 
 pytestmark = [pytest.mark.nspawn, pytest.mark.slow, pytest.mark.root]
 
 REPO = Path(__file__).resolve().parents[2]
-HOSTSNAP = REPO / "tests" / "hostsnap.py"
-DOUBLE_ON_HOST = "/root/agent-double"
 DOUBLE_STATUS = "/var/log/deepflow-agent/agent-double.json"
-INSTALL = f"hostagent install --agent-binary {DOUBLE_ON_HOST} --controller-ip 127.0.0.1 --yes --json"
 PROFILE_MASK = caps_mask(PROFILES["deepflow-doc"])
 DOUBLE_ACTIONS = ("netns", "mlockall", "af_packet", "cgroup_cpu_procs", "cgroup_memory_procs",
                   "cgroup_cpu_period", "cgroup_cpu_quota", "cgroup_memory_limit")
@@ -35,19 +33,10 @@ DOUBLE_ACTIONS = ("netns", "mlockall", "af_packet", "cgroup_cpu_procs", "cgroup_
 
 @pytest.fixture(scope="module")
 def host():
-    from tests.fixtures.build import build_agent_double
-    from tests.images.nspawn import NspawnHost, missing_requirement
+    from tests.images.nspawn import nspawn_host
 
-    reason = missing_requirement()
-    if reason:
-        pytest.skip(reason)
-
-    double = build_agent_double()
-    with NspawnHost(ssh=True) as h:
-        h.put(DOUBLE_ON_HOST, double.read_bytes(), 0o755)
-        h.put("/root/hostsnap.py", HOSTSNAP.read_bytes())
+    with nspawn_host(ssh=True) as h:
         yield h
-        print(f"\nnspawn timings: { {k: round(v, 2) for k, v in h.timings.items()} }")
 
 
 def hostagent(host, args: str) -> tuple[int, dict, str]:
@@ -59,10 +48,6 @@ def hostagent(host, args: str) -> tuple[int, dict, str]:
         pytest.fail(f"{args}: rc={rc}, stdout is not one JSON object:\n{out}\nstderr:\n{err}\n"
                     f"journal:\n{host.journal()}")
     return rc, report, err
-
-
-def snapshot(host) -> dict:
-    return json.loads(host.run("python3 /root/hostsnap.py").check().stdout)
 
 
 def run_suite(host, tmp_path: Path, *extra: str) -> float:
@@ -155,7 +140,7 @@ def lifecycle(host, tmp_path: Path, take_snapshot, *, suite_has_python: bool = T
     reinstall_reboot_upgrade(host, tmp_path, timings)
 
     t0 = time.monotonic()
-    rc, report, err = hostagent(host, "hostagent uninstall --yes --json")
+    rc, report, err = hostagent(host, UNINSTALL)
     timings["uninstall"] = time.monotonic() - t0
     assert (rc, report["ok"], report["error"]) == (0, True, None), (report, err)
     assert report["command"] == "uninstall" and report["changed"] is True

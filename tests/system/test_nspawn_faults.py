@@ -5,38 +5,24 @@ after at most one recovery run (`hostagent uninstall`)."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from tests.hostsnap import diff as snapshot_diff
+from tests.system.hostcmd import INSTALL, UNINSTALL, snapshot
 
 pytestmark = [pytest.mark.nspawn, pytest.mark.slow, pytest.mark.root]
 
-HOSTSNAP = os.path.join(os.path.dirname(__file__), "..", "hostsnap.py")
-DOUBLE = "/root/agent-double"
-INSTALL = f"hostagent install --agent-binary {DOUBLE} --controller-ip 127.0.0.1 --yes --json"
-UNINSTALL = "hostagent uninstall --yes --json"
 TALLY: dict[str, int] = {"tried": 0, "recovered": 0}
 
 
 @pytest.fixture(scope="module")
 def host():
-    from tests.fixtures.build import build_agent_double
-    from tests.images.nspawn import NspawnHost, missing_requirement
+    from tests.images.nspawn import nspawn_host
 
-    if missing_requirement():
-        pytest.skip(missing_requirement())
-    with NspawnHost() as h:
-        h.put(DOUBLE, build_agent_double().read_bytes(), 0o755)
-        with open(HOSTSNAP, "rb") as f:
-            h.put("/root/hostsnap.py", f.read())
+    with nspawn_host() as h:
         yield h
     print(f"\nnspawn fault injection: {TALLY['tried']} faults tried, {TALLY['recovered']} recovered")
-
-
-def snapshot(host) -> dict:
-    return json.loads(host.run("python3 /root/hostsnap.py").check().stdout)
 
 
 def recovered(host, before: dict) -> None:

@@ -6,37 +6,23 @@ Each case ends with the host snapshot equal to the one taken before it.
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import yaml
 
 from tests.hostsnap import diff as snapshot_diff
+from tests.system.hostcmd import DOUBLE, INSTALL, UNINSTALL, snapshot
 
 pytestmark = [pytest.mark.nspawn, pytest.mark.slow, pytest.mark.root]
-
-HOSTSNAP = os.path.join(os.path.dirname(__file__), "..", "hostsnap.py")
-DOUBLE = "/root/agent-double"
-BASE = f"hostagent install --agent-binary {DOUBLE} --controller-ip 127.0.0.1 --yes --json"
 
 
 @pytest.fixture(scope="module")
 def host():
-    from tests.fixtures.build import build_agent_double
-    from tests.images.nspawn import NspawnHost, missing_requirement
+    from tests.images.nspawn import nspawn_host
 
-    if missing_requirement():
-        pytest.skip(missing_requirement())
-
-    with NspawnHost() as h:
-        h.put(DOUBLE, build_agent_double().read_bytes(), 0o755)
-        h.put("/root/hostsnap.py", open(HOSTSNAP, "rb").read())
+    with nspawn_host() as h:
         h.run("cp /bin/false /root/exits-at-once && mkdir -p /root/bad && printf '#!/bin/sh\\n' > /root/bad/agent.sh").check()
         yield h
-
-
-def snapshot(host) -> dict:
-    return json.loads(host.run("python3 /root/hostsnap.py").check().stdout)
 
 
 def hostagent(host, args: str) -> tuple[int, dict, str]:
@@ -52,14 +38,14 @@ def unchanged(host):
     """Asserts the host snapshot is back to the one before the test."""
     before = snapshot(host)
     yield
-    host.run("hostagent uninstall --yes --json")
+    host.run(UNINSTALL)
     problems = snapshot_diff(before, snapshot(host))
     assert problems == [], "\n".join(problems[:30])
 
 
 def test_dry_run_shows_diffs_and_changes_nothing(host, unchanged) -> None:
     before = snapshot(host)
-    rc, report, _ = hostagent(host, BASE + " --dry-run")
+    rc, report, _ = hostagent(host, INSTALL + " --dry-run")
     assert rc == 0 and report["dry_run"] and report["changed"]
     assert {s["status"] for s in report["steps"]} == {"planned"}
     config = next(s for s in report["steps"] if s["id"] == "file:/etc/deepflow-agent/deepflow-agent.yaml")
@@ -80,7 +66,7 @@ def test_refusals_change_nothing(host, unchanged, args, message) -> None:
 
 
 def test_a_start_failure_is_rolled_back_with_the_journal(host, unchanged) -> None:
-    rc, report, err = hostagent(host, BASE.replace(DOUBLE, "/root/exits-at-once"))
+    rc, report, err = hostagent(host, INSTALL.replace(DOUBLE, "/root/exits-at-once"))
     assert rc == 1 and not report["ok"]
     assert "deepflow-agent.service did not come up running as deepflow" in report["error"]
     assert "--- journal ---" in report["error"]
@@ -95,19 +81,19 @@ def test_watcher_domain_lookup_waits_for_the_domain(host, unchanged) -> None:
 
     with FakeDeepflowServer() as server:  # on this machine's loopback, which the container shares
         server.add_domain("prod-k8s", "d-Prod12345X", appear_after=2.0)
-        rc, report, err = hostagent(host, BASE + f" --watcher-domain prod-k8s --server 127.0.0.1:{server.port}")
+        rc, report, err = hostagent(host, INSTALL + f" --watcher-domain prod-k8s --server 127.0.0.1:{server.port}")
         assert rc == 0, (report, err)
     config = yaml.safe_load(host.run("cat /etc/deepflow-agent/deepflow-agent.yaml").check().stdout)
     assert config["kubernetes-cluster-id"] == "d-Prod12345X"
 
     with FakeDeepflowServer() as server:
         server.set_failure("fail")
-        rc, report, err = hostagent(host, BASE + f" --watcher-domain other --server 127.0.0.1:{server.port}")
+        rc, report, err = hostagent(host, INSTALL + f" --watcher-domain other --server 127.0.0.1:{server.port}")
         assert rc == 2 and "deepflow-server refused" in report["error"]
 
 
 def test_status_reports_drift_and_a_rerun_repairs_it(host, unchanged) -> None:
-    rc, report, _ = hostagent(host, BASE)
+    rc, report, _ = hostagent(host, INSTALL)
     assert rc == 0
     rc, status, _ = hostagent(host, "hostagent status --json")
     assert rc == 0 and status["data"]["installed"] and status["data"]["drift"] == []
@@ -115,7 +101,7 @@ def test_status_reports_drift_and_a_rerun_repairs_it(host, unchanged) -> None:
     rc, status, _ = hostagent(host, "hostagent status --json")
     assert rc == 1 and any("deepflow-agent.yaml differs" in d for d in status["data"]["drift"])
     assert any("file capabilities on /usr/sbin/deepflow-agent are none" in d for d in status["data"]["drift"])
-    rc, report, _ = hostagent(host, BASE)
+    rc, report, _ = hostagent(host, INSTALL)
     fixed = {s["id"] for s in report["steps"] if s["status"] == "applied"}
     assert {"file:/etc/deepflow-agent/deepflow-agent.yaml", "caps:/usr/sbin/deepflow-agent",
             "service:deepflow-agent.service"} == fixed
@@ -127,8 +113,8 @@ def test_status_reports_drift_and_a_rerun_repairs_it(host, unchanged) -> None:
 
 
 def test_changed_limits_change_only_what_differs(host, unchanged) -> None:
-    assert hostagent(host, BASE)[0] == 0
-    rc, report, _ = hostagent(host, BASE + " --memory-mib 512 --caps cbpf-minimal")
+    assert hostagent(host, INSTALL)[0] == 0
+    rc, report, _ = hostagent(host, INSTALL + " --memory-mib 512 --caps cbpf-minimal")
     applied = [s["id"] for s in report["steps"] if s["status"] == "applied"]
     # The cgroup dirs exist, so their limits are the agent's (from its group config): install leaves
     # them alone; the new initial limits reach the launcher through the unit.
@@ -145,7 +131,7 @@ def test_doctor_here_does_not_claim_the_containers_agent(host, unchanged) -> Non
     import subprocess
     import sys
 
-    rc, _report, _ = hostagent(host, BASE)
+    rc, _report, _ = hostagent(host, INSTALL)
     assert rc == 0
     here = subprocess.run([sys.executable, "-m", "hostagent", "doctor", "--json", "--timeout", "0.1"],
                           capture_output=True, text=True, cwd="/")
@@ -153,7 +139,7 @@ def test_doctor_here_does_not_claim_the_containers_agent(host, unchanged) -> Non
 
 
 def test_the_service_survives_a_removed_log_dir(host, unchanged) -> None:
-    rc, _report, _ = hostagent(host, BASE)
+    rc, _report, _ = hostagent(host, INSTALL)
     assert rc == 0
     host.run("rm -r /var/log/deepflow-agent && systemctl restart deepflow-agent").check()
     host.run("for i in $(seq 50); do systemctl is-active --quiet deepflow-agent && break; sleep 0.1; done; "
@@ -164,7 +150,7 @@ def test_the_service_survives_a_removed_log_dir(host, unchanged) -> None:
 def test_the_agent_owns_its_limits_and_status_agrees(host, unchanged) -> None:
     """The double, like the real agent, writes its group's global.limits (stand-in file) and re-applies
     them on change; status sees no drift and a restart (the launcher) leaves them alone."""
-    assert hostagent(host, BASE)[0] == 0
+    assert hostagent(host, INSTALL)[0] == 0
     try:
         host.run("mkdir -p /run/deepflow-agent-double && "
                  "printf 'max_millicpus: 300\\nmax_memory: 200\\n' > /run/deepflow-agent-double/group-limits").check()
@@ -194,7 +180,7 @@ def test_a_known_agent_is_moved_into_its_group(host, unchanged) -> None:
     with FakeGroupServer(version="7.1.0") as srv:
         edge = srv.add_group("edge")
         agent = srv.add_vtap(me, ips[0])
-        args = BASE + f" --server 127.0.0.1:{srv.port} --agent-group edge"
+        args = INSTALL + f" --server 127.0.0.1:{srv.port} --agent-group edge"
         rc, plan, err = hostagent(host, args + " --dry-run")
         assert rc == 0, (plan, err)
         step = next(s for s in plan["steps"] if s["id"].startswith("agent-group:"))

@@ -19,7 +19,8 @@ from tests.fixtures.fake_apiserver import FakeApiserver, pod, small_cluster
 from tests.fixtures.fake_deepflow_grpc import FakeDeepflowGrpc
 from tests.hostsnap import diff as snapshot_diff
 from tests.system.conftest import comparable
-from tests.system.test_nspawn_e2e import DOUBLE_ON_HOST, HOSTSNAP, hostagent, snapshot, wait_agent
+from tests.system.hostcmd import INSTALL, UNINSTALL, snapshot
+from tests.system.test_nspawn_e2e import hostagent, wait_agent
 
 pytestmark = [pytest.mark.nspawn, pytest.mark.slow, pytest.mark.root]
 
@@ -28,16 +29,9 @@ UNIT = "hostagent-k8s-sync.service"
 
 @pytest.fixture(scope="module")
 def host():
-    from tests.fixtures.build import build_agent_double
-    from tests.images.nspawn import NspawnHost, missing_requirement
+    from tests.images.nspawn import nspawn_host
 
-    reason = missing_requirement()
-    if reason:
-        pytest.skip(reason)
-    double = build_agent_double()
-    with NspawnHost() as h:
-        h.put(DOUBLE_ON_HOST, double.read_bytes(), 0o755)
-        h.put("/root/hostsnap.py", HOSTSNAP.read_bytes())
+    with nspawn_host() as h:
         yield h
 
 
@@ -58,7 +52,7 @@ def test_k8s_sync_service_end_to_end(host, tmp_path: Path) -> None:
 
 def _run(host, api: FakeApiserver, df: FakeDeepflowGrpc) -> None:
     first = snapshot(host)
-    rc, report, err = hostagent(host, f"hostagent install --agent-binary {DOUBLE_ON_HOST} --controller-ip 127.0.0.1 --yes --json")
+    rc, report, err = hostagent(host, INSTALL)
     assert rc == 0, (report, err)
     wait_agent(host)
     with_agent = snapshot(host)
@@ -125,7 +119,7 @@ contexts: [{{name: fake, context: {{cluster: fake, user: sa}}}}]
     assert snapshot_diff(comparable(with_agent), comparable(snapshot(host))) == []
     wait_agent(host)  # the agent is untouched
 
-    rc, report, err = hostagent(host, "hostagent uninstall --yes --json")
+    rc, report, err = hostagent(host, UNINSTALL)
     assert rc == 0, (report, err)
     host.run("rm -rf /root/k8s").check()
     assert snapshot_diff(comparable(first), comparable(snapshot(host))) == []

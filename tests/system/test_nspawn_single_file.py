@@ -11,28 +11,19 @@ The snapshots are taken from this machine through the container's /proc/<pid 1>/
 """
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
-from tests.system.test_nspawn_e2e import DOUBLE_ON_HOST, lifecycle
+from tests.system.test_nspawn_e2e import lifecycle
 
 pytestmark = [pytest.mark.nspawn, pytest.mark.slow, pytest.mark.root]
 
 
 @pytest.fixture(scope="module")
 def host(single_file):
-    from tests.fixtures.build import build_agent_double
-    from tests.images.nspawn import NSPAWN_RECIPE, NspawnHost, missing_requirement
+    from tests.images.nspawn import nspawn_host
 
-    reason = missing_requirement()
-    if reason:
-        pytest.skip(reason)
-    recipe = dataclasses.replace(NSPAWN_RECIPE, name="nspawn-nopython", exclude=("python3", "python3-venv"))
-    with NspawnHost(recipe, install_hostagent=False, hostagent_file=single_file, ssh=True) as h:
-        h.put(DOUBLE_ON_HOST, build_agent_double().read_bytes(), 0o755)
+    with nspawn_host(wheelhouse=False, single_file=single_file, python=False, ssh=True, hostsnap=False) as h:
         yield h
-        print(f"\nnspawn timings: { {k: round(v, 2) for k, v in h.timings.items()} }")
 
 
 def test_the_host_has_no_python(host):

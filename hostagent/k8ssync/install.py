@@ -117,6 +117,11 @@ def render_unit(user: str, group: str, python: str = sys.executable) -> str:
 
 def preflight(opts: K8sSyncOptions, host: HostFacts) -> tuple[str, str]:
     """Read-only refusals; (the service user's primary group, the flattened kubeconfig)."""
+    if host.init != "systemd":
+        # It holds cluster credentials: its unit's sandbox (no capabilities, PrivateUsers, ProtectSystem,
+        # MemoryMax) is part of what makes that safe, and SysV init and OpenRC have none of it.
+        raise InputError(f"k8s-sync install needs systemd (this host runs {host.init}): run it in the cluster, "
+                         "or `hostagent k8s-sync run` under your supervisor as an unprivileged user")
     if not opts.kubeconfig:
         raise InputError("--kubeconfig FILE is required: a service on a host has no in-cluster service account")
     kubeconfig = flatten_kubeconfig(opts.kubeconfig)
@@ -125,11 +130,6 @@ def preflight(opts: K8sSyncOptions, host: HostFacts) -> tuple[str, str]:
     kube.load(opts.kubeconfig)  # the client's own loader accepts it (context, server URL, credentials)
     if not host.is_root:
         raise InputError("hostagent k8s-sync install must run as root")
-    if host.init != "systemd":
-        # It holds cluster credentials: its unit's sandbox (no capabilities, PrivateUsers, ProtectSystem,
-        # MemoryMax) is part of what makes that safe, and SysV init and OpenRC have none of it.
-        raise InputError(f"k8s-sync install needs systemd (this host runs {host.init}): run it in the cluster, "
-                         "or `hostagent k8s-sync run` under your supervisor as an unprivileged user")
     if opts.tls_ca:
         _read(opts.tls_ca, "--tls-ca")
     h = current_host()

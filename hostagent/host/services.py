@@ -32,6 +32,8 @@ class ServiceManager:
     kind: ClassVar[str]
     # Whether hostagent's own sandbox (the unit's Protect*/Private*/SystemCallFilter) exists here.
     sandboxed: ClassVar[bool] = False
+    # What log_excerpt quotes.
+    log_title: ClassVar[str] = "the agent's log"
 
     def __init__(self, host: Host) -> None:
         self.host = host
@@ -76,6 +78,7 @@ def parse_systemctl_show(text: str) -> dict[str, str]:
 class Systemd(ServiceManager):
     kind = "systemd"
     sandboxed = True
+    log_title = "journal"
 
     @staticmethod
     def unit(name: str) -> str:

@@ -93,7 +93,7 @@ class Service(Step):
             time.sleep(0.02)
         excerpt = manager.log_excerpt(self.name)
         raise StepError(f"{self.name} did not come up running as {self.user} ({state.detail})"
-                        + (f"\n--- log ---\n{excerpt}" if excerpt else ""))
+                        + (f"\n--- {manager.log_title} ---\n{excerpt}" if excerpt else ""))
 
     def revert(self, record: Record) -> None:
         manager = self._manager

@@ -68,7 +68,7 @@ def test_refusals_change_nothing(host, unchanged, args, message) -> None:
 def test_a_start_failure_is_rolled_back_with_the_journal(host, unchanged) -> None:
     rc, report, err = hostagent(host, INSTALL.replace(DOUBLE, "/root/exits-at-once"))
     assert rc == 1 and not report["ok"]
-    assert "deepflow-agent.service did not come up running as deepflow" in report["error"]
+    assert "deepflow-agent did not come up running as deepflow" in report["error"]
     assert "--- journal ---" in report["error"]
     statuses = [s["status"] for s in report["steps"]]
     assert statuses[-1] == "rolled-back" and "failed" in statuses

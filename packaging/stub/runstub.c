@@ -4,18 +4,24 @@
  * loader it was built against) and a trailer naming the bundle's SHA-256.
  *
  * At start:
+ *   0. As root, tidy CACHE: remove partial copies whose unpacker is gone (.partial-*, flock-free; an
+ *      older stub's .unpack-* after 10 minutes) and other versions' copies that no process runs from.
  *   1. CACHE/<sha256> exists and every path component and every file under it is root-owned and not
  *      writable by group or others (no symlink components, no foreign owner): exec the bundle's
  *      program from there. A cached start costs some lstat calls, no unpacking.
- *   2. Else, as root: unpack into a fresh 0700 dir under CACHE, check the SHA-256 of the compressed
- *      bundle as it is read, point the program's PT_INTERP and DT_RPATH at the bundled loader and libraries, rename into place
- *      (atomic; a concurrent unpacker's result is used instead), then 1.
- *   3. Else (not root, or CACHE not writable or not trusted): unpack into a private mkdtemp dir under
+ *   2. Else, as root: unpack into a fresh 0700 CACHE/.partial-XXXXXX (flock'ed while in progress),
+ *      check the SHA-256 of the compressed bundle as it is read, point the program's PT_INTERP and
+ *      DT_RPATH at the bundled loader and libraries, rename into place (atomic; a concurrent
+ *      unpacker's result is used instead), then 1.
+ *   3. Else (not root, or CACHE not writable or not trusted): unpack into a private dir under
  *      $TMPDIR (or /tmp), run the program as a child and remove the dir when it exits. For `exec` (the
  *      agent launcher, which must not leave a root parent behind) the program is exec'd directly and
- *      the dir stays (the unit's PrivateTmp removes it with the service).
+ *      the dir stays (the unit's PrivateTmp removes it with the service). Root does this only where
+ *      every component of $TMPDIR is root-owned and not writable by others unless sticky, creating,
+ *      filling and exec'ing the dir through held fds; else it refuses (exit 2).
  * Root never runs code from a dir someone else can write: 1 checks the whole tree at every start.
- * The program learns the single file's path from HOSTAGENT_EXECUTABLE (its runtime hook takes it
+ * Signals that end the process are held while a dir is half unpacked: the dir goes, then the signal
+ * acts. The program learns the single file's path from HOSTAGENT_EXECUTABLE (its runtime hook takes it
  * out of the environment and makes it sys.executable).
  */
 #define _GNU_SOURCE
@@ -24,12 +30,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <ctype.h>
+#include <time.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -51,15 +62,12 @@ struct trailer {
 };
 
 static const char *self_name = "hostagent";
-static const char *unpacking; /* a half-unpacked dir, removed if we die */
-static void remove_path(const char *path);
+/* The dir being unpacked (name in the dir `parent`), removed if we die or are signalled. */
+static struct { int parent, fd; char name[32]; } partial = {-1, -1, ""};
+static void drop_partial(void);
 
 static void die(const char *what, int err) {
-    if (unpacking) {
-        const char *dir = unpacking;
-        unpacking = NULL;
-        remove_path(dir);
-    }
+    drop_partial();
     if (err)
         fprintf(stderr, "%s: single file: %s: %s\n", self_name, what, strerror(err));
     else
@@ -150,11 +158,14 @@ struct stream {
     unsigned char in[1 << 16];
 };
 
+static void check_signals(void);
+
 static void s_read(struct stream *s, void *dst, size_t n) {
     s->z.next_out = dst;
     s->z.avail_out = (uInt)n;
     while (s->z.avail_out) {
         if (s->z.avail_in == 0) {
+            check_signals();
             size_t want = s->left < sizeof s->in ? (size_t)s->left : sizeof s->in;
             ssize_t got = want ? read(s->fd, s->in, want) : 0;
             if (got <= 0) die("bundle truncated", got < 0 ? errno : 0);
@@ -193,6 +204,7 @@ static void unpack(int self, const struct trailer *t, int dirfd) {
     for (;;) {
         unsigned char h[5];
         char path[PATH_MAX], target[PATH_MAX];
+        check_signals();
         s_read(&s, h, 1);
         if (h[0] == 'E') break;
         s_read(&s, h + 1, 4);
@@ -303,6 +315,116 @@ static void patch_program(int dirfd, const char *dir) {
     if (!interp || !rpath || close(fd) != 0) die("bundle program not patchable", errno);
 }
 
+/* ---- signals -------------------------------------------------------------------------------- */
+/* The signals that end a process are held while a dir is half unpacked, and looked at between
+ * entries: the dir goes first, then the signal acts. */
+static sigset_t held;
+
+static void hold_signals(void) {
+    static const int sigs[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE, SIGALRM, SIGUSR1, SIGUSR2,
+                               SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF, SIGPWR};
+    sigemptyset(&held);
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) sigaddset(&held, sigs[i]);
+    sigprocmask(SIG_BLOCK, &held, NULL);
+}
+
+static void release_signals(void) {
+    sigprocmask(SIG_UNBLOCK, &held, NULL);
+}
+
+static void die_of(int sig) {
+    drop_partial();
+    signal(sig, SIG_DFL);
+    release_signals();
+    raise(sig);
+    _exit(128 + sig);
+}
+
+static void check_signals(void) {
+    sigset_t pending;
+    if (partial.fd < 0 || sigpending(&pending) != 0) return;
+    for (int sig = 1; sig < 32; sig++)
+        if (sigismember(&held, sig) == 1 && sigismember(&pending, sig) == 1) die_of(sig);
+}
+
+/* ---- dirs ------------------------------------------------------------------------------------ */
+static void remove_tree(int dirfd) {
+    DIR *d = fdopendir(dirfd);
+    struct dirent *e;
+    if (!d) return;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if (unlinkat(dirfd, e->d_name, 0) == 0) continue;
+        int sub = openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub >= 0) remove_tree(sub);
+        unlinkat(dirfd, e->d_name, AT_REMOVEDIR);
+    }
+    closedir(d);
+}
+
+/* Remove the dir `name` in `parent`, whose fd is `fd` (kept open: its flock stays held until the end). */
+static void remove_dir_at(int parent, const char *name, int fd) {
+    int d = dup(fd);
+    if (d >= 0) remove_tree(d);
+    unlinkat(parent, name, AT_REMOVEDIR);
+}
+
+static void drop_partial(void) {
+    if (partial.fd < 0) return;
+    int fd = partial.fd;
+    partial.fd = -1;
+    remove_dir_at(partial.parent, partial.name, fd);
+    close(fd);
+}
+
+static void random_name(const char *prefix, char name[32]) {
+    static const char chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    static unsigned counter;
+    unsigned char r[6];
+    struct timespec ts;
+    /* Unpredictable only against squatting (every create is exclusive): no blocking for entropy at boot. */
+    if (getrandom(r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) {
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t v = (uint64_t)ts.tv_nsec * 2654435761u ^ (uint64_t)getpid() << 20 ^ counter++;
+        for (int i = 0; i < 6; i++) r[i] = (unsigned char)(v >> (8 * i));
+    }
+    int n = snprintf(name, 32, "%s", prefix);
+    for (int i = 0; i < 6; i++) name[n + i] = chars[r[i] % 62];
+    name[n + 6] = 0;
+}
+
+/* A fresh 0700 dir PREFIXxxxxxx made in `parent` (exclusive, not following anything), flock'ed, and
+ * registered as the partial dir. Returns its fd. */
+static int fresh_dir(int parent, const char *prefix) {
+    for (int tries = 0; tries < 100; tries++) {
+        struct stat st, now;
+        random_name(prefix, partial.name);
+        if (mkdirat(parent, partial.name, 0700) != 0) {
+            if (errno == EEXIST) continue;
+            return -1;
+        }
+        int fd = openat(parent, partial.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) return -1;
+        /* A tidying run may have taken it for an abandoned one before this lock: then it is gone. */
+        if (flock(fd, LOCK_EX) != 0 || fstat(fd, &st) != 0 ||
+            fstatat(parent, partial.name, &now, AT_SYMLINK_NOFOLLOW) != 0 || now.st_ino != st.st_ino ||
+            now.st_dev != st.st_dev) {
+            close(fd);
+            continue;
+        }
+        if (st.st_uid != geteuid() || fchmod(fd, 0700) != 0) {
+            close(fd);
+            errno = EPERM;
+            return -1;
+        }
+        partial.parent = parent;
+        partial.fd = fd;
+        return fd;
+    }
+    errno = EEXIST;
+    return -1;
+}
+
 /* ---- trust ----------------------------------------------------------------------------------- */
 static int trusted_stat(const struct stat *st) {
     return st->st_uid == 0 && (S_ISLNK(st->st_mode) || !(st->st_mode & (S_IWGRP | S_IWOTH)));
@@ -357,57 +479,185 @@ static int cache_usable(const char *dir) {
     return fd >= 0 && trusted_tree(fd, 0);
 }
 
+/* Root's private copy goes under `path` only if, from "/" down, every component is a real dir (no
+ * symlink), root-owned, not FUSE (its owner makes up owners), and not writable by others unless sticky
+ * (nobody else can then rename or remove what root makes in it). The walk holds each dir by fd, so
+ * what is checked is what is used. Returns an O_PATH fd of the last one and its path in `norm`, or -1
+ * with the reason in `why` (empty: a system error, in errno). */
+static int open_private_parent(const char *path, char *norm, size_t normsize, char *why, size_t whysize) {
+    char buf[PATH_MAX];
+    struct stat st;
+    struct statfs fs;
+    why[0] = 0;
+    if (geteuid() != 0) {
+        snprintf(norm, normsize, "%s", path);
+        return open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    }
+    if (strlen(path) >= sizeof buf) return errno = ENAMETOOLONG, -1;
+    strcpy(buf, path);
+    int fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    snprintf(norm, normsize, "/");
+    for (char *c = strtok(buf, "/");; c = strtok(NULL, "/")) {
+        if (fd < 0) return -1;
+        if (fstat(fd, &st) != 0 || fstatfs(fd, &fs) != 0) return close(fd), -1;
+        if (st.st_uid != 0 || ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) ||
+            fs.f_type == 0x65735546 /* FUSE */) {
+            snprintf(why, whysize, "TMPDIR %s is not safe for root: %s is %s (root unpacks only where "
+                     "nobody else can write; unset TMPDIR or use su -)", path, norm,
+                     st.st_uid != 0 ? "not owned by root" : fs.f_type == 0x65735546 ? "on FUSE"
+                                                                                    : "writable by others");
+            return close(fd), -1;
+        }
+        if (!c) return fd;
+        if (!strcmp(c, ".")) continue;
+        int next = strcmp(c, "..") ? openat(fd, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+        if (next < 0) {
+            int err = errno;
+            if (!strcmp(c, "..") || err == ENOTDIR || err == ELOOP)
+                snprintf(why, whysize, "TMPDIR %s is not safe for root: %s%s%s is not a directory (no "
+                         "symlinks or .. for root; unset TMPDIR or use su -)", path, norm,
+                         strcmp(norm, "/") ? "/" : "", c);
+            close(fd);
+            errno = err;
+            return -1;
+        }
+        close(fd);
+        fd = next;
+        size_t n = strlen(norm);
+        snprintf(norm + n, normsize - n, "%s%s", n > 1 ? "/" : "", c);
+    }
+}
+
 /* ---- running --------------------------------------------------------------------------------- */
-/* Returns only if the exec failed (e.g. a noexec mount): the caller tries the next place. */
-static void try_exec(const char *dir, char **argv, const char *self_path) {
+/* Exec the program in `dir`, through its fd if given. Returns only if the exec failed (e.g. noexec). */
+static void try_exec(int dirfd, const char *dir, char **argv, const char *self_path) {
     static char prog[PATH_MAX];
     snprintf(prog, sizeof prog, "%s/" PROGRAM, dir);
     setenv("HOSTAGENT_EXECUTABLE", self_path, 1);
     argv[0] = prog; /* the frozen program finds its files from argv[0] where /proc is missing */
-    execv(prog, argv);
+    if (dirfd >= 0)
+        execveat(dirfd, PROGRAM, argv, environ, AT_SYMLINK_NOFOLLOW);
+    else
+        execv(prog, argv);
 }
 
-static void exec_program(const char *dir, char **argv, const char *self_path) {
-    try_exec(dir, argv, self_path);
-    int err = errno;
-    fprintf(stderr, "%s: single file: cannot run %s/" PROGRAM " (is %s mounted noexec? set TMPDIR): %s\n",
-            self_name, dir, dir, strerror(err));
-    if (dir[0] && strncmp(dir, CACHE_ROOT "/", strlen(CACHE_ROOT) + 1) != 0) remove_path(dir);
-    _exit(2);
-}
-
-static void remove_tree(int dirfd) {
-    DIR *d = fdopendir(dirfd);
-    struct dirent *e;
-    if (!d) return;
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        if (unlinkat(dirfd, e->d_name, 0) == 0) continue;
-        int sub = openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (sub >= 0) remove_tree(sub);
-        unlinkat(dirfd, e->d_name, AT_REMOVEDIR);
+/* Exec the cached copy `dir` if it is usable. A shared flock on its marker, held until the exec (the
+ * fd is close-on-exec, and by then this process's exe is under dir), keeps another version's run from
+ * removing it in between. Only root can open the marker (0600), so no one else can hold the lock. */
+static void run_cached(const char *dir, char **argv, const char *self_path) {
+    char marker[PATH_MAX];
+    snprintf(marker, sizeof marker, "%s/" MARKER, dir);
+    struct stat st;
+    int fd = open(marker, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    /* A copy an older stub made (same bundle) has a 0644 marker: others could lock it, so make it 0600. */
+    if (fd >= 0 && geteuid() == 0 && fstat(fd, &st) == 0 && st.st_uid == 0 && (st.st_mode & 077))
+        fchmod(fd, 0600);
+    if (fd >= 0 && flock(fd, LOCK_SH | LOCK_NB) != 0) {
+        close(fd); /* being removed by another version's run */
+        return;
     }
-    closedir(d);
+    if (cache_usable(dir)) try_exec(-1, dir, argv, self_path);
+    if (fd >= 0) close(fd);
 }
 
-static void remove_path(const char *path) {
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd >= 0) remove_tree(fd);
-    rmdir(path);
+/* ---- tidying the cache ----------------------------------------------------------------------- */
+/* An older stub's .unpack-* dir has no flock: it counts as abandoned this long after its last entry
+ * (an unpack takes about a second). */
+#define OLD_UNPACK_AGE 600
+
+static int is_sha(const char *s) {
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!strchr("0123456789abcdef", s[n])) return 0;
+    return n == 64;
 }
 
-/* Unpack into a fresh dir made by mkdtemp from `templ`; returns 0 with the dir's path in templ. */
-static int unpack_into_new_dir(int self, const struct trailer *t, char *templ, const char *final_dir) {
-    if (!mkdtemp(templ)) return -1;
-    int dirfd = open(templ, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (dirfd < 0) return -1;
-    unpacking = templ;
-    unpack(self, t, dirfd);
-    patch_program(dirfd, final_dir ? final_dir : templ);
-    unpacking = NULL;
-    return close(dirfd) == 0 ? 0 : -1;
+/* Some process runs a program from under `dir` (its /proc/PID/exe). No /proc: nobody can tell, so yes. */
+static int in_use(const char *dir) {
+    char link[64], target[PATH_MAX];
+    size_t n = strlen(dir);
+    if (readlink("/proc/self/exe", target, sizeof target) <= 0) return 1;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    int used = d == NULL;
+    while (!used && d && (e = readdir(d))) {
+        if (!isdigit((unsigned char)e->d_name[0])) continue;
+        snprintf(link, sizeof link, "/proc/%.40s/exe", e->d_name);
+        ssize_t k = readlink(link, target, sizeof target - 1);
+        if (k <= 0) continue;
+        target[k] = 0;
+        used = strncmp(target, dir, n) == 0 && target[n] == '/';
+    }
+    if (d) closedir(d);
+    return used;
 }
 
+/* A partial dir nobody holds the flock of (its unpacker or remover is gone), or an older stub's
+ * .unpack-* dir older than OLD_UNPACK_AGE: removed. */
+static void remove_abandoned(int cache, const char *name, int min_age) {
+    struct stat st, now;
+    int fd = openat(cache, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return;
+    if (fstat(fd, &st) == 0 && st.st_uid == 0 && (!min_age || time(NULL) - st.st_mtime > min_age) &&
+        flock(fd, LOCK_EX | LOCK_NB) == 0 && fstatat(cache, name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+        now.st_ino == st.st_ino && now.st_dev == st.st_dev)
+        remove_dir_at(cache, name, fd);
+    close(fd);
+}
+
+/* Another version's copy: removed if a stub made it (a root-owned dir whose root-owned marker holds
+ * its name) and nothing uses it: no run between its check and its exec (they hold the marker's flock
+ * shared) and no process running from it (a running `hostagent exec` or k8s-sync of the old version
+ * keeps its copy until it ends). It is renamed to a .partial-* first: a stub that looks for it after
+ * that unpacks afresh, and a removal cut short is finished by the next run. */
+static void remove_other_version(int cache, const char *name) {
+    char path[PATH_MAX], text[65], gone[32];
+    struct stat st, mst;
+    int fd = openat(cache, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return;
+    int mfd = openat(fd, MARKER, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    snprintf(path, sizeof path, CACHE_ROOT "/%s", name);
+    if (mfd >= 0 && fstat(fd, &st) == 0 && trusted_stat(&st) && fstat(mfd, &mst) == 0 && S_ISREG(mst.st_mode) &&
+        mst.st_uid == 0 && read(mfd, text, sizeof text) == 64 && memcmp(text, name, 64) == 0 &&
+        flock(mfd, LOCK_EX | LOCK_NB) == 0 && flock(fd, LOCK_EX | LOCK_NB) == 0 && !in_use(path)) {
+        for (int tries = 0; tries < 100; tries++) {
+            random_name(".partial-", gone);
+            if (renameat2(cache, name, cache, gone, RENAME_NOREPLACE) == 0) {
+                remove_dir_at(cache, gone, fd);
+                break;
+            }
+            if (errno != EEXIST) break;
+        }
+    }
+    if (mfd >= 0) close(mfd);
+    close(fd);
+}
+
+/* Root, at every start (a readdir of the cache; more only when something is there to remove). */
+static void tidy_cache(const char *own) {
+    char names[32][72];
+    int n = 0, cache = open(CACHE_ROOT, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (cache < 0) return;
+    int listfd = dup(cache);
+    DIR *d = listfd >= 0 ? fdopendir(listfd) : NULL;
+    struct dirent *e;
+    while (d && n < 32 && (e = readdir(d))) {
+        const char *s = e->d_name;
+        if (strlen(s) < sizeof names[0] &&
+            (!strncmp(s, ".partial-", 9) || !strncmp(s, ".unpack-", 8) || (is_sha(s) && strcmp(s, own))))
+            strcpy(names[n++], s);
+    }
+    if (d) closedir(d);
+    for (int i = 0; i < n; i++) {
+        if (names[i][0] != '.')
+            remove_other_version(cache, names[i]);
+        else
+            remove_abandoned(cache, names[i], names[i][1] == 'u' ? OLD_UNPACK_AGE : 0);
+    }
+    close(cache);
+}
+
+/* ---- unpacking ------------------------------------------------------------------------------- */
 /* mkdir -p, 0755 (a bare chroot may lack even /var). */
 static void mkdir_parents(const char *path) {
     char buf[PATH_MAX];
@@ -421,13 +671,94 @@ static void mkdir_parents(const char *path) {
     mkdir(buf, 0755);
 }
 
+/* Unpack into CACHE/.partial-XXXXXX and rename it to `dir` when complete; 0 if `dir` now exists. */
+static int unpack_to_cache(int self, const struct trailer *t, const char *dir) {
+    int cache = open(CACHE_ROOT, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (cache < 0) return -1;
+    hold_signals();
+    int fd = fresh_dir(cache, ".partial-");
+    if (fd < 0) {
+        release_signals();
+        close(cache);
+        return -1;
+    }
+    unpack(self, t, fd);
+    patch_program(fd, dir);
+    int mfd = openat(fd, MARKER, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (mfd < 0 || write(mfd, t->sha, 64) != 64 || close(mfd) != 0) die("marker", errno);
+    syncfs(fd);
+    if (fchmod(fd, 0755) != 0) die("cache", errno);
+    check_signals();
+    if (renameat(cache, partial.name, cache, t->sha) == 0) {
+        partial.fd = -1;
+        close(fd);
+    } else {
+        drop_partial(); /* another run was first: use its copy */
+    }
+    close(cache);
+    release_signals(); /* one that came after the rename acts now: the copy is complete */
+    return 0;
+}
+
 static pid_t child;
+static volatile sig_atomic_t got_signal;
 static void forward(int sig) {
-    if (child > 0) kill(child, sig);
+    if (child > 0)
+        kill(child, sig);
+    else
+        got_signal = sig;
+}
+
+static void exec_program(int dirfd, const char *dir, char **argv, const char *self_path) {
+    try_exec(dirfd, dir, argv, self_path);
+    int err = errno;
+    fprintf(stderr, "%s: single file: cannot run %s/" PROGRAM " (is %s mounted noexec? set TMPDIR): %s\n",
+            self_name, dir, dir, strerror(err));
+    drop_partial();
+    _exit(2);
+}
+
+/* A private copy for this run only; removed when the program exits (`exec`: left to PrivateTmp). */
+static int run_private(int self, const struct trailer *t, char **argv, const char *self_path) {
+    char where[PATH_MAX], dir[PATH_MAX], why[2 * PATH_MAX + 200];
+    const char *tmpdir = getenv("TMPDIR");
+    if (!tmpdir || tmpdir[0] != '/') tmpdir = "/tmp";
+    int parent = open_private_parent(tmpdir, where, sizeof where, why, sizeof why);
+    if (parent < 0 && why[0]) die(why, 0);
+    hold_signals();
+    int fd = parent < 0 ? -1 : fresh_dir(parent, "hostagent-");
+    if (fd < 0 || (size_t)snprintf(dir, sizeof dir, "%s%s%s", where, strcmp(where, "/") ? "/" : "",
+                                   partial.name) >= sizeof dir)
+        die("cannot unpack (set TMPDIR to a writable directory)", errno);
+    unpack(self, t, fd);
+    patch_program(fd, dir);
+    close(self);
+    int exec_only = argv[1] && strcmp(argv[1], "exec") == 0;
+    struct sigaction sa = {0};
+    sa.sa_handler = forward;
+    for (int sig = 1; sig < 32 && !exec_only; sig++)
+        if (sig != SIGCHLD && sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &sa, NULL);
+    check_signals();
+    release_signals();
+    if (exec_only) exec_program(fd, dir, argv, self_path);
+    if (got_signal) die_of(got_signal);
+    child = fork();
+    if (child < 0) die("fork", errno);
+    if (child == 0) exec_program(fd, dir, argv, self_path);
+    if (got_signal) kill(child, got_signal);
+    int status = 0;
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {}
+    drop_partial();
+    if (WIFSIGNALED(status)) {
+        signal(WTERMSIG(status), SIG_DFL);
+        kill(getpid(), WTERMSIG(status));
+        return 128 + WTERMSIG(status);
+    }
+    return WEXITSTATUS(status);
 }
 
 int main(int argc, char **argv) {
-    char self_path[PATH_MAX], dir[PATH_MAX], tmp[PATH_MAX];
+    char self_path[PATH_MAX], dir[PATH_MAX];
     struct trailer t;
     (void)argc;
     ssize_t n = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
@@ -445,47 +776,13 @@ int main(int argc, char **argv) {
     if (read_trailer(self, &t) != 0) die("no bundle in this file", 0);
 
     snprintf(dir, sizeof dir, CACHE_ROOT "/%s", t.sha);
-    if (cache_usable(dir)) try_exec(dir, argv, self_path);
+    int root = geteuid() == 0;
+    if (root && trusted_chain(CACHE_ROOT)) tidy_cache(t.sha);
+    run_cached(dir, argv, self_path);
 
-    if (geteuid() == 0 && access(dir, F_OK) != 0) {
+    if (root && access(dir, F_OK) != 0) {
         mkdir_parents(CACHE_ROOT);
-        snprintf(tmp, sizeof tmp, CACHE_ROOT "/.unpack-XXXXXX");
-        if (trusted_chain(CACHE_ROOT) && unpack_into_new_dir(self, &t, tmp, dir) == 0) {
-            int dirfd = open(tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            int fd = openat(dirfd, MARKER, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-            if (fd < 0 || write(fd, t.sha, 64) != 64 || close(fd) != 0) die("marker", errno);
-            syncfs(dirfd);
-            close(dirfd);
-            chmod(tmp, 0755);
-            if (rename(tmp, dir) != 0) remove_path(tmp); /* another run was first: use its copy */
-            if (cache_usable(dir)) try_exec(dir, argv, self_path);
-        } else if (tmp[strlen(tmp) - 1] != 'X') {
-            remove_path(tmp);
-        }
+        if (trusted_chain(CACHE_ROOT) && unpack_to_cache(self, &t, dir) == 0) run_cached(dir, argv, self_path);
     }
-
-    /* A private copy for this run only. */
-    const char *tmpdir = getenv("TMPDIR");
-    if (!tmpdir || tmpdir[0] != '/') tmpdir = "/tmp";
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s/hostagent-XXXXXX", tmpdir) >= sizeof tmp ||
-        unpack_into_new_dir(self, &t, tmp, NULL) != 0)
-        die("cannot unpack (set TMPDIR to a writable directory)", errno);
-    close(self);
-    if (argv[1] && strcmp(argv[1], "exec") == 0) exec_program(tmp, argv, self_path);
-    child = fork();
-    if (child < 0) die("fork", errno);
-    if (child == 0) exec_program(tmp, argv, self_path);
-    struct sigaction sa = {0};
-    sa.sa_handler = forward;
-    for (int sig = 1; sig < 32; sig++)
-        if (sig != SIGCHLD && sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &sa, NULL);
-    int status = 0;
-    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {}
-    remove_path(tmp);
-    if (WIFSIGNALED(status)) {
-        signal(WTERMSIG(status), SIG_DFL);
-        kill(getpid(), WTERMSIG(status));
-        return 128 + WTERMSIG(status);
-    }
-    return WEXITSTATUS(status);
+    return run_private(self, &t, argv, self_path);
 }

@@ -6,39 +6,15 @@ stub must only ever run the unpacked bundle from a cache that nobody but root ca
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.dist import version
+from tests.packaging.conftest import CACHE, run
 
 pytestmark = [pytest.mark.root]
-
-CACHE = "var/cache/hostagent"
-CHROOT = shutil.which("chroot") or "/usr/sbin/chroot"
-
-
-@pytest.fixture
-def bare(tmp_path: Path, single_file: Path) -> Path:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (chroot)")
-    root = tmp_path / "root"
-    root.mkdir()
-    os.chmod(root, 0o755)
-    dest = root / "hostagent"
-    dest.write_bytes(single_file.read_bytes())
-    dest.chmod(0o755)
-    return root
-
-
-def run(root: Path, *args: str, user: int = 0) -> subprocess.CompletedProcess:
-    """/hostagent ARGS in the chroot, as root or (chroot --userspec) as `user`."""
-    spec = [f"--userspec={user}:{user}"] if user else []
-    return subprocess.run([CHROOT, *spec, str(root), "/hostagent", *args], capture_output=True, text=True,
-                          env={"PATH": "/", "LANG": "C.UTF-8"}, timeout=60)
-
 
 def everything_in(root: Path) -> set[str]:
     return {p.relative_to(root).as_posix() for p in root.rglob("*")}

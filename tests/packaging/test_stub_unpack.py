@@ -1,0 +1,374 @@
+"""Where the single file's stub unpacks, and what it leaves behind (issue 19, items 1 and 8).
+
+Each test runs the real single file in a chroot holding nothing else (`bare` in
+tests/packaging/conftest.py), as root, beside real processes of an unprivileged user: a user who controls root's TMPDIR
+racing to swap the unpack dir, a signal in the middle of the first unpack, two versions of the file
+in turn while the older one still runs.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import struct
+import subprocess
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+
+from tests.dist import version
+from tests.packaging.conftest import CACHE, CHROOT, run
+
+pytestmark = [pytest.mark.root]
+
+NOBODY = 65534
+# The racer runs as nobody: the system's python3 (the test venv's may sit under root's home).
+SYSTEM_PYTHON = "/usr/bin/python3"
+MAGIC = b"HOSTAGENT-RUN-1\n"
+
+# The user's code: if root ever runs it, it leaves root's uid in /pwned.
+PAYLOAD_C = r"""
+#include <stdio.h>
+#include <unistd.h>
+int main(void) {
+    FILE *f = fopen("/pwned", "w");
+    if (f) fprintf(f, "%d\n", (int)geteuid());
+    return 0;
+}
+"""
+
+# The user's racer: whenever a hostagent-* dir appears in the TMPDIR it owns (an fd, so it needs no path
+# into the test's private dirs), it moves it aside and puts its own program in its place.
+RACER = r"""
+import os, sys, time
+fd, payload = int(sys.argv[1]), open(sys.argv[2], "rb").read()
+swapped = set()
+end = time.monotonic() + float(sys.argv[3])
+while time.monotonic() < end:
+    for name in os.listdir(fd):
+        if name.startswith("hostagent-") and "." not in name and name not in swapped:
+            swapped.add(name)
+            try:
+                os.rename(name, name + ".moved", src_dir_fd=fd, dst_dir_fd=fd)
+                os.mkdir(name, 0o755, dir_fd=fd)
+                out = os.open(name + "/hostagent", os.O_WRONLY | os.O_CREAT, 0o755, dir_fd=fd)
+                os.write(out, payload)
+                os.close(out)
+                print("swapped", name, flush=True)
+            except OSError as e:
+                print("failed", name, e, flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def payload(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("payload")
+    (d / "p.c").write_text(PAYLOAD_C)
+    subprocess.run(["gcc", "-static", "-O1", "-o", str(d / "p"), str(d / "p.c")], check=True)
+    os.chmod(d, 0o755)
+    return d / "p"
+
+
+def user_dir(root: Path, rel: str, owner: int = NOBODY, mode: int = 0o755) -> Path:
+    d = root / rel
+    d.mkdir(parents=True, exist_ok=True)
+    os.chown(d, owner, owner)
+    d.chmod(mode)
+    return d
+
+
+def unusable_cache(root: Path) -> None:
+    """A documented fallback: /var/cache reached through a symlink is not trusted, so root unpacks
+    privately."""
+    (root / "var/cache.real").mkdir(parents=True)
+    (root / "var/cache").symlink_to("cache.real")
+
+
+def start_racer(tmpdir: Path, payload: Path, seconds: float) -> subprocess.Popen:
+    fd = os.open(tmpdir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return subprocess.Popen([SYSTEM_PYTHON, "-c", RACER, str(fd), "/dev/stdin", str(seconds)],
+                                stdin=open(payload, "rb"), stdout=subprocess.PIPE, text=True, pass_fds=(fd,),
+                                user=NOBODY, group=NOBODY, extra_groups=[], cwd="/")
+    finally:
+        os.close(fd)
+
+
+# ---- (1) root and an untrusted TMPDIR ------------------------------------------------------------
+
+def test_a_user_who_owns_roots_tmpdir_cannot_get_root_to_run_their_code(bare: Path, payload: Path):
+    """su without -, sudo -E: root's TMPDIR is the user's. The user swaps the unpack dir under the
+    stub; the old stub ran the user's program as root. Root must refuse to unpack there instead."""
+    unusable_cache(bare)
+    tmpdir = user_dir(bare, "home/u/tmp")
+    user_dir(bare, "home/u")
+    for attempt in range(3):
+        racer = start_racer(tmpdir, payload, 20)
+        time.sleep(0.5)  # its interpreter is up and polling
+        try:
+            r = run(bare, "--version", env={"TMPDIR": "/home/u/tmp"})
+        finally:
+            racer.kill()
+            swaps = racer.communicate()[0]
+        assert not (bare / "pwned").exists(), (
+            f"attempt {attempt}: root ran the user's program ({(bare / 'pwned').read_text().strip()!r} "
+            f"in /pwned); racer: {swaps!r}")
+        assert r.returncode == 2 and r.stdout == "", r
+        assert r.stderr.startswith("hostagent: single file: TMPDIR /home/u/tmp is not safe for root: "), r
+        assert len(r.stderr.splitlines()) == 1, r.stderr
+        assert os.listdir(tmpdir) == []  # nothing unpacked there at all
+
+
+def test_a_user_cannot_swap_roots_dir_in_a_sticky_tmp(bare: Path, payload: Path):
+    """/tmp (root-owned, sticky) stays usable for root: the racer, trying the same in it, cannot move
+    root's dir; root runs its own copy and removes it."""
+    unusable_cache(bare)
+    tmp = user_dir(bare, "tmp", owner=0, mode=0o1777)
+    racer = start_racer(tmp, payload, 20)
+    time.sleep(0.5)
+    try:
+        r = run(bare, "--version", env={"TMPDIR": "/tmp"})
+    finally:
+        racer.kill()
+        swaps = racer.communicate()[0]
+    assert "failed hostagent-" in swaps, swaps  # it did try
+    assert not (bare / "pwned").exists()
+    assert (r.returncode, r.stdout) == (0, f"hostagent {version()}\n"), r
+    assert os.listdir(tmp) == []
+
+
+@pytest.mark.parametrize("case", ["user-owned dir in sticky /tmp", "world-writable dir", "symlink",
+                                  "dot-dot through a user's dir"])
+def test_root_refuses_every_other_tmpdir_in_one_line(bare: Path, case: str):
+    unusable_cache(bare)
+    user_dir(bare, "tmp", owner=0, mode=0o1777)
+    if case == "user-owned dir in sticky /tmp":
+        user_dir(bare, "tmp/u")
+        tmpdir = "/tmp/u"
+    elif case == "world-writable dir":
+        user_dir(bare, "ww", owner=0, mode=0o777)
+        tmpdir = "/ww"
+    elif case == "symlink":
+        (bare / "link").symlink_to("tmp")
+        tmpdir = "/link"
+    else:
+        user_dir(bare, "home/u")
+        tmpdir = "/home/u/../../tmp"
+    r = run(bare, "--version", env={"TMPDIR": tmpdir})
+    assert r.returncode == 2 and r.stdout == "", r
+    assert r.stderr.startswith(f"hostagent: single file: TMPDIR {tmpdir} is not safe for root: "), r
+    assert len(r.stderr.splitlines()) == 1, r.stderr
+    assert os.listdir(bare / "tmp") == [] or os.listdir(bare / "tmp") == ["u"]
+
+
+def test_an_unprivileged_user_still_unpacks_in_its_own_tmpdir(bare: Path):
+    """The check is root's: a user's own TMPDIR is theirs to use."""
+    tmpdir = user_dir(bare, "home/u/tmp")
+    r = run(bare, "--version", user=NOBODY, env={"TMPDIR": "/home/u/tmp"})
+    assert (r.returncode, r.stdout) == (0, f"hostagent {version()}\n"), r
+    assert os.listdir(tmpdir) == []
+
+
+# ---- (8) interrupted unpacks and old versions ----------------------------------------------------
+
+def _in_progress(cache: Path) -> Path | None:
+    """A dir being unpacked (whatever the stub calls it: a dot-name beside the copies)."""
+    if not cache.is_dir():
+        return None
+    for p in cache.iterdir():
+        if p.name.startswith(".") and (p / "_internal").is_dir():
+            return p
+    return None
+
+
+def start_and_stop_mid_unpack(root: Path, *args: str, env: dict[str, str] | None = None,
+                              watch: Path | None = None) -> tuple[subprocess.Popen, Path]:
+    """Start the file and freeze it (SIGSTOP) while its first unpack is half done."""
+    watch = watch or root / CACHE
+    proc = subprocess.Popen([CHROOT, str(root), "/hostagent", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={"PATH": "/", **(env or {})})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        part = _in_progress(watch) if watch == root / CACHE else next(iter(watch.iterdir()), None)
+        if part is not None and (part / "_internal").is_dir():
+            proc.send_signal(signal.SIGSTOP)
+            return proc, part
+        time.sleep(0.001)
+    proc.kill()
+    pytest.fail(f"never caught the unpack in progress: {proc.communicate()}")
+
+
+def assert_partial(part: Path, cache: Path) -> None:
+    """The copy really was cut short: no program yet, nothing renamed into place."""
+    assert part.is_dir() and not (part / ".complete").exists()
+    assert [p.name for p in cache.iterdir() if not p.name.startswith(".")] == []
+
+
+def test_sigkill_during_the_first_unpack_leaves_nothing_after_the_next_run(bare: Path):
+    proc, part = start_and_stop_mid_unpack(bare, "--version")
+    assert_partial(part, bare / CACHE)
+    proc.kill()
+    proc.wait()
+    assert part.is_dir()  # SIGKILL: nothing can clean up at once; the next run must
+    r = run(bare, "--version")
+    assert (r.returncode, r.stdout) == (0, f"hostagent {version()}\n"), r
+    [digest] = os.listdir(bare / CACHE)
+    assert len(digest) == 64 and (bare / CACHE / digest / ".complete").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_signal_during_the_first_unpack_removes_the_partial_copy(bare: Path, sig: int):
+    proc, part = start_and_stop_mid_unpack(bare, "--version")
+    assert_partial(part, bare / CACHE)
+    proc.send_signal(sig)
+    proc.send_signal(signal.SIGCONT)
+    proc.wait(timeout=30)
+    assert proc.returncode == -sig  # the signal still ends it, as it would have
+    assert os.listdir(bare / CACHE) == []
+
+
+def test_a_signal_during_a_private_unpack_removes_it(bare: Path):
+    """Root with an untrusted cache unpacks into /tmp: a signal there leaves nothing either."""
+    unusable_cache(bare)
+    tmp = user_dir(bare, "tmp", owner=0, mode=0o1777)
+    proc, part = start_and_stop_mid_unpack(bare, "--version", watch=tmp)
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGCONT)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGTERM
+    assert os.listdir(tmp) == []
+
+
+def another_version(single: Path, out: Path) -> str:
+    """The same program with one more file in its bundle: another SHA-256, so another cache dir, as
+    the next release would have. Returns its digest."""
+    data = single.read_bytes()
+    trailer = data[-96:]
+    assert trailer[:16] == MAGIC
+    offset, size = struct.unpack("<QQ", trailer[16:32])
+    stream = zlib.decompress(data[offset:offset + size])
+    assert stream[-1:] == b"E"
+    name, body = b"_internal/next-release", b"another version\n"
+    stream = stream[:-1] + b"f" + struct.pack("<HH", 0o644, len(name)) + name + struct.pack("<Q", len(body)) + body + b"E"
+    payload = zlib.compress(stream, 1)
+    digest = hashlib.sha256(payload).hexdigest()
+    out.write_bytes(data[:offset] + payload + MAGIC + struct.pack("<QQ", offset, len(payload)) + digest.encode())
+    out.chmod(0o755)
+    return digest
+
+
+@pytest.fixture
+def with_proc(bare: Path):
+    """/proc in the chroot: without it nobody can tell whether an old copy is in use, so none is removed."""
+    (bare / "proc").mkdir()
+    subprocess.run(["mount", "-t", "proc", "proc", str(bare / "proc")], check=True)
+    yield bare
+    subprocess.run(["umount", "-l", str(bare / "proc")], check=True)
+
+
+def start_and_stop_running_from(root: Path, program: str, copy: Path) -> subprocess.Popen:
+    """A process of the older version running from its copy (what a running `hostagent exec` or
+    k8s-sync is), frozen so it cannot end during the test."""
+    for _ in range(10):
+        proc = subprocess.Popen([CHROOT, str(root), program, "--version"], stdout=subprocess.DEVNULL,
+                                env={"PATH": "/"})
+        while proc.poll() is None:
+            try:
+                exe = os.readlink(f"/proc/{proc.pid}/exe")
+            except OSError:
+                continue
+            if exe == str(copy / "hostagent"):
+                proc.send_signal(signal.SIGSTOP)
+                deadline = time.monotonic() + 10
+                while Path(f"/proc/{proc.pid}/stat").read_text().split(") ")[1][0] != "T":
+                    assert time.monotonic() < deadline, "SIGSTOP did not stop it"
+                    time.sleep(0.01)
+                return proc
+        proc.wait()
+    pytest.fail("could not catch the older version running")
+
+
+def test_the_next_version_removes_the_older_copy_unless_it_is_in_use(with_proc: Path):
+    root = with_proc
+    cache = root / CACHE
+    r = run(root, "--version")
+    assert r.returncode == 0, r
+    [old] = os.listdir(cache)
+    new = another_version(root / "hostagent", root / "hostagent-next")
+    assert new != old
+
+    # The older version still runs (from its copy): the next one must leave that copy alone.
+    running = start_and_stop_running_from(root, f"/{CACHE}/{old}/hostagent", cache / old)
+    try:
+        r = run(root, "--version", program="/hostagent-next")
+        assert (r.returncode, r.stdout) == (0, f"hostagent {version()}\n"), r
+        assert sorted(os.listdir(cache)) == sorted([old, new])
+    finally:
+        running.send_signal(signal.SIGCONT)
+        running.kill()
+        running.wait()
+    assert running.returncode == -signal.SIGKILL  # it was still running, from the old copy, until now
+
+    # Nothing runs from it any more: the next start of the new version removes it.
+    r = run(root, "--version", program="/hostagent-next")
+    assert (r.returncode, r.stdout) == (0, f"hostagent {version()}\n"), r
+    assert os.listdir(cache) == [new]
+    # And back: the old file unpacks its copy again and removes the new one's (nothing runs from it).
+    assert run(root, "--version").returncode == 0
+    assert os.listdir(cache) == [old]
+
+
+@pytest.mark.parametrize("case", ["no marker", "marker names another digest", "not root's"])
+def test_only_copies_the_stub_made_are_removed(with_proc: Path, case: str):
+    cache = with_proc / CACHE
+    assert run(with_proc, "--version").returncode == 0
+    other = cache / ("ab" * 32)
+    (other / "_internal").mkdir(parents=True)
+    if case == "marker names another digest":
+        (other / ".complete").write_text("cd" * 32)
+    elif case == "not root's":
+        (other / ".complete").write_text("ab" * 32)
+        os.chown(other, NOBODY, NOBODY)
+    assert run(with_proc, "--version").returncode == 0
+    assert (other / "_internal").is_dir()
+
+
+def test_without_proc_no_older_copy_is_removed(bare: Path):
+    """No /proc (a bare chroot): whether the older copy is in use cannot be told, so it stays."""
+    assert run(bare, "--version").returncode == 0
+    [old] = os.listdir(bare / CACHE)
+    new = another_version(bare / "hostagent", bare / "hostagent-next")
+    r = run(bare, "--version", program="/hostagent-next")
+    assert r.returncode == 0, r
+    assert sorted(os.listdir(bare / CACHE)) == sorted([old, new])
+
+
+def test_an_older_stubs_readable_marker_is_made_roots_alone(bare: Path):
+    """Starts hold the marker's flock until their exec, so a user who could open it could make root
+    unpack privately at every start: an older stub left it 0644 (a stub-only upgrade keeps the copy)."""
+    assert run(bare, "--version").returncode == 0
+    [digest] = os.listdir(bare / CACHE)
+    marker = bare / CACHE / digest / ".complete"
+    assert marker.stat().st_mode & 0o777 == 0o600
+    marker.chmod(0o644)
+    r = run(bare, "--version")
+    assert (r.returncode, r.stdout) == (0, f"hostagent {version()}\n"), r
+    assert marker.stat().st_mode & 0o777 == 0o600
+
+
+def test_an_older_stubs_abandoned_unpack_is_removed_and_a_recent_one_kept(bare: Path):
+    """Hosts already carry the old leftovers (.unpack-*, no lock to tell a live one by): removed once
+    10 minutes old; a younger one may be an older stub still unpacking."""
+    assert run(bare, "--version").returncode == 0
+    cache = bare / CACHE
+    old, recent = cache / ".unpack-Abc123", cache / ".unpack-Def456"
+    for d in (old, recent):
+        (d / "_internal").mkdir(parents=True)
+        (d / "_internal" / "libpython3.11.so.1.0").write_bytes(b"\0" * 4096)
+    past = time.time() - 11 * 60
+    os.utime(old, (past, past))
+    assert run(bare, "--version").returncode == 0
+    assert not old.exists()
+    assert (recent / "_internal" / "libpython3.11.so.1.0").exists()

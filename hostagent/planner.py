@@ -200,19 +200,21 @@ def service_steps(init: str, user: str, caps: tuple[str, ...], cpu_millicores: i
     """The agent's service definition for this host's init, then the service itself."""
     h = current_host()
     where = h.path(h.services.definition_path(paths.SERVICE))
-    definition: Step
+    definition: list[Step]
     if init == "sysvinit":
         from hostagent.host.services import INITTAB_TAGS
 
-        definition = InittabLine(path=where, tag=INITTAB_TAGS[paths.SERVICE], runlevels="2345",
-                                 process=unit.inittab_process(user, caps, cpu_millicores, memory_mib))
+        # SysV init takes at most 127 characters of command: the line runs a script that holds it.
+        definition = [File(path=h.path(paths.SYSV_SCRIPT), content=unit.render_sysv_script(user, caps, cpu_millicores, memory_mib),
+                           mode=0o755, owner="root", group="root"),
+                      InittabLine(path=where, tag=INITTAB_TAGS[paths.SERVICE], runlevels="2345", process=paths.SYSV_SCRIPT)]
     elif init == "openrc":
-        definition = ServiceDefinition(path=where, content=unit.render_openrc(user, caps, cpu_millicores, memory_mib),
-                                       mode=0o755, owner="root", group="root")
+        definition = [ServiceDefinition(path=where, content=unit.render_openrc(user, caps, cpu_millicores, memory_mib),
+                                        mode=0o755, owner="root", group="root")]
     else:
-        definition = ServiceDefinition(path=where, content=unit.render(user, caps, cpu_millicores, memory_mib, cgroup),
-                                       mode=0o644, owner="root", group="root")
-    return [definition, Service(name=paths.SERVICE, user=user, binary=h.path(paths.AGENT_BINARY))]
+        definition = [ServiceDefinition(path=where, content=unit.render(user, caps, cpu_millicores, memory_mib, cgroup),
+                                        mode=0o644, owner="root", group="root")]
+    return [*definition, Service(name=paths.SERVICE, user=user, binary=h.path(paths.AGENT_BINARY))]
 
 
 def plan(opts: InstallOptions, host: HostFacts, r: Resolved) -> list[Step]:

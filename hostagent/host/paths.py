@@ -16,6 +16,7 @@ SERVICE = "deepflow-agent"
 SYSTEMD_UNIT_DIR = "/etc/systemd/system"
 INITD_DIR = "/etc/init.d"
 INITTAB = "/etc/inittab"
+SYSV_SCRIPT = CONFIG_DIR + "/hostagent-exec"  # what the agent's inittab line runs
 STATE_DIR = os.environ.get("HOSTAGENT_STATE_DIR", "/var/lib/hostagent")
 MANIFEST = STATE_DIR + "/manifest.json"
 BACKUP_DIR = STATE_DIR + "/backup"

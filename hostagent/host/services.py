@@ -228,16 +228,27 @@ class SysVInit(ServiceManager):
     def reload(self) -> None:
         self.host.run(["telinit", "q"])
 
+    def _argv(self, process: str) -> list[str]:
+        """What the entry runs in the end: its command, or the exec line of the script it names."""
+        argv = process.split()
+        try:
+            with open(self.host.path(argv[0])) as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError, IndexError):
+            return argv
+        execs = [line.split()[1:] for line in text.splitlines() if line.startswith("exec ")]
+        return execs[-1] if text.startswith("#!") and execs else argv
+
     def main_pid(self, name: str) -> int:
-        """init's child that runs the entry: the launcher, or the agent it became (its argv is the tail
-        of the entry's process field)."""
+        """init's child that runs the entry: its script's shell, the launcher it execs, or the agent
+        that became (its argv is the tail of the launcher's)."""
         found = self.entry(name)
         if found is None:
             return 0
-        argv = found.process.split()
+        script, argv = found.process.split(), self._argv(found.process)
         for child in _children(1):
             cmd = _cmdline(child)
-            if cmd and (cmd == argv or argv[-len(cmd):] == cmd):
+            if cmd and (cmd == argv or argv[-len(cmd):] == cmd or cmd[-len(script):] == script):
                 return int(child.pid)
         return 0
 

@@ -79,7 +79,9 @@ def render_openrc(user: str, caps: tuple[str, ...], cpu_millicores: int, memory_
         cleanup=" ".join(launcher + ["exec", "--cleanup"]))
 
 
-def inittab_process(user: str, caps: tuple[str, ...], cpu_millicores: int, memory_mib: int) -> str:
-    """The process field of the agent's inittab line (no shell characters: init execs it directly)."""
-    return " ".join([launcher_command(), "exec", launcher_args(user, caps, cpu_millicores, memory_mib),
-                     "--log-dir", paths.LOG_DIR, "--", *AGENT_ARGV])
+def render_sysv_script(user: str, caps: tuple[str, ...], cpu_millicores: int, memory_mib: int) -> str:
+    """What the agent's /etc/inittab line runs: one exec, so init's child becomes the launcher, then the agent."""
+    command = " ".join([launcher_command(), "exec", launcher_args(user, caps, cpu_millicores, memory_mib),
+                        "--log-dir", paths.LOG_DIR, "--", *AGENT_ARGV])
+    return ("#!/bin/sh\n# Installed by hostagent: /etc/inittab runs it (SysV init); `hostagent uninstall` removes it.\n"
+            f"exec {command}\n")

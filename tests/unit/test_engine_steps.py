@@ -323,3 +323,4 @@ def test_a_v2_manifest_migrates(fake) -> None:
     assert [s.id for s, _ in found.steps()] == ["service-definition:/etc/systemd/system/deepflow-agent.service",
                                                   "service:deepflow-agent"]
     assert isinstance(found.steps()[0][0], ServiceDefinition)
+

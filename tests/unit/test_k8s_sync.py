@@ -153,7 +153,11 @@ def test_size_guard() -> None:
 
 @pytest.mark.parametrize("values, message", [
     ({}, "at least one --controller-ip"),
-    ({"controller_ips": ["bad host!"]}, "malformed --controller-ip"),
+    ({"controller_ips": ["bad host!"]}, "malformed controller IP or host name"),
+    # install's grammar: all digits and dots is an IP or nothing, never a host name
+    ({"controller_ips": ["300.1.1.1"]}, "malformed controller IP or host name '300.1.1.1'"),
+    ({"controller_ips": ["10.0.0.1"], "max_message_mib": "2047"}, r"--max-message-mib out of range: 2047 \(1-2046"),
+    ({"controller_ips": ["10.0.0.1"], "max_message_mib": "0"}, "--max-message-mib out of range"),
     ({"controller_ips": ["10.0.0.1"], "controller_port": "0"}, "out of range"),
     ({"controller_ips": ["10.0.0.1"], "cluster_id": "bad id"}, "invalid cluster id"),
     ({"controller_ips": ["10.0.0.1"], "team_id": "a b"}, "invalid team id"),
@@ -184,6 +188,17 @@ def test_options_and_config_file_keys() -> None:
     assert again.controller_ips == opts.controller_ips and again.team_id == "t-1" and not again.configmaps
 
 
+def test_max_message_bound_is_grpcs() -> None:
+    """The largest --max-message-mib makes a real gRPC channel; one more overflows gRPC's C int."""
+    from hostagent.k8ssync.reporter import Reporter
+    from hostagent.options import K8S_SYNC_MAX_MESSAGE_MIB
+
+    opts = build_k8s_sync({"controller_ips": ["127.0.0.1"], "max_message_mib": str(K8S_SYNC_MAX_MESSAGE_MIB)})
+    Reporter(["127.0.0.1"], 1, max_message=opts.max_message_mib << 20)._channel("127.0.0.1").close()
+    with pytest.raises(OverflowError):
+        Reporter(["127.0.0.1"], 1, max_message=(opts.max_message_mib + 1) << 20)._channel("127.0.0.1")
+
+
 def hostagent(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hostagent", *args], capture_output=True, text=True, cwd="/", check=False)
 
@@ -193,6 +208,11 @@ def test_cli_bad_input_one_line_exit_2(command: str) -> None:
     proc = hostagent("k8s-sync", command, "--controller-ip", "10.0.0.1", "--interval", "0")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith(f"hostagent k8s-sync {command}: error: --interval out of range")
+    for bad, message in ((["--controller-ip", "300.1.1.1"], "malformed controller IP or host name '300.1.1.1'"),
+                         (["--controller-ip", "10.0.0.1", "--max-message-mib", "2047"], "--max-message-mib out of range")):
+        proc = hostagent("k8s-sync", command, *bad)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert proc.stderr.startswith(f"hostagent k8s-sync {command}: error: {message}"), proc.stderr
     proc = hostagent("k8s-sync", command, "--controller-ip", "10.0.0.1", "--kubeconfig", "/nonexistent/kc", "--json")
     obj = json.loads(proc.stdout)
     assert proc.returncode == 2 and obj["exit_code"] == 2 and obj["command"] == f"k8s-sync {command}"

@@ -107,6 +107,7 @@ class File(Step):
     owner: str
     group: str
     reload_systemd: bool = False
+    secret: bool = False  # credentials (a kubeconfig): diffs show size and sha256, never the text
 
     @property
     def data(self) -> bytes:
@@ -127,6 +128,11 @@ class File(Step):
             old = read_nofollow(self.path) or b""
         except SymlinkRefused as e:
             return str(e)
+        if self.secret:
+            if old == self.data:
+                return f"owner/mode of {self.path} → {self.owner}:{self.group} {self.mode:04o}"
+            now = f"- {self.path} (now): {secret_summary(old)}\n" if old else ""
+            return now + f"+ {self.path} (hostagent): {secret_summary(self.data)}\n"
         lines = difflib.unified_diff(
             old.decode(errors="replace").splitlines(keepends=True), self.content.splitlines(keepends=True),
             fromfile=f"{self.path} (now)", tofile=f"{self.path} (hostagent)")
@@ -166,6 +172,10 @@ class File(Step):
 
     def drift(self) -> list[str]:
         return [] if self.check() else [f"{self.path} differs from what hostagent installed"]
+
+
+def secret_summary(data: bytes) -> str:
+    return f"(secret, {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()})"
 
 
 def _same_file(path: str, state: FileState, now: Optional[bytes]) -> bool:

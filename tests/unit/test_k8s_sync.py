@@ -292,3 +292,54 @@ print("ok")
     proc = subprocess.run([sys.executable, "-c", script], env={**os.environ, "HOSTAGENT_STATE_DIR": str(state)},
                           capture_output=True, text=True, check=False)
     assert proc.stdout.strip() == "ok", proc.stderr
+
+
+SECRET_KEY = "c2VjcmV0LWNsaWVudC1rZXktYnl0ZXM="  # what a client-key-data would hold
+SECRET_TOKEN = "s3cret-token-value"
+
+
+def secret_kubeconfig() -> str:
+    return f"""apiVersion: v1
+kind: Config
+current-context: c
+clusters: [{{name: c, cluster: {{server: "https://192.0.2.1:6443"}}}}]
+users: [{{name: u, user: {{client-key-data: {SECRET_KEY}, token: {SECRET_TOKEN}}}}}]
+contexts: [{{name: c, context: {{cluster: c, user: u}}}}]
+"""
+
+
+def test_install_never_prints_the_kubeconfigs_secrets(tmp_path, capsys) -> None:
+    """Every output of `k8s-sync install` that carries diffs: the dry run and the interactive preview
+    (planned steps through Style.progress), --verbose (applied steps' diffs) and --json (each step's
+    diff): the kubeconfig shows as its size and sha256, never its text."""
+    import hashlib
+
+    from hostagent import engine
+    from hostagent.cli.output import Style, from_outcome
+    from hostagent.k8ssync.install import KUBECONFIG, plan
+    from hostagent.steps.files import File
+
+    kubeconfig = secret_kubeconfig()
+    opts = build_k8s_sync({"controller_ips": ["10.0.0.1"], "kubeconfig": "/root/kc"})
+    steps = plan(opts, "deepflow-k8s", kubeconfig)
+    summary = f"(secret, {len(kubeconfig.encode())} bytes, sha256 {hashlib.sha256(kubeconfig.encode()).hexdigest()})"
+
+    outcome = engine.install(steps, {}, {}, dry_run=True, progress=Style().progress,
+                             manifest_path=str(tmp_path / "manifest.json"))  # --dry-run and the preview
+    for result in outcome.steps:  # --verbose prints the diffs of applied steps
+        Style(verbose=True).progress(engine.StepResult(result.id, result.title, "applied", result.diff))
+    printed = capsys.readouterr().out + json.dumps(from_outcome(outcome).to_dict())  # and --json
+    kc_step = next(s for s in outcome.steps if s.id == f"file:{KUBECONFIG}")
+    assert kc_step.status == "planned" and kc_step.diff == f"+ {KUBECONFIG} (hostagent): {summary}\n"
+    assert printed.count(summary) == 3 and "controller-ips" in printed, printed
+    assert SECRET_KEY not in printed and SECRET_TOKEN not in printed
+
+    # a changed secret file: both sides as summaries; the same bytes with other owner/mode: no content
+    path = tmp_path / "kubeconfig"
+    path.write_text(kubeconfig.replace(SECRET_TOKEN, "older-token"))
+    diff = File(path=str(path), content=kubeconfig, mode=0o640, owner="root", group="root", secret=True).diff()
+    assert diff is not None and f"- {path} (now): (secret, " in diff and f"+ {path} (hostagent): {summary}" in diff
+    assert "older-token" not in diff and SECRET_TOKEN not in diff and SECRET_KEY not in diff
+    path.write_text(kubeconfig)
+    same = File(path=str(path), content=kubeconfig, mode=0o600, owner="root", group="root", secret=True).diff()
+    assert same == f"owner/mode of {path} → root:root 0600"

@@ -130,7 +130,7 @@ class Runner:
             sent = Sent(snap.version, answer.controller, answer.service, len(request), n, error_msg, snap.counts)
             log.info("reported version %d to %s (%s): %d entries, %d bytes%s", snap.version, answer.controller,
                      answer.service, n, len(request), f"; error_msg: {error_msg}" if error_msg else "")
-        self.last_sent_error = snap.error_msg
+        self.last_sent_error = self.store.reported_errors  # errors as of the snapshot, notes left out
         self.sent.append(sent)
         del self.sent[:-10]
         return sent
@@ -141,7 +141,7 @@ class Runner:
         s = self.store
         if s.pending_since is not None:
             due = min(s.last_change + DEBOUNCE, s.pending_since + MAX_DELAY)
-        elif ";".join(f"{n}: {m}" for n, m in sorted(s.errors.items())) != self.last_sent_error:
+        elif s.error_text() != self.last_sent_error:
             due = s.errors_changed + DEBOUNCE  # a burst of failures (every watcher at once) in one report
         else:
             due = next_full

@@ -51,7 +51,10 @@ class Reporter:
         if host not in self._channels:
             opts: list[tuple[str, Any]] = [("grpc.max_send_message_length", self.max_message + GRPC_SEND_HEADROOM),
                                            ("grpc.max_receive_message_length", ANSWER_CAP),
-                                           ("grpc.enable_retries", 0)]
+                                           ("grpc.enable_retries", 0),
+                                           # gRPC's own reconnect backoff grows to 120 s: after a long
+                                           # outage the next report would wait for it
+                                           ("grpc.max_reconnect_backoff_ms", 10_000)]
             target = _target(host, self.port)
             if self.tls:
                 root = None

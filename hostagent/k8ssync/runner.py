@@ -19,7 +19,7 @@ from hostagent.k8ssync.kube import Client, KubeConfig
 from hostagent.k8ssync.reporter import MAX_MESSAGE, Reporter, ReportError
 from hostagent.k8ssync.resources import RESOURCES
 from hostagent.k8ssync.store import Snapshot, Store
-from hostagent.k8ssync.watcher import Watcher
+from hostagent.k8ssync.watcher import Backoff, Watcher
 from hostagent.options import K8sSyncOptions
 
 log = logging.getLogger("hostagent.k8s-sync")
@@ -27,7 +27,8 @@ log = logging.getLogger("hostagent.k8s-sync")
 DEBOUNCE = 1.0
 MAX_DELAY = 5.0
 INITIAL_WAIT = 30.0  # at most this long for every watcher's first list before the first report
-RETRY = 5.0  # after a failed send
+RETRY = 5.0  # after a failed send, doubling (with jitter) to RETRY_MAX while the controllers stay away
+RETRY_MAX = 60.0
 
 
 @dataclass
@@ -75,6 +76,8 @@ class Runner:
         self.clock = clock
         self.last_sent_error: Optional[str] = None
         self.not_before = 0.0  # after a failed send: not again before this
+        self.retry = Backoff(RETRY, RETRY_MAX, reset=float("inf"))
+        self.failures = 0  # failed sends in a row
         self.sent: list[Sent] = []
 
     def resolve_cluster_id(self) -> str:
@@ -169,11 +172,19 @@ class Runner:
             try:
                 self.send()
                 next_full = self.clock() + self.opts.interval
+                if self.failures:
+                    log.warning("reports go through again, after %d failed", self.failures)
+                self.failures = 0
+                self.retry = Backoff(RETRY, RETRY_MAX, reset=float("inf"))
             except ReportError as e:
-                log.error("report failed: %s", e)
                 if once:
+                    log.error("report failed: %s", e)
                     raise
-                self.not_before = self.clock() + RETRY
+                self.failures += 1
+                delay = self.retry.next()
+                log.error("report failed (%d in a row; the changes wait in memory, merged): %s; next try in %.0f s",
+                          self.failures, e, delay)
+                self.not_before = self.clock() + delay
                 self.last_sent_error = None
             if once:
                 return

@@ -14,12 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from hostagent.k8ssync import runner as runner_mod
 from tests.fixtures.fake_apiserver import FakeApiserver, pod, simple
 from tests.fixtures.fake_deepflow_grpc import FakeDeepflowGrpc
-from tests.integration.test_k8s_sync_live import api, df, pods_of, start, tls_dir, wait_for, write_kubeconfig  # noqa: F401
+from tests.integration.k8s_sync_helpers import pods_of, wait_for, write_kubeconfig
 
 
 def list_requests(api: FakeApiserver, path: str = "/api/v1/pods") -> int:

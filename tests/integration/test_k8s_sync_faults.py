@@ -164,7 +164,7 @@ def test_report_over_the_message_limit(start: Any, api: FakeApiserver, df: FakeD
     assert df.violations == [] and running.error is None
 
 
-CHURN_SECONDS = float(os.environ.get("K8S_SYNC_CHURN_SECONDS", "30"))
+CHURN_SECONDS = float(os.environ.get("K8S_SYNC_CHURN_SECONDS", "20"))
 
 
 def rss_mib(pid: int) -> float:
@@ -174,10 +174,12 @@ def rss_mib(pid: int) -> float:
 
 
 def test_churn_at_30k_pods_rss_bounded(tmp_path: Path, api: FakeApiserver, df: FakeDeepflowGrpc) -> None:
-    """`k8s-sync run` as its own process over 30k pods while pods come and go (~100 changes/s). The
-    issue asks 10 minutes: K8S_SYNC_CHURN_SECONDS=600 runs that; CI runs 30 s (the tier's budget is
-    about 2 minutes). RSS after the first full report must not keep climbing: the second half's peak
-    stays within 10 % + 16 MiB of the first half's."""
+    """`k8s-sync run` as its own process over 30k pods while pods are replaced (a delete and an add,
+    about 70 changes/s here). The issue asks 10 minutes: K8S_SYNC_CHURN_SECONDS=600 runs that; CI runs
+    20 s, because the whole k8s-sync tier must stay near 2 minutes (setup and the first 30k-pod report
+    take another ~35 s). RSS must not keep climbing: the second half's peak stays within 10 % + 16 MiB
+    of the first half's. 20 s catches gross growth (a report or the history kept per change); a slow
+    leak needs the 10-minute run."""
     import random
 
     for i in range(30_000 - 3):

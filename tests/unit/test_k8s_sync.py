@@ -343,3 +343,18 @@ def test_install_never_prints_the_kubeconfigs_secrets(tmp_path, capsys) -> None:
     path.write_text(kubeconfig)
     same = File(path=str(path), content=kubeconfig, mode=0o600, owner="root", group="root", secret=True).diff()
     assert same == f"owner/mode of {path} → root:root 0600"
+
+
+def test_backoff_is_the_reflectors() -> None:
+    """0.8 s doubling to 30 s, times 1 to 2 (jitter), back to 0.8 s after 2 minutes without a failure."""
+    from hostagent.k8ssync.watcher import Backoff
+
+    now = [0.0]
+    low = Backoff(clock=lambda: now[0], rand=lambda: 0.0)
+    assert [round(low.next(), 1) for _ in range(8)] == [0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 30.0, 30.0]
+    high = Backoff(clock=lambda: now[0], rand=lambda: 0.999)
+    assert [round(high.next()) for _ in range(3)] == [2, 3, 6]
+    now[0] = 119.0
+    assert round(low.next()) == 30, "failures less than 2 minutes apart keep the step"
+    now[0] = 240.0
+    assert round(low.next(), 1) == 0.8, "a quiet spell starts small again"

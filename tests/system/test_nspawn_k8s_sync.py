@@ -108,6 +108,8 @@ contexts: [{{name: fake, context: {{cluster: fake, user: sa}}}}]
     verbose = host.run(args.replace("--json", "--verbose")).check()
     assert "- /etc/hostagent-k8s-sync/kubeconfig (now): (secret, " in verbose.stdout, verbose.stdout
     no_secret(verbose.stdout + verbose.stderr)
+    with df.cond:  # that restarted the service: its version starts anew, at its start time
+        df.reports.clear()
     rc, again, _ = hostagent(host, args)
     assert rc == 0 and not again["changed"], again
 
@@ -129,7 +131,7 @@ contexts: [{{name: fake, context: {{cluster: fake, user: sa}}}}]
     version = reports[-1]["version"]
     created = api.add("pods", pod("e2e-new"))
     later = df.wait(lambda rs: any(o["metadata"]["name"] == "e2e-new" for o in rs[-1]["objects"]["*v1.Pod"]), timeout=30)[-1]
-    assert later["version"] == version + 1
+    assert later["version"] == version + 1, host.journal(UNIT)[-4000:]
     api.delete("pods", created["metadata"]["uid"])
     gone = df.wait(lambda rs: len(rs[-1]["objects"]["*v1.Pod"]) == 3 and rs[-1]["version"] > later["version"], timeout=30)[-1]
     assert gone["version"] == later["version"] + 1

@@ -42,12 +42,15 @@ class Backoff:
         self.initial, self.cap, self.reset, self.clock, self.rand = initial, cap, reset, clock, rand
         self.step = initial
         self.last: Optional[float] = None
+        self.tries = 0  # since the last quiet spell, for the log
 
     def next(self) -> float:
         now = self.clock()
         if self.last is not None and now - self.last > self.reset:
             self.step = self.initial  # a quiet spell: start small again
+            self.tries = 0
         self.last = now
+        self.tries += 1
         delay = self.step * (1.0 + self.rand())
         self.step = min(self.step * 2, self.cap)
         return delay
@@ -87,13 +90,14 @@ class Watcher(threading.Thread):
                     log.info("%s: %s", self.resource.name, failure)
                     failure = ""
                 else:
-                    failure = f"{failure}; {self.gone_streak} in a row"
+                    failure += " (again and again: backing off)"
             except Exception as e:  # the apiserver is down, refuses us, cut the connection, answered nonsense
                 failure = str(e) if isinstance(e, ApiError) else f"{type(e).__name__}: {e}"
             delay = self.backoff.next()
             if failure:
-                log.warning("%s: %s; retrying in %.1f s", self.resource.name, failure, delay)
-                self.store.set_error(self.resource.name, f"{failure}; retrying in {delay:.0f} s")
+                log.warning("%s: %s; retry %d in %.1f s", self.resource.name, failure, self.backoff.tries, delay)
+                # error_msg without the counts: the same failure again is no new error state, so no new report
+                self.store.set_error(self.resource.name, failure)
             if self.stop_event.wait(delay):
                 return
 

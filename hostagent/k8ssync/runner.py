@@ -129,7 +129,11 @@ class Runner:
                       "(raise the server's grpc-max-message-length and --max-message-mib)", snap.version, limit >> 20)
             sent = Sent(snap.version, "", "", 0, n, error_msg, snap.counts, skipped="over the size limit")
         else:
-            answer, _ = self.reporter.sync(request)
+            try:
+                answer, _ = self.reporter.sync(request)
+            except ReportError:
+                self.store.unsent(snap)
+                raise
             sent = Sent(snap.version, answer.controller, answer.service, len(request), n, error_msg, snap.counts)
             log.info("reported version %d to %s (%s): %d entries, %d bytes%s", snap.version, answer.controller,
                      answer.service, n, len(request), f"; error_msg: {error_msg}" if error_msg else "")

@@ -36,6 +36,7 @@ class Snapshot:
         self.optional = optional  # ConfigMaps: dropped first when over the size limit
         self.error_msg = error_msg
         self.counts = counts
+        self.notes: dict[str, str] = {}  # said once: put back if this report is not sent
 
 
 class Store:
@@ -161,6 +162,12 @@ class Store:
                 counts[self.resources[name].type_name] = len(objects)
                 (optional if self.resources[name].optional else entries).extend(objects.values())
             error_msg = self.error_text()
-            self.notes.clear()
+            snap = Snapshot(self.version, entries, optional, error_msg, counts)
+            snap.notes, self.notes = self.notes, {}
             self.reported_errors = self.error_text()  # what a report is due for when it changes
-            return Snapshot(self.version, entries, optional, error_msg, counts)
+            return snap
+
+    def unsent(self, snap: Snapshot) -> None:
+        """The report did not go out: its notes wait for the next one."""
+        with self.cond:
+            self.notes = {**snap.notes, **self.notes}

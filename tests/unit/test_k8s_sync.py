@@ -123,6 +123,21 @@ def test_versioning() -> None:
     assert snap.version == 1003 and snap.counts["*v1.Pod"] == 0 and snap.error_msg == ""
 
 
+def test_notes_are_said_once() -> None:
+    """A note (a list that needed the unpaged fallback) goes in one report's error_msg, beside the
+    errors of the moment; a report that could not be sent gives it back for the next."""
+    s = _store()
+    s.set_error("nodes", "HTTP 503")
+    s.note("pods", "continue token expired")
+    assert s.error_text() == "nodes: HTTP 503;pods: continue token expired"
+    failed = s.snapshot()
+    assert failed.error_msg == "nodes: HTTP 503;pods: continue token expired" and s.reported_errors == "nodes: HTTP 503"
+    s.unsent(failed)
+    assert s.snapshot().error_msg == "nodes: HTTP 503;pods: continue token expired"
+    assert s.snapshot().error_msg == "nodes: HTTP 503", "said once"
+    assert s.error_text() == s.reported_errors, "no report is due for the note's going"
+
+
 def test_entries_decode_to_the_contract() -> None:
     s = _store()
     for r, obj in (("pods", pod("a")), ("nodes", node("n")), ("configmaps", simple("ConfigMap", "c", data={})),

@@ -26,7 +26,9 @@ log = logging.getLogger("hostagent.k8s-sync")
 
 DEBOUNCE = 1.0
 MAX_DELAY = 5.0
-INITIAL_WAIT = 30.0  # at most this long for every watcher's first list before the first report
+# The first report waits for every type's first list (or its failure), however slow: a report with a
+# list half done would tell the server the other half is gone. Every INITIAL_WAIT the log says who it waits for.
+INITIAL_WAIT = 30.0
 RETRY = 5.0  # after a failed send, doubling (with jitter) to RETRY_MAX while the controllers stay away
 RETRY_MAX = 60.0
 
@@ -109,12 +111,20 @@ class Runner:
         for w in self.watchers:
             w.start()
 
-    def wait_initial(self, limit: float = INITIAL_WAIT) -> None:
-        deadline = self.clock() + limit
+    def wait_initial(self) -> None:
+        started = self.clock()
+        next_note = started + INITIAL_WAIT
         with self.store.cond:
-            while not self.stop.is_set() and self.clock() < deadline:
-                if all(w.resource.name in self.store.listed or w.resource.name in self.store.errors for w in self.watchers):
+            while not self.stop.is_set():
+                waiting = [w.resource.name for w in self.watchers
+                           if w.resource.name not in self.store.listed and w.resource.name not in self.store.errors]
+                if not waiting:
                     return
+                if self.clock() >= next_note:
+                    log.warning("the first report waits for the first list of %s, still going after %.0f s (%s so far)",
+                                ", ".join(waiting), self.clock() - started,
+                                ", ".join(f"{self.store.count(name)} {name}" for name in waiting))
+                    next_note += INITIAL_WAIT
                 self.store.cond.wait(0.2)
 
     def send(self) -> Sent:

@@ -84,6 +84,24 @@ def test_list_outlasting_compaction_ends_in_a_sync(start: Any, api: FakeApiserve
     assert df.violations == [] and running.error is None
 
 
+def test_slow_first_list_is_waited_for(start: Any, api: FakeApiserver, df: FakeDeepflowGrpc, caplog: Any,
+                                      monkeypatch: Any) -> None:
+    """Lists slower than the first report's patience (scaled: 1 s, not 30; 10 pages of 0.3 s): the
+    first report waits for the whole list (half a list would tell the server the rest is gone), and
+    the log says what it waits for."""
+    caplog.set_level(logging.INFO, "hostagent.k8s-sync")
+    monkeypatch.setattr(runner_mod, "INITIAL_WAIT", 1.0)
+    for i in range(17):
+        api.add("pods", pod(f"slow-{i}"))
+    api.page_delay = 0.3
+    running = start()
+    first = df.wait(lambda rs: len(rs) >= 1, timeout=30)[0]
+    assert len(pods_of(first)) == 20 and not first.get("error_msg"), (len(pods_of(first)), first.get("error_msg"))
+    waits = [r.getMessage() for r in caplog.records if "the first report waits for the first list of pods" in r.getMessage()]
+    assert waits and "pods" in waits[0] and "so far" in waits[0], waits
+    assert df.violations == [] and running.error is None
+
+
 def test_apiserver_death_mid_watch(start: Any, api: FakeApiserver, df: FakeDeepflowGrpc, caplog: Any) -> None:
     """The apiserver dies: open watches cut with no chunked end, new requests unanswered. error_msg
     says so, requests back off, the last good pods stay; after it comes back, changes flow again."""

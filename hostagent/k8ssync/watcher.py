@@ -67,7 +67,6 @@ class Watcher(threading.Thread):
         self.version_unavailable = False  # the apiserver said our resourceVersion is gone: list consistently
         self.backoff = Backoff()
         self.lists = 0  # complete lists (relists included), for tests and status
-        self.list_requests = 0  # every list request (each page), for tests
         self.gone_streak = 0  # 410s since the last watch that worked
         self.expired_note = ""
 
@@ -134,7 +133,6 @@ class Watcher(threading.Thread):
             token = ""
             while True:
                 params = dict(base, **({"continue": token} if token else {}))
-                self.list_requests += 1
                 try:
                     page = self.client.get(path, **params)
                 except Gone as e:
@@ -170,7 +168,6 @@ class Watcher(threading.Thread):
         log.warning("%s: %s (%s)", name, message, e)
         self.store.set_error(name, message)
         self.expired_note = message
-        self.list_requests += 1
         return self.client.get(self.resource.path, **{k: v for k, v in base.items() if k != "limit"})
 
     def watch(self) -> int:

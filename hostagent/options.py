@@ -113,7 +113,8 @@ def parse_ip(value: str, name: str = "controller IP") -> ipaddress.IPv4Address |
 
 
 def parse_controller(value: str) -> str:
-    """A controller IP (normalized) or a DNS host name, which the agent resolves itself."""
+    """A controller IP (normalized) or a DNS host name, which the agent resolves itself: the one
+    grammar for install's and k8s-sync's --controller-ip (300.1.1.1 is neither)."""
     from hostagent.deepflow.names import is_hostname
 
     one_line("controller IP", value)
@@ -126,6 +127,14 @@ def parse_controller(value: str) -> str:
     if re.fullmatch(r"[0-9.]+", value) or ":" in value or not is_hostname(value):
         raise InputError(f"malformed controller IP or host name {value!r}")
     return value
+
+
+def parse_controllers(raw: Any) -> list[str]:
+    """--controller-ip, repeatable (a config file may give one string): at least one, each parsed."""
+    values = [raw] if isinstance(raw, str) else list(raw or ())
+    if not values:
+        raise InputError("at least one --controller-ip is required")
+    return [parse_controller(as_str("--controller-ip", value)) for value in values]
 
 
 def parse_cluster_id(value: Any) -> str:
@@ -265,12 +274,7 @@ def merge(values: dict[str, Any], file_values: Optional[dict[str, Any]], table: 
 
 
 def validate(v: dict[str, Any]) -> InstallOptions:
-    ips_raw = v.get("controller_ips") or ()
-    if isinstance(ips_raw, str):
-        ips_raw = [ips_raw]
-    if not ips_raw:
-        raise InputError("at least one --controller-ip is required")
-    ips = [parse_controller(as_str("--controller-ip", ip)) for ip in ips_raw]
+    ips = parse_controllers(v.get("controller_ips"))
     if len({ipaddress.ip_address(ip).version for ip in ips if not is_name(ip)}) > 1:
         raise InputError("controller IPs mix IPv4 and IPv6; the agent refuses that")
     controller_port = parse_port("--controller-port", v.get("controller_port", default("controller_port")))
@@ -359,6 +363,10 @@ def load_config_file(path: str) -> dict[str, Any]:
 # `hostagent k8s-sync`: its own table, same rules (flags, config-file keys, defaults, help from here).
 K8S_SYNC_INTERVAL = 60.0
 K8S_SYNC_MAX_INTERVAL = 24 * 3600.0
+# gRPC channel args are C ints (at most 2**31 - 1 bytes); the reporter's send limit is the message
+# limit plus this headroom for the request's head, so the largest --max-message-mib is 2046.
+GRPC_SEND_HEADROOM = 1 << 20
+K8S_SYNC_MAX_MESSAGE_MIB = ((2**31 - 1) - GRPC_SEND_HEADROOM) >> 20
 K8S_SYNC_SETTINGS: tuple[Setting, ...] = (
     Setting("controller_ips", "--controller-ip", "list", (), "deepflow-server controller IP or host name (repeatable, required)."),
     Setting("controller_port", "--controller-port", "int", CONTROLLER_PORT, "Controller gRPC port."),
@@ -403,20 +411,7 @@ def _as_bool(name: str, value: Any) -> bool:
 
 def build_k8s_sync(values: dict[str, Any], file_values: Optional[dict[str, Any]] = None) -> K8sSyncOptions:
     merged = merge(values, file_values, K8S_SYNC_SETTINGS)
-    ips_raw = merged.get("controller_ips") or ()
-    if isinstance(ips_raw, str):
-        ips_raw = [ips_raw]
-    if not ips_raw:
-        raise InputError("at least one --controller-ip is required")
-    hosts = []
-    for raw in ips_raw:
-        value = as_str("--controller-ip", raw)
-        try:
-            hosts.append(str(parse_ip(value)))
-        except InputError:
-            if not HOST_NAME.fullmatch(value):
-                raise InputError(f"malformed --controller-ip {value!r} (an IP address or a host name)") from None
-            hosts.append(value)
+    hosts = parse_controllers(merged.get("controller_ips"))
     port = parse_port("--controller-port", merged.get("controller_port", CONTROLLER_PORT))
     cluster_id = merged.get("cluster_id")
     if cluster_id is not None:
@@ -438,8 +433,9 @@ def build_k8s_sync(values: dict[str, Any], file_values: Optional[dict[str, Any]]
     if not USER_NAME.fullmatch(user) or user == "root":
         raise InputError(f"invalid user name {user!r}")
     max_mib = as_int("--max-message-mib", merged.get("max_message_mib", 100))
-    if not 1 <= max_mib <= 2047:
-        raise InputError(f"--max-message-mib out of range: {max_mib} (1-2047)")
+    if not 1 <= max_mib <= K8S_SYNC_MAX_MESSAGE_MIB:
+        raise InputError(f"--max-message-mib out of range: {max_mib} (1-{K8S_SYNC_MAX_MESSAGE_MIB}: gRPC's "
+                         "message limits are C ints, and the send limit adds 1 MiB of headroom)")
     return K8sSyncOptions(tuple(hosts), port, cluster_id, team_id, paths_["kubeconfig"], interval,
                           _as_bool("--tls", merged.get("tls", False)), paths_["tls_ca"],
                           _as_bool("--configmaps", merged.get("configmaps", True)), user, max_mib)

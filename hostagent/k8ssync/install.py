@@ -156,7 +156,7 @@ def plan(opts: K8sSyncOptions, group: str, kubeconfig: str) -> list[Step]:
         Group(name=group),
         User(name=user, group=group),
         Directory(path=h.path(paths.K8S_SYNC_CONFIG_DIR), mode=0o750, owner="root", group=group),
-        File(path=h.path(KUBECONFIG), content=kubeconfig, mode=0o640, owner="root", group=group),
+        File(path=h.path(KUBECONFIG), content=kubeconfig, mode=0o640, owner="root", group=group, secret=True),
     ]
     if opts.tls_ca:
         steps.append(File(path=h.path(CONTROLLER_CA), content=_read(opts.tls_ca, "--tls-ca").decode(), mode=0o640,

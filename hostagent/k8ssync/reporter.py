@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from hostagent.k8ssync import proto
+from hostagent.options import GRPC_SEND_HEADROOM
 
 log = logging.getLogger("hostagent.k8s-sync")
 
@@ -48,9 +49,12 @@ class Reporter:
         import grpc
 
         if host not in self._channels:
-            opts: list[tuple[str, Any]] = [("grpc.max_send_message_length", self.max_message + 1024 * 1024),
+            opts: list[tuple[str, Any]] = [("grpc.max_send_message_length", self.max_message + GRPC_SEND_HEADROOM),
                                            ("grpc.max_receive_message_length", ANSWER_CAP),
-                                           ("grpc.enable_retries", 0)]
+                                           ("grpc.enable_retries", 0),
+                                           # gRPC's own reconnect backoff grows to 120 s: after a long
+                                           # outage the next report would wait for it
+                                           ("grpc.max_reconnect_backoff_ms", 10_000)]
             target = _target(host, self.port)
             if self.tls:
                 root = None

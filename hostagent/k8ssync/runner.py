@@ -19,15 +19,18 @@ from hostagent.k8ssync.kube import Client, KubeConfig
 from hostagent.k8ssync.reporter import MAX_MESSAGE, Reporter, ReportError
 from hostagent.k8ssync.resources import RESOURCES
 from hostagent.k8ssync.store import Snapshot, Store
-from hostagent.k8ssync.watcher import Watcher
+from hostagent.k8ssync.watcher import Backoff, Watcher
 from hostagent.options import K8sSyncOptions
 
 log = logging.getLogger("hostagent.k8s-sync")
 
 DEBOUNCE = 1.0
 MAX_DELAY = 5.0
-INITIAL_WAIT = 30.0  # at most this long for every watcher's first list before the first report
-RETRY = 5.0  # after a failed send
+# The first report waits for every type's first list (or its failure), however slow: a report with a
+# list half done would tell the server the other half is gone. Every INITIAL_WAIT the log says who it waits for.
+INITIAL_WAIT = 30.0
+RETRY = 5.0  # after a failed send, doubling (with jitter) to RETRY_MAX while the controllers stay away
+RETRY_MAX = 60.0
 
 
 @dataclass
@@ -75,6 +78,8 @@ class Runner:
         self.clock = clock
         self.last_sent_error: Optional[str] = None
         self.not_before = 0.0  # after a failed send: not again before this
+        self.retry = Backoff(RETRY, RETRY_MAX, reset=float("inf"))
+        self.failures = 0  # failed sends in a row
         self.sent: list[Sent] = []
 
     def resolve_cluster_id(self) -> str:
@@ -106,12 +111,20 @@ class Runner:
         for w in self.watchers:
             w.start()
 
-    def wait_initial(self, limit: float = INITIAL_WAIT) -> None:
-        deadline = self.clock() + limit
+    def wait_initial(self) -> None:
+        started = self.clock()
+        next_note = started + INITIAL_WAIT
         with self.store.cond:
-            while not self.stop.is_set() and self.clock() < deadline:
-                if all(w.resource.name in self.store.listed or w.resource.name in self.store.errors for w in self.watchers):
+            while not self.stop.is_set():
+                waiting = [w.resource.name for w in self.watchers
+                           if w.resource.name not in self.store.listed and w.resource.name not in self.store.errors]
+                if not waiting:
                     return
+                if self.clock() >= next_note:
+                    log.warning("the first report waits for the first list of %s, still going after %.0f s (%s so far)",
+                                ", ".join(waiting), self.clock() - started,
+                                ", ".join(f"{self.store.count(name)} {name}" for name in waiting))
+                    next_note += INITIAL_WAIT
                 self.store.cond.wait(0.2)
 
     def send(self) -> Sent:
@@ -126,11 +139,15 @@ class Runner:
                       "(raise the server's grpc-max-message-length and --max-message-mib)", snap.version, limit >> 20)
             sent = Sent(snap.version, "", "", 0, n, error_msg, snap.counts, skipped="over the size limit")
         else:
-            answer, _ = self.reporter.sync(request)
+            try:
+                answer, _ = self.reporter.sync(request)
+            except ReportError:
+                self.store.unsent(snap)
+                raise
             sent = Sent(snap.version, answer.controller, answer.service, len(request), n, error_msg, snap.counts)
             log.info("reported version %d to %s (%s): %d entries, %d bytes%s", snap.version, answer.controller,
                      answer.service, n, len(request), f"; error_msg: {error_msg}" if error_msg else "")
-        self.last_sent_error = snap.error_msg
+        self.last_sent_error = self.store.reported_errors  # errors as of the snapshot, notes left out
         self.sent.append(sent)
         del self.sent[:-10]
         return sent
@@ -141,7 +158,7 @@ class Runner:
         s = self.store
         if s.pending_since is not None:
             due = min(s.last_change + DEBOUNCE, s.pending_since + MAX_DELAY)
-        elif ";".join(f"{n}: {m}" for n, m in sorted(s.errors.items())) != self.last_sent_error:
+        elif s.error_text() != self.last_sent_error:
             due = s.errors_changed + DEBOUNCE  # a burst of failures (every watcher at once) in one report
         else:
             due = next_full
@@ -169,11 +186,19 @@ class Runner:
             try:
                 self.send()
                 next_full = self.clock() + self.opts.interval
+                if self.failures:
+                    log.warning("reports go through again, after %d failed", self.failures)
+                self.failures = 0
+                self.retry = Backoff(RETRY, RETRY_MAX, reset=float("inf"))
             except ReportError as e:
-                log.error("report failed: %s", e)
                 if once:
+                    log.error("report failed: %s", e)
                     raise
-                self.not_before = self.clock() + RETRY
+                self.failures += 1
+                delay = self.retry.next()
+                log.error("report failed (%d in a row; the changes wait in memory, merged): %s; next try in %.0f s",
+                          self.failures, e, delay)
+                self.not_before = self.clock() + delay
                 self.last_sent_error = None
             if once:
                 return

@@ -36,6 +36,7 @@ class Snapshot:
         self.optional = optional  # ConfigMaps: dropped first when over the size limit
         self.error_msg = error_msg
         self.counts = counts
+        self.notes: dict[str, str] = {}  # said once: put back if this report is not sent
 
 
 class Store:
@@ -46,6 +47,8 @@ class Store:
         self._relist: dict[str, set[str]] = {}
         self._version_entry: Optional[bytes] = None
         self.errors: dict[str, str] = {}
+        self.notes: dict[str, str] = {}  # said once, in the next report's error_msg
+        self.reported_errors = ""
         self.listed: set[str] = set()
         self.cond = threading.Condition()
         self.pending_since: Optional[float] = None  # monotonic time of the first unreported change
@@ -130,6 +133,17 @@ class Store:
                 self.errors_changed = time.monotonic()
                 self.cond.notify_all()
 
+    def note(self, name: str, message: str) -> None:
+        with self.cond:
+            self.notes[name] = message
+            self.errors_changed = time.monotonic()
+            self.cond.notify_all()
+
+    def error_text(self) -> str:
+        """error_msg: each type's failure now, and what happened since the last report."""
+        with self.cond:
+            return ";".join(f"{n}: {m}" for n, m in sorted(self.errors.items()) + sorted(self.notes.items()))
+
     def count(self, name: str) -> int:
         with self.cond:
             return len(self._objects[name])
@@ -147,5 +161,13 @@ class Store:
             for name, objects in self._objects.items():
                 counts[self.resources[name].type_name] = len(objects)
                 (optional if self.resources[name].optional else entries).extend(objects.values())
-            error_msg = ";".join(f"{n}: {m}" for n, m in sorted(self.errors.items()))
-            return Snapshot(self.version, entries, optional, error_msg, counts)
+            error_msg = self.error_text()
+            snap = Snapshot(self.version, entries, optional, error_msg, counts)
+            snap.notes, self.notes = self.notes, {}
+            self.reported_errors = self.error_text()  # what a report is due for when it changes
+            return snap
+
+    def unsent(self, snap: Snapshot) -> None:
+        """The report did not go out: its notes wait for the next one."""
+        with self.cond:
+            self.notes = {**snap.notes, **self.notes}

@@ -104,6 +104,7 @@ class File(Step):
     mode: int
     owner: str
     group: str
+    secret: bool = False  # credentials (a kubeconfig): diffs show size and sha256, never the text
 
     @property
     def data(self) -> bytes:
@@ -124,6 +125,11 @@ class File(Step):
             old = read_nofollow(self.path) or b""
         except SymlinkRefused as e:
             return str(e)
+        if self.secret:
+            if old == self.data:
+                return f"owner/mode of {self.path} → {self.owner}:{self.group} {self.mode:04o}"
+            now = f"- {self.path} (now): {secret_summary(old)}\n" if old else ""
+            return now + f"+ {self.path} (hostagent): {secret_summary(self.data)}\n"
         lines = difflib.unified_diff(
             old.decode(errors="replace").splitlines(keepends=True), self.content.splitlines(keepends=True),
             fromfile=f"{self.path} (now)", tofile=f"{self.path} (hostagent)")
@@ -172,6 +178,10 @@ class ServiceDefinition(File):
 
     def _changed(self) -> None:
         host.current().services.reload()
+
+
+def secret_summary(data: bytes) -> str:
+    return f"(secret, {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()})"
 
 
 def _same_file(path: str, state: FileState, now: Optional[bytes]) -> bool:

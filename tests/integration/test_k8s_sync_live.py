@@ -4,120 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
-from typing import Any, Iterator, Optional
-
-import pytest
+from typing import Any
 
 from hostagent.k8ssync import kube
 from hostagent.k8ssync.reporter import Reporter
 from hostagent.k8ssync.runner import Runner
 from hostagent.options import build_k8s_sync
-from tests.fixtures.fake_apiserver import FakeApiserver, make_tls, pod, small_cluster
+from tests.fixtures.fake_apiserver import FakeApiserver, pod
 from tests.fixtures.fake_deepflow_grpc import FakeDeepflowGrpc
-
-
-@pytest.fixture(scope="module")
-def tls_dir(tmp_path_factory) -> str:
-    d = str(tmp_path_factory.mktemp("tls"))
-    make_tls(d)
-    return d
-
-
-@pytest.fixture
-def api(tls_dir: str) -> Iterator[FakeApiserver]:
-    server = FakeApiserver(tls_dir=None)
-    server.tls = {k: f"{tls_dir}/{n}" for k, n in (("ca", "ca.crt"), ("cert", "server.crt"), ("key", "server.key"))}
-    import ssl
-
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(server.tls["cert"], server.tls["key"])
-    server.httpd.socket = ctx.wrap_socket(server.httpd.socket, server_side=True)
-    small_cluster(server, 3)
-    server.start()
-    yield server
-    server.down()
-    server.close()
-
-
-@pytest.fixture
-def df() -> Iterator[FakeDeepflowGrpc]:
-    server = FakeDeepflowGrpc().start()
-    yield server
-    server.stop()
-
-
-def write_kubeconfig(path: Path, api: FakeApiserver, token: str = "test-token") -> str:
-    path.write_text(f"""apiVersion: v1
-kind: Config
-current-context: fake
-clusters: [{{name: fake, cluster: {{server: "{api.url}", certificate-authority: {api.tls['ca']}}}}}]
-users: [{{name: u, user: {{token: {token}}}}}]
-contexts: [{{name: fake, context: {{cluster: fake, user: u}}}}]
-""")
-    return str(path)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Running:
-    def __init__(self, runner: Runner) -> None:
-        self.runner = runner
-        self.error: Optional[BaseException] = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.runner.loop()
-        except BaseException as e:
-            self.error = e
-
-    def stop(self) -> None:
-        self.runner.stop.set()
-        self.thread.join(10)
-        self.runner.reporter.close()
-
-
-@pytest.fixture
-def start(tmp_path: Path, api: FakeApiserver, df: FakeDeepflowGrpc) -> Iterator[Any]:
-    started: list[Running] = []
-
-    def go(controllers: Optional[list[str]] = None, port: Optional[int] = None, token: str = "test-token", **values: Any) -> Running:
-        values.setdefault("cluster_id", "d-abc123")
-        opts = build_k8s_sync({"controller_ips": controllers or ["127.0.0.1"], "controller_port": port or df.port,
-                               "kubeconfig": write_kubeconfig(tmp_path / "kubeconfig", api, token), "interval": "30", **values})
-        runner = Runner(opts, kube.load(opts.kubeconfig), Reporter(list(opts.controller_ips), opts.controller_port, timeout=5))
-        for w in runner.watchers:
-            w.list_limit = 2  # chunked lists: several pages per type
-        r = Running(runner)
-        started.append(r)
-        return r
-
-    yield go
-    for r in started:
-        r.stop()
-
-
-def wait_for(predicate: Any, timeout: float = 20.0, message: Any = lambda: "") -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out {message()}"
-        time.sleep(0.05)
-
-
-def pods_of(report: dict[str, Any]) -> list[str]:
-    return sorted(o["metadata"]["name"] for o in report["objects"].get("*v1.Pod", []))
+from tests.integration.k8s_sync_helpers import Running, free_port, pods_of, wait_for, write_kubeconfig
 
 
 def test_reports_follow_the_cluster(start: Any, api: FakeApiserver, df: FakeDeepflowGrpc) -> None:
@@ -178,7 +76,9 @@ def test_expired_continue_token_lists_again(start: Any, api: FakeApiserver, df: 
         kube.Client.get = real_get  # type: ignore[method-assign]
     assert len(pods_of(report)) == 9 and seen["n"] == 1
     pod_lists = [q for p, q in api.requests if p == "/api/v1/pods" and "watch=" not in q]
-    assert sum("continue=" not in q for q in pod_lists) == 2, "listed again from the start after the 410"
+    # after the 410 on the continue page, the pager's fallback: the same list again in one request
+    assert len(pod_lists) == 3 and "continue=" in pod_lists[1], pod_lists
+    assert "limit=" not in pod_lists[2] and "continue=" not in pod_lists[2], pod_lists
 
 
 def test_legacy_server_and_failover(start: Any, api: FakeApiserver) -> None:

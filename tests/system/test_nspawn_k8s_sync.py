@@ -10,7 +10,9 @@ The fakes run in this test's process on 127.0.0.1; the container shares this mac
 namespace (no --private-network), so loopback is all that is used."""
 from __future__ import annotations
 
+import json
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -60,23 +62,48 @@ def _run(host, api: FakeApiserver, df: FakeDeepflowGrpc) -> None:
     assert api.tls is not None
     host.put("/root/k8s/ca.crt", Path(api.tls["ca"]).read_bytes(), 0o600)
     host.put("/root/k8s/token", "test-token\n", 0o600)
+    # a client certificate and key too (the server's own pair: the fake asks for none, the client loads them)
+    host.put("/root/k8s/client.crt", Path(api.tls["cert"]).read_bytes(), 0o600)
+    key = Path(api.tls["key"]).read_text()
+    host.put("/root/k8s/client.key", key, 0o600)
     host.put("/root/k8s/kubeconfig", f"""apiVersion: v1
 kind: Config
 current-context: fake
 clusters: [{{name: fake, cluster: {{server: "{api.url}", certificate-authority: ca.crt}}}}]
-users: [{{name: sa, user: {{tokenFile: token}}}}]
+users: [{{name: sa, user: {{tokenFile: token, client-certificate: client.crt, client-key: client.key}}}}]
 contexts: [{{name: fake, context: {{cluster: fake, user: sa}}}}]
 """, 0o600)
     args = (f"hostagent k8s-sync install --controller-ip 127.0.0.1 --controller-port {df.port} --cluster-id d-e2e00001 "
             "--kubeconfig /root/k8s/kubeconfig --interval 5 --yes --json")
+    import base64
+
+    secrets = ["test-token", base64.b64encode(key.encode()).decode()[:40], key.splitlines()[1]]
+
+    def no_secret(out: str) -> None:
+        assert "(secret, " in out and not [s for s in secrets if s in out], out
 
     rc, report, err = hostagent(host, args.replace("--yes", "--dry-run"))
     assert rc == 0 and report["dry_run"] and all(s["status"] == "planned" for s in report["steps"]), report
     assert any("controller-port" in (s["diff"] or "") for s in report["steps"])
+    no_secret(json.dumps(report))
+    dry = host.run(args.replace("--yes --json", "--dry-run --verbose")).check()  # the dry run's text
+    no_secret(dry.stdout + dry.stderr)
+    # the preview before the question, on a terminal; "n" changes nothing
+    preview = host.run(f"printf 'n\\n' | script -qec {shlex.quote(args.replace(' --yes --json', ''))} /dev/null")
+    assert "apply these changes?" in preview.stdout and "not confirmed" in preview.stdout, preview
+    no_secret(preview.stdout)
     assert snapshot_diff(comparable(with_agent), comparable(snapshot(host))) == [], "a dry run changes nothing"
 
     rc, report, err = hostagent(host, args)
     assert rc == 0 and report["changed"], (report, err, host.journal(UNIT))
+    no_secret(json.dumps(report))
+    # the installed copy edited: --verbose shows the applied diff that puts it back
+    host.run("echo '# edited' >> /etc/hostagent-k8s-sync/kubeconfig").check()
+    verbose = host.run(args.replace("--json", "--verbose")).check()
+    assert "- /etc/hostagent-k8s-sync/kubeconfig (now): (secret, " in verbose.stdout, verbose.stdout
+    no_secret(verbose.stdout + verbose.stderr)
+    with df.cond:  # that restarted the service: its version starts anew, at its start time
+        df.reports.clear()
     rc, again, _ = hostagent(host, args)
     assert rc == 0 and not again["changed"], again
 
@@ -98,7 +125,7 @@ contexts: [{{name: fake, context: {{cluster: fake, user: sa}}}}]
     version = reports[-1]["version"]
     created = api.add("pods", pod("e2e-new"))
     later = df.wait(lambda rs: any(o["metadata"]["name"] == "e2e-new" for o in rs[-1]["objects"]["*v1.Pod"]), timeout=30)[-1]
-    assert later["version"] == version + 1
+    assert later["version"] == version + 1, host.journal(UNIT)[-4000:]
     api.delete("pods", created["metadata"]["uid"])
     gone = df.wait(lambda rs: len(rs[-1]["objects"]["*v1.Pod"]) == 3 and rs[-1]["version"] > later["version"], timeout=30)[-1]
     assert gone["version"] == later["version"] + 1

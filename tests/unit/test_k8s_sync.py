@@ -123,6 +123,21 @@ def test_versioning() -> None:
     assert snap.version == 1003 and snap.counts["*v1.Pod"] == 0 and snap.error_msg == ""
 
 
+def test_notes_are_said_once() -> None:
+    """A note (a list that needed the unpaged fallback) goes in one report's error_msg, beside the
+    errors of the moment; a report that could not be sent gives it back for the next."""
+    s = _store()
+    s.set_error("nodes", "HTTP 503")
+    s.note("pods", "continue token expired")
+    assert s.error_text() == "nodes: HTTP 503;pods: continue token expired"
+    failed = s.snapshot()
+    assert failed.error_msg == "nodes: HTTP 503;pods: continue token expired" and s.reported_errors == "nodes: HTTP 503"
+    s.unsent(failed)
+    assert s.snapshot().error_msg == "nodes: HTTP 503;pods: continue token expired"
+    assert s.snapshot().error_msg == "nodes: HTTP 503", "said once"
+    assert s.error_text() == s.reported_errors, "no report is due for the note's going"
+
+
 def test_entries_decode_to_the_contract() -> None:
     s = _store()
     for r, obj in (("pods", pod("a")), ("nodes", node("n")), ("configmaps", simple("ConfigMap", "c", data={})),
@@ -153,7 +168,11 @@ def test_size_guard() -> None:
 
 @pytest.mark.parametrize("values, message", [
     ({}, "at least one --controller-ip"),
-    ({"controller_ips": ["bad host!"]}, "malformed --controller-ip"),
+    ({"controller_ips": ["bad host!"]}, "malformed controller IP or host name"),
+    # install's grammar: all digits and dots is an IP or nothing, never a host name
+    ({"controller_ips": ["300.1.1.1"]}, "malformed controller IP or host name '300.1.1.1'"),
+    ({"controller_ips": ["10.0.0.1"], "max_message_mib": "2047"}, r"--max-message-mib out of range: 2047 \(1-2046"),
+    ({"controller_ips": ["10.0.0.1"], "max_message_mib": "0"}, "--max-message-mib out of range"),
     ({"controller_ips": ["10.0.0.1"], "controller_port": "0"}, "out of range"),
     ({"controller_ips": ["10.0.0.1"], "cluster_id": "bad id"}, "invalid cluster id"),
     ({"controller_ips": ["10.0.0.1"], "team_id": "a b"}, "invalid team id"),
@@ -184,6 +203,17 @@ def test_options_and_config_file_keys() -> None:
     assert again.controller_ips == opts.controller_ips and again.team_id == "t-1" and not again.configmaps
 
 
+def test_max_message_bound_is_grpcs() -> None:
+    """The largest --max-message-mib makes a real gRPC channel; one more overflows gRPC's C int."""
+    from hostagent.k8ssync.reporter import Reporter
+    from hostagent.options import K8S_SYNC_MAX_MESSAGE_MIB
+
+    opts = build_k8s_sync({"controller_ips": ["127.0.0.1"], "max_message_mib": str(K8S_SYNC_MAX_MESSAGE_MIB)})
+    Reporter(["127.0.0.1"], 1, max_message=opts.max_message_mib << 20)._channel("127.0.0.1").close()
+    with pytest.raises(OverflowError):
+        Reporter(["127.0.0.1"], 1, max_message=(opts.max_message_mib + 1) << 20)._channel("127.0.0.1")
+
+
 def hostagent(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hostagent", *args], capture_output=True, text=True, cwd="/", check=False)
 
@@ -193,6 +223,11 @@ def test_cli_bad_input_one_line_exit_2(command: str) -> None:
     proc = hostagent("k8s-sync", command, "--controller-ip", "10.0.0.1", "--interval", "0")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith(f"hostagent k8s-sync {command}: error: --interval out of range")
+    for bad, message in ((["--controller-ip", "300.1.1.1"], "malformed controller IP or host name '300.1.1.1'"),
+                         (["--controller-ip", "10.0.0.1", "--max-message-mib", "2047"], "--max-message-mib out of range")):
+        proc = hostagent("k8s-sync", command, *bad)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert proc.stderr.startswith(f"hostagent k8s-sync {command}: error: {message}"), proc.stderr
     proc = hostagent("k8s-sync", command, "--controller-ip", "10.0.0.1", "--kubeconfig", "/nonexistent/kc", "--json")
     obj = json.loads(proc.stdout)
     assert proc.returncode == 2 and obj["exit_code"] == 2 and obj["command"] == f"k8s-sync {command}"
@@ -275,3 +310,72 @@ print("ok")
     proc = subprocess.run([sys.executable, "-c", script], env={**os.environ, "HOSTAGENT_STATE_DIR": str(state)},
                           capture_output=True, text=True, check=False)
     assert proc.stdout.strip() == "ok", proc.stderr
+
+
+SECRET_KEY = "c2VjcmV0LWNsaWVudC1rZXktYnl0ZXM="  # what a client-key-data would hold
+SECRET_TOKEN = "s3cret-token-value"
+
+
+def secret_kubeconfig() -> str:
+    return f"""apiVersion: v1
+kind: Config
+current-context: c
+clusters: [{{name: c, cluster: {{server: "https://192.0.2.1:6443"}}}}]
+users: [{{name: u, user: {{client-key-data: {SECRET_KEY}, token: {SECRET_TOKEN}}}}}]
+contexts: [{{name: c, context: {{cluster: c, user: u}}}}]
+"""
+
+
+def test_install_never_prints_the_kubeconfigs_secrets(tmp_path, capsys) -> None:
+    """Every output of `k8s-sync install` that carries diffs: the dry run and the interactive preview
+    (planned steps through Style.progress), --verbose (applied steps' diffs) and --json (each step's
+    diff): the kubeconfig shows as its size and sha256, never its text."""
+    import hashlib
+
+    from hostagent import engine
+    from hostagent.cli.output import Style, from_outcome
+    from hostagent.k8ssync.install import KUBECONFIG, plan
+    from hostagent.steps.files import File
+
+    from hostagent.host import Host, using
+
+    kubeconfig = secret_kubeconfig()
+    opts = build_k8s_sync({"controller_ips": ["10.0.0.1"], "kubeconfig": "/root/kc"})
+    with using(Host(init="systemd")):  # the plan of a systemd host, read only
+        steps = plan(opts, "deepflow-k8s", kubeconfig)
+    summary = f"(secret, {len(kubeconfig.encode())} bytes, sha256 {hashlib.sha256(kubeconfig.encode()).hexdigest()})"
+
+    outcome = engine.install(steps, {}, {}, dry_run=True, progress=Style().progress,
+                             manifest_path=str(tmp_path / "manifest.json"))  # --dry-run and the preview
+    for result in outcome.steps:  # --verbose prints the diffs of applied steps
+        Style(verbose=True).progress(engine.StepResult(result.id, result.title, "applied", result.diff))
+    printed = capsys.readouterr().out + json.dumps(from_outcome(outcome).to_dict())  # and --json
+    kc_step = next(s for s in outcome.steps if s.id == f"file:{KUBECONFIG}")
+    assert kc_step.status == "planned" and kc_step.diff == f"+ {KUBECONFIG} (hostagent): {summary}\n"
+    assert printed.count(summary) == 3 and "controller-ips" in printed, printed
+    assert SECRET_KEY not in printed and SECRET_TOKEN not in printed
+
+    # a changed secret file: both sides as summaries; the same bytes with other owner/mode: no content
+    path = tmp_path / "kubeconfig"
+    path.write_text(kubeconfig.replace(SECRET_TOKEN, "older-token"))
+    diff = File(path=str(path), content=kubeconfig, mode=0o640, owner="root", group="root", secret=True).diff()
+    assert diff is not None and f"- {path} (now): (secret, " in diff and f"+ {path} (hostagent): {summary}" in diff
+    assert "older-token" not in diff and SECRET_TOKEN not in diff and SECRET_KEY not in diff
+    path.write_text(kubeconfig)
+    same = File(path=str(path), content=kubeconfig, mode=0o600, owner="root", group="root", secret=True).diff()
+    assert same == f"owner/mode of {path} → root:root 0600"
+
+
+def test_backoff_is_the_reflectors() -> None:
+    """0.8 s doubling to 30 s, times 1 to 2 (jitter), back to 0.8 s after 2 minutes without a failure."""
+    from hostagent.k8ssync.watcher import Backoff
+
+    now = [0.0]
+    low = Backoff(clock=lambda: now[0], rand=lambda: 0.0)
+    assert [round(low.next(), 1) for _ in range(8)] == [0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 30.0, 30.0]
+    high = Backoff(clock=lambda: now[0], rand=lambda: 0.999)
+    assert [round(high.next()) for _ in range(3)] == [2, 3, 6]
+    now[0] = 119.0
+    assert round(low.next()) == 30, "failures less than 2 minutes apart keep the step"
+    now[0] = 240.0
+    assert round(low.next(), 1) == 0.8, "a quiet spell starts small again"

@@ -88,7 +88,7 @@ def test_lifecycle(host) -> None:
 
     rc, report, err = hostagent(host, UNINSTALL)
     assert (rc, report["ok"]) == (0, True), (report, err)
-    assert host.run("pgrep -x deepflow-agent").returncode == 1
+    assert host.run("pgrep -x deepflow-agent").rc == 1
     assert snapshot_diff(before, comparable(snapshot(host))) == {}
 
 

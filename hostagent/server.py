@@ -8,14 +8,15 @@ v6.6.9 the flat schema: GET /v1/vtap-group-configuration/?vtap_group_id=, POST
 PATCH /v1/vtaps/<lcuuid>/ (VTAP_GROUP_LCUUID). Answers shaped {"OPT_STATUS", "DESCRIPTION", "DATA"}
 (FAIL with HTTP 500 for a validation failure or a missing record). A call succeeds only with HTTP 200
 and OPT_STATUS SUCCESS; X-Org-Id names the organization (default 1).
-Every call has a response-size cap and a total deadline, follows no redirect, and maps every
-transport failure to one ServerError line.
+Every call has a response-size cap and a total deadline (connect, TLS, headers and body), follows no
+redirect, and maps every transport failure to one ServerError line.
 """
 from __future__ import annotations
 
 import http.client
 import json
 import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -36,7 +37,56 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         raise ServerError(f"deepflow-server answered HTTP {code} redirecting to {newurl}; hostagent follows no redirects")
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect)
+class _Watchdog:
+    """Shuts a call's socket down at its deadline: socket timeouts bound each read, not the call, so
+    a server that trickles bytes (the headers too) would otherwise hold the call, and install's lock."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.fired = False
+        self._timers: list[threading.Timer] = []
+
+    def connection(self, cls: Any) -> Callable[..., Any]:
+        def make(host: str, **kwargs: Any) -> Any:
+            conn = cls(host, **kwargs)
+            conn._create_connection = self._connect  # http.client's hook for opening the socket
+            return conn
+        return make
+
+    def _connect(self, address: Any, timeout: Any = None, source_address: Any = None) -> socket.socket:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.fired = True
+            raise socket.timeout("deadline")
+        sock = socket.create_connection(address, left, source_address)
+        timer = threading.Timer(max(0.0, self.deadline - time.monotonic()), self._fire, (sock,))
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
+        return sock
+
+    def _fire(self, sock: socket.socket) -> None:
+        self.fired = True
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked read; close() would not
+        except OSError:
+            pass
+
+    def cancel(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+
+
+def _opener(watchdog: _Watchdog) -> urllib.request.OpenerDirector:
+    class HTTP(urllib.request.HTTPHandler):
+        def http_open(self, req: Any) -> Any:
+            return self.do_open(watchdog.connection(http.client.HTTPConnection), req)
+
+    class HTTPS(urllib.request.HTTPSHandler):
+        def https_open(self, req: Any) -> Any:
+            return self.do_open(watchdog.connection(http.client.HTTPSConnection), req)  # the default, verifying context
+
+    return urllib.request.build_opener(_NoRedirect, HTTP, HTTPS)
 
 
 @dataclass
@@ -75,21 +125,31 @@ class Client:
             headers["Content-Type"] = content_type
         request = urllib.request.Request(url, data=body, method=method, headers=headers)
         deadline = time.monotonic() + self.timeout
+        watchdog = _Watchdog(deadline)
+        timed_out = ServerError(f"deepflow-server at {self.base} timed out after {self.timeout:g}s ({where})")
         try:
             try:
-                with _OPENER.open(request, timeout=self.timeout) as resp:
+                with _opener(watchdog).open(request, timeout=self.timeout) as resp:
                     status, raw = resp.status, self._read(resp, deadline, where)
             except urllib.error.HTTPError as exc:
                 status, raw = exc.code, self._read(exc, deadline, where)
         except urllib.error.URLError as exc:
             reason = exc.reason
-            if isinstance(reason, (socket.timeout, TimeoutError)):
-                raise ServerError(f"deepflow-server at {self.base} timed out after {self.timeout:g}s ({where})") from None
+            if watchdog.fired or isinstance(reason, (socket.timeout, TimeoutError)):
+                raise timed_out from None
             raise ServerError(f"cannot reach deepflow-server at {self.base}: {getattr(reason, 'strerror', None) or reason}") from None
         except (socket.timeout, TimeoutError):
-            raise ServerError(f"deepflow-server at {self.base} timed out after {self.timeout:g}s ({where})") from None
-        except (http.client.HTTPException, OSError) as exc:
+            raise timed_out from None
+        except (http.client.HTTPException, OSError, ServerError) as exc:
+            if watchdog.fired:  # the answer was cut at the deadline, whatever broke first
+                raise timed_out from None
+            if isinstance(exc, ServerError):
+                raise
             raise ServerError(f"deepflow-server at {self.base} broke off {where}: {type(exc).__name__}") from None
+        finally:
+            watchdog.cancel()
+        if watchdog.fired:  # shut down at the deadline: what was read may be cut short
+            raise timed_out
         try:
             envelope = json.loads(raw)
         except ValueError:

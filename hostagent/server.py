@@ -360,31 +360,51 @@ def apply_nested_config(client: Client, short: str, lcuuid: str, created: bool, 
 
 def match_host_agent(vtaps: list[Any], hostname: str, ips: frozenset[str], macs: frozenset[str]) -> Optional[dict[str, Any]]:
     """The registered agent (model.Vtap) that is this host's: CTRL_IP and CTRL_MAC both this host's (the
-    agent's ip-and-mac identity), else CTRL_IP alone (identity "ip"), else LAUNCH_SERVER, else NAME ==
-    host name. More than one at the first level that matches is refused: hostagent will not guess."""
-    agents = [v for v in vtaps if isinstance(v, dict) and isinstance(v.get("LCUUID"), str)]
-    levels = (
-        lambda v: v.get("CTRL_IP") in ips and str(v.get("CTRL_MAC") or "").lower() in macs,
-        lambda v: v.get("CTRL_IP") in ips,
-        lambda v: v.get("LAUNCH_SERVER") in ips,
-        lambda v: bool(hostname) and v.get("NAME") == hostname,
-    )
-    for matches in levels:
-        found = [v for v in agents if matches(v)]
-        if len(found) > 1:
-            names = ", ".join(f"{v.get('NAME')} ({v.get('CTRL_IP')})" for v in found)
-            raise ServerError(f"{len(found)} registered agents could be this host's: {names}; remove the stale ones")
-        if found:
-            return found[0]
-    return None
+    agent's default ip-and-mac identity). Only this match is ever acted on (moved, deleted): CTRL_IP
+    alone, LAUNCH_SERVER or NAME also match another host behind NAT, with a reused IP or a duplicate
+    host name (weak_matches reports those). More than one is refused: hostagent will not guess."""
+    found = [v for v in _agents(vtaps)
+             if v.get("CTRL_IP") in ips and str(v.get("CTRL_MAC") or "").lower() in macs]
+    if len(found) > 1:
+        names = ", ".join(f"{v.get('NAME')} ({v.get('CTRL_IP')})" for v in found)
+        raise ServerError(f"{len(found)} registered agents could be this host's: {names}; remove the stale ones")
+    return found[0] if found else None
 
 
-def find_host_agent(client: Client) -> Optional[dict[str, Any]]:
-    """This host's agent as the server lists it (GET /v1/vtaps/), None when it is not registered."""
+def _agents(vtaps: list[Any]) -> list[dict[str, Any]]:
+    return [v for v in vtaps if isinstance(v, dict) and isinstance(v.get("LCUUID"), str)]
+
+
+def weak_matches(vtaps: list[Any], hostname: str, ips: frozenset[str], macs: frozenset[str]) -> list[str]:
+    """A line for each agent that only looks like this host's (CTRL_IP without its CTRL_MAC,
+    LAUNCH_SERVER, NAME): reported so the admin can judge, never acted on."""
+    lines = []
+    for v in _agents(vtaps):
+        if v.get("CTRL_IP") in ips and str(v.get("CTRL_MAC") or "").lower() in macs:
+            continue
+        why = ("CTRL_IP, not its CTRL_MAC" if v.get("CTRL_IP") in ips else "LAUNCH_SERVER"
+               if v.get("LAUNCH_SERVER") in ips else "NAME" if hostname and v.get("NAME") == hostname else None)
+        if why:
+            lines.append(f"agent {v.get('NAME')} ({v.get('CTRL_IP')}, {v.get('CTRL_MAC') or 'no MAC'}) matches this "
+                         f"host only by {why}: left alone (another host behind NAT, a reused IP or a duplicate "
+                         "name?); if it is this host's, move or delete it on the server by hand")
+    return lines
+
+
+def lookup_host_agent(client: Client) -> tuple[Optional[dict[str, Any]], list[str]]:
+    """This host's agent as the server lists it (GET /v1/vtaps/), None when it is not registered; and,
+    when it is not, the lines of weak_matches."""
     from hostagent.facts.host import host_identity
 
     me = host_identity()
-    return match_host_agent(client.call("GET", "/v1/vtaps/") or [], me.hostname, me.ips, me.macs)
+    vtaps = client.call("GET", "/v1/vtaps/") or []
+    agent = match_host_agent(vtaps, me.hostname, me.ips, me.macs)
+    return agent, [] if agent is not None else weak_matches(vtaps, me.hostname, me.ips, me.macs)
+
+
+def find_host_agent(client: Client) -> Optional[dict[str, Any]]:
+    """This host's agent (an IP+MAC match), None when it is not registered."""
+    return lookup_host_agent(client)[0]
 
 
 def agent_in_group(client: Client, vtap_lcuuid: str) -> Optional[str]:
@@ -398,13 +418,14 @@ def set_agent_group(client: Client, vtap_lcuuid: str, group_lcuuid: str) -> None
     client.call("PATCH", f"/v1/vtaps/{vtap_lcuuid}/", body=json.dumps({"VTAP_GROUP_LCUUID": group_lcuuid}).encode())
 
 
-def deregister_host_agent(client: Client) -> Optional[str]:
-    """DELETE this host's agent from the server (uninstall --deregister); its NAME, None when not registered."""
-    agent = find_host_agent(client)
+def deregister_host_agent(client: Client) -> tuple[Optional[str], list[str]]:
+    """DELETE this host's agent (an IP+MAC match) from the server (uninstall --deregister): its NAME, None
+    when not registered; and the weak matches, reported and left alone."""
+    agent, weak = lookup_host_agent(client)
     if agent is None:
-        return None
+        return None, weak
     client.call("DELETE", f"/v1/vtaps/{agent['LCUUID']}/")
-    return str(agent.get("NAME") or agent["LCUUID"])
+    return str(agent.get("NAME") or agent["LCUUID"]), weak
 
 
 def move_agent(client: Client, vtap_lcuuid: str, group_lcuuid: str, wait: float = 60.0, poll: float = 1.0,

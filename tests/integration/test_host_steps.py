@@ -283,9 +283,27 @@ def test_filesystems_that_lose_file_caps_are_refused(tmp_path, fstype, options, 
 def test_uninstall_keep_logs_leaves_only_the_logs(clean_host, double_copy) -> None:
     engine.install(make_plan(double_copy), {}, {})
     Path(paths.LOG_FILE).write_text("agent log line\n")
+    # What the agent leaves: its log, a rotated one in a subdir, a link, all its user's.
+    account = pwd.getpwnam(USER)
+    os.mkdir(paths.LOG_DIR + "/old", 0o750)
+    Path(paths.LOG_DIR + "/old/deepflow-agent.log.1").write_text("older\n")
+    os.symlink("/etc/passwd", paths.LOG_DIR + "/link")  # must not be followed
+    for p in (paths.LOG_FILE, paths.LOG_DIR + "/old", paths.LOG_DIR + "/old/deepflow-agent.log.1", paths.LOG_DIR + "/link"):
+        os.lchown(p, account.pw_uid, account.pw_gid)
+    os.chmod(paths.LOG_FILE, 0o640)
+    passwd = os.stat("/etc/passwd")
+    modes = {p: stat.S_IMODE(os.lstat(p).st_mode) for p in (paths.LOG_DIR, paths.LOG_FILE, paths.LOG_DIR + "/old")}
     out = engine.uninstall(keep_logs=True)
     assert [s.status for s in out.steps if s.id == f"dir:{paths.LOG_DIR}"] == ["kept"]
     assert Path(paths.LOG_FILE).read_text() == "agent log line\n"
+    # The uid is free for the next system user: nothing kept may still be owned by it.
+    owners = {os.path.join(d, n): (os.lstat(os.path.join(d, n)).st_uid, os.lstat(os.path.join(d, n)).st_gid)
+              for d, dirs, files in os.walk(paths.LOG_DIR) for n in [".", *dirs, *files]}
+    assert len(owners) == 6 and set(owners.values()) == {(0, 0)}, owners
+    assert {p: stat.S_IMODE(os.lstat(p).st_mode) for p in modes} == modes
+    after = os.stat("/etc/passwd")
+    assert (after.st_uid, after.st_gid, after.st_mode) == (passwd.st_uid, passwd.st_gid, passwd.st_mode)
+    assert f"kept {paths.LOG_DIR}: what {USER}:{USER} owned there now belongs to root:root (modes unchanged)" in out.notes[0]
     assert not os.path.exists(paths.MANIFEST) and not os.path.exists(paths.AGENT_BINARY)
     with pytest.raises(KeyError):
         pwd.getpwnam(USER)

@@ -135,6 +135,38 @@ def test_module_fails_with_the_cli_error_and_exit_code(tmp_path: Path):
     assert "cap_bogus" in result["msg"], result["msg"]
 
 
+@pytest.mark.parametrize("k8s_sync", [True, False])
+def test_role_refuses_to_remove_hostagent_under_an_installed_k8s_sync(tmp_path: Path, k8s_sync: bool):
+    """The role's settings and preflight (tagged always) on this machine, over the local connection:
+    with k8s-sync's manifest present, absent + hostagent_remove fails there, before any task that
+    changes something; without it the play goes on. Only the manifest's path is pointed at tmp_path."""
+    from tests.ansible.runner import run_playbook
+
+    _need("ansible-playbook")
+    single = tmp_path / "hostagent"
+    single.write_bytes(b"#!/bin/sh\n")
+    manifest = tmp_path / "k8s-sync.json"
+    if k8s_sync:
+        manifest.write_text("{}")
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(f"[agents]\nh1 ansible_connection=local ansible_python_interpreter={sys.executable}\n")
+    extra = {"deepflow_agent_state": "absent", "deepflow_agent_hostagent_remove": True,
+             "deepflow_agent_hostagent_file": str(single), "deepflow_agent_hostagent_sha256": "0" * 64,
+             "deepflow_agent_k8s_sync_manifest": str(manifest), "deepflow_agent_manifest": str(tmp_path / "none.json")}
+    run = run_playbook(inventory, extra, "--check", "--tags", "only-the-always-tagged-phases")
+    refusal = [t for t in run.tasks if t["task"].endswith("Refuse to remove hostagent while k8s-sync runs from it")]
+    if k8s_sync:
+        assert run.rc != 0 and refusal[-1]["status"] == "failed", run.log
+        assert refusal[-1]["result"]["msg"].startswith(
+            f"k8s-sync is installed on this host ({manifest}) and runs from hostagent;"), refusal[-1]["result"]
+        assert "Run `hostagent k8s-sync uninstall` first" in refusal[-1]["result"]["msg"]
+    else:
+        assert run.rc == 0 and refusal[-1]["status"] == "skipped", run.log
+    # Without hostagent_remove it is never a reason to stop.
+    run = run_playbook(inventory, dict(extra, deepflow_agent_hostagent_remove=False), "--check", "--tags", "only-the-always-tagged-phases")
+    assert run.rc == 0, run.log
+
+
 def test_role_tasks_pass_only_options_the_module_documents():
     """The role calls the collection's module by its FQCN, with only the options its DOCUMENTATION has."""
     documented = set(yaml.safe_load(_module().DOCUMENTATION)["options"])

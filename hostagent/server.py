@@ -363,8 +363,7 @@ def match_host_agent(vtaps: list[Any], hostname: str, ips: frozenset[str], macs:
     agent's default ip-and-mac identity). Only this match is ever acted on (moved, deleted): CTRL_IP
     alone, LAUNCH_SERVER or NAME also match another host behind NAT, with a reused IP or a duplicate
     host name (weak_matches reports those). More than one is refused: hostagent will not guess."""
-    found = [v for v in _agents(vtaps)
-             if v.get("CTRL_IP") in ips and str(v.get("CTRL_MAC") or "").lower() in macs]
+    found = [v for v in _agents(vtaps) if _ip_and_mac(v, ips, macs)]
     if len(found) > 1:
         names = ", ".join(f"{v.get('NAME')} ({v.get('CTRL_IP')})" for v in found)
         raise ServerError(f"{len(found)} registered agents could be this host's: {names}; remove the stale ones")
@@ -375,12 +374,16 @@ def _agents(vtaps: list[Any]) -> list[dict[str, Any]]:
     return [v for v in vtaps if isinstance(v, dict) and isinstance(v.get("LCUUID"), str)]
 
 
+def _ip_and_mac(v: dict[str, Any], ips: frozenset[str], macs: frozenset[str]) -> bool:
+    return v.get("CTRL_IP") in ips and str(v.get("CTRL_MAC") or "").lower() in macs
+
+
 def weak_matches(vtaps: list[Any], hostname: str, ips: frozenset[str], macs: frozenset[str]) -> list[str]:
     """A line for each agent that only looks like this host's (CTRL_IP without its CTRL_MAC,
     LAUNCH_SERVER, NAME): reported so the admin can judge, never acted on."""
     lines = []
     for v in _agents(vtaps):
-        if v.get("CTRL_IP") in ips and str(v.get("CTRL_MAC") or "").lower() in macs:
+        if _ip_and_mac(v, ips, macs):
             continue
         why = ("CTRL_IP, not its CTRL_MAC" if v.get("CTRL_IP") in ips else "LAUNCH_SERVER"
                if v.get("LAUNCH_SERVER") in ips else "NAME" if hostname and v.get("NAME") == hostname else None)

@@ -174,6 +174,9 @@ def uninstall(dry_run: bool = False, keep_logs: bool = False, force: bool = Fals
         elif keep_logs and step.holds_data:
             result = StepResult(step.id, step.title, "kept")
             if not dry_run:
+                note = step.keep(record)
+                if note:
+                    outcome.notes.append(note)
                 manifest.drop(step.id)
                 manifest.save()
         elif dry_run:

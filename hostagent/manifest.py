@@ -125,8 +125,8 @@ class Manifest:
 
     def referenced_backups(self) -> set[str]:
         found = set()
-        for e in self.entries + self.data.get("after_revert", []):
-            backup = e["record"].get("backup") if isinstance(e.get("record"), dict) else None
+        for e in self.entries + self.data.get("after_revert", []) + self.data.get("unproven", []):
+            backup = _backup_of(e)
             if backup:
                 found.add(os.path.basename(str(backup)))
         return found
@@ -157,6 +157,16 @@ class Manifest:
         fsutil.fsync_dir(parent)
 
     def remove(self) -> None:
+        """The end of an uninstall. What `--force` could not prove stays: an unreadable manifest as it is,
+        else the manifest with just those entries, and every backup they name (the only copy of a file
+        install replaced)."""
+        if self.data.get("unreadable"):
+            return
+        self.data["unproven"] = [u for u in self.data.get("unproven", []) if _original_kept(u, self.path)]
+        if self.data["unproven"]:
+            self.data["steps"], self.data["after_revert"] = [], []
+            self.save()
+            return
         fsutil.remove_file(_at(self.path))
         collect_backups(set())
         backups = _at(paths.BACKUP_DIR)
@@ -173,6 +183,36 @@ class Manifest:
 
 
 FORCE_HINT = "; `hostagent uninstall --force` reverts what it can prove and lists the rest"
+
+
+def _backup_of(entry: Any) -> Optional[str]:
+    record = entry.get("record") if isinstance(entry, dict) else None
+    backup = record.get("backup") if isinstance(record, dict) else None
+    return str(backup) if backup else None
+
+
+def _original_kept(entry: Any, path: str) -> Optional[str]:
+    """Where an entry keeps the only copy of what install replaced: its backup file, or the manifest
+    itself (a file's content in the record); None when it keeps none."""
+    backup = _backup_of(entry)
+    if backup and os.path.exists(backup):
+        return backup
+    record = entry.get("record") if isinstance(entry, dict) else None
+    before = record.get("before") if isinstance(record, dict) else None
+    return path if isinstance(before, dict) and before.get("content_b64") else None
+
+
+def _unproven_note(entry: Any, reason: str, path: str) -> str:
+    """What a forced uninstall left, and where the original is: the admin restores it by hand."""
+    line = f"{entry.get('id', '?') if isinstance(entry, dict) else '?'}: not reverted ({reason}); check it by hand"
+    kept = _original_kept(entry, path)
+    if kept == path:
+        line += (f"; what it replaced is kept in {path} (this entry's record.before.content_b64): restore it from "
+                 f"there if wanted, then delete {path}")
+    elif kept:
+        line += (f"; what it replaced is kept at {kept}: restore it from there if wanted, delete that file, then "
+                 "run `hostagent uninstall --force` again to finish (until then the manifest keeps this entry)")
+    return line
 
 
 def load(path: str = paths.MANIFEST) -> Optional[Manifest]:
@@ -193,6 +233,9 @@ def load(path: str = paths.MANIFEST) -> Optional[Manifest]:
                          f"that hostagent{FORCE_HINT}")
     if data.get("version") != VERSION:
         raise InputError(f"{path} has manifest version {data.get('version')!r}, this hostagent reads {VERSION}{FORCE_HINT}")
+    if data.get("unproven"):
+        ids = ", ".join(str(u.get("id", "?")) if isinstance(u, dict) else "?" for u in data["unproven"])
+        raise InputError(f"{path} keeps entries an earlier `uninstall --force` could not prove ({ids}){FORCE_HINT}")
     steps = data.get("steps")
     if not isinstance(steps, list) or not all(_entry_ok(e) for e in steps):
         raise InputError(f"{path} is damaged: every step needs {', '.join(ENTRY_KEYS)}{FORCE_HINT}")
@@ -210,7 +253,9 @@ def _entry_ok(e: Any) -> bool:
 
 
 def load_forced(path: str = paths.MANIFEST) -> tuple[Optional[Manifest], list[str]]:
-    """For `uninstall --force`: the entries that can be rebuilt, and a line for each that cannot."""
+    """For `uninstall --force`: the entries that can be rebuilt, and a line for each that cannot. Those
+    are kept (data["unproven"], with their reason) so that no save drops them and no cleanup removes the
+    backups they name."""
     raw = read_nofollow(_at(path))
     if raw is None:
         return None, []
@@ -219,10 +264,12 @@ def load_forced(path: str = paths.MANIFEST) -> tuple[Optional[Manifest], list[st
     except ValueError:
         data = None
     if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
-        return Manifest({"version": VERSION, "steps": [], "state_dir_created": False}, path), [
-            f"{path} is unreadable: no step can be proven; check {', '.join(paths.INSTALLED_PATHS)} by hand"]
+        return Manifest({"version": VERSION, "steps": [], "state_dir_created": False, "unreadable": True}, path), [
+            f"{path} is unreadable: no step can be proven; left it and every backup in {paths.BACKUP_DIR} in place: "
+            f"check {', '.join(paths.INSTALLED_PATHS)} by hand (a backup is a file install replaced, named by its "
+            f"SHA-256), then delete {path}"]
     _migrate(data)
-    kept, unproven = [], []
+    kept, unproven = [], [u for u in data.get("unproven") or [] if isinstance(u, dict)]
     for e in data["steps"]:
         try:
             if not _entry_ok(e):
@@ -230,12 +277,15 @@ def load_forced(path: str = paths.MANIFEST) -> tuple[Optional[Manifest], list[st
             from_dict(e)
             kept.append(e)
         except InputError as err:
-            unproven.append(f"{e.get('id', '?') if isinstance(e, dict) else '?'}: not reverted ({err})")
+            if isinstance(e, dict):
+                e["unproven"] = str(err)
+            unproven.append(e if isinstance(e, dict) else {"id": "?", "unproven": str(err), "entry": e})
     data["steps"] = kept
+    data["unproven"] = unproven
     data["version"] = VERSION
     data.setdefault("after_revert", [])
     data["after_revert"] = [e for e in data["after_revert"] if _entry_ok(e) and e.get("kind") in KINDS]
-    return Manifest(data, path), unproven
+    return Manifest(data, path), [_unproven_note(u, str(u.get("unproven")), path) for u in unproven]
 
 
 def _hand_over_state_dir(removed: str) -> None:

@@ -8,14 +8,15 @@ v6.6.9 the flat schema: GET /v1/vtap-group-configuration/?vtap_group_id=, POST
 PATCH /v1/vtaps/<lcuuid>/ (VTAP_GROUP_LCUUID). Answers shaped {"OPT_STATUS", "DESCRIPTION", "DATA"}
 (FAIL with HTTP 500 for a validation failure or a missing record). A call succeeds only with HTTP 200
 and OPT_STATUS SUCCESS; X-Org-Id names the organization (default 1).
-Every call has a response-size cap and a total deadline, follows no redirect, and maps every
-transport failure to one ServerError line.
+Every call has a response-size cap and a total deadline (connect, TLS, headers and body), follows no
+redirect, and maps every transport failure to one ServerError line.
 """
 from __future__ import annotations
 
 import http.client
 import json
 import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -36,7 +37,56 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         raise ServerError(f"deepflow-server answered HTTP {code} redirecting to {newurl}; hostagent follows no redirects")
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect)
+class _Watchdog:
+    """Shuts a call's socket down at its deadline: socket timeouts bound each read, not the call, so
+    a server that trickles bytes (the headers too) would otherwise hold the call, and install's lock."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.fired = False
+        self._timers: list[threading.Timer] = []
+
+    def connection(self, cls: Any) -> Callable[..., Any]:
+        def make(host: str, **kwargs: Any) -> Any:
+            conn = cls(host, **kwargs)
+            conn._create_connection = self._connect  # http.client's hook for opening the socket
+            return conn
+        return make
+
+    def _connect(self, address: Any, timeout: Any = None, source_address: Any = None) -> socket.socket:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.fired = True
+            raise socket.timeout("deadline")
+        sock = socket.create_connection(address, left, source_address)
+        timer = threading.Timer(max(0.0, self.deadline - time.monotonic()), self._fire, (sock,))
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
+        return sock
+
+    def _fire(self, sock: socket.socket) -> None:
+        self.fired = True
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked read; close() would not
+        except OSError:
+            pass
+
+    def cancel(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+
+
+def _opener(watchdog: _Watchdog) -> urllib.request.OpenerDirector:
+    class HTTP(urllib.request.HTTPHandler):
+        def http_open(self, req: Any) -> Any:
+            return self.do_open(watchdog.connection(http.client.HTTPConnection), req)
+
+    class HTTPS(urllib.request.HTTPSHandler):
+        def https_open(self, req: Any) -> Any:
+            return self.do_open(watchdog.connection(http.client.HTTPSConnection), req)  # the default, verifying context
+
+    return urllib.request.build_opener(_NoRedirect, HTTP, HTTPS)
 
 
 @dataclass
@@ -75,21 +125,31 @@ class Client:
             headers["Content-Type"] = content_type
         request = urllib.request.Request(url, data=body, method=method, headers=headers)
         deadline = time.monotonic() + self.timeout
+        watchdog = _Watchdog(deadline)
+        timed_out = ServerError(f"deepflow-server at {self.base} timed out after {self.timeout:g}s ({where})")
         try:
             try:
-                with _OPENER.open(request, timeout=self.timeout) as resp:
+                with _opener(watchdog).open(request, timeout=self.timeout) as resp:
                     status, raw = resp.status, self._read(resp, deadline, where)
             except urllib.error.HTTPError as exc:
                 status, raw = exc.code, self._read(exc, deadline, where)
         except urllib.error.URLError as exc:
             reason = exc.reason
-            if isinstance(reason, (socket.timeout, TimeoutError)):
-                raise ServerError(f"deepflow-server at {self.base} timed out after {self.timeout:g}s ({where})") from None
+            if watchdog.fired or isinstance(reason, (socket.timeout, TimeoutError)):
+                raise timed_out from None
             raise ServerError(f"cannot reach deepflow-server at {self.base}: {getattr(reason, 'strerror', None) or reason}") from None
         except (socket.timeout, TimeoutError):
-            raise ServerError(f"deepflow-server at {self.base} timed out after {self.timeout:g}s ({where})") from None
-        except (http.client.HTTPException, OSError) as exc:
+            raise timed_out from None
+        except (http.client.HTTPException, OSError, ServerError) as exc:
+            if watchdog.fired:  # the answer was cut at the deadline, whatever broke first
+                raise timed_out from None
+            if isinstance(exc, ServerError):
+                raise
             raise ServerError(f"deepflow-server at {self.base} broke off {where}: {type(exc).__name__}") from None
+        finally:
+            watchdog.cancel()
+        if watchdog.fired:  # shut down at the deadline: what was read may be cut short
+            raise timed_out
         try:
             envelope = json.loads(raw)
         except ValueError:
@@ -292,31 +352,54 @@ def apply_nested_config(client: Client, short: str, lcuuid: str, created: bool, 
 
 def match_host_agent(vtaps: list[Any], hostname: str, ips: frozenset[str], macs: frozenset[str]) -> Optional[dict[str, Any]]:
     """The registered agent (model.Vtap) that is this host's: CTRL_IP and CTRL_MAC both this host's (the
-    agent's ip-and-mac identity), else CTRL_IP alone (identity "ip"), else LAUNCH_SERVER, else NAME ==
-    host name. More than one at the first level that matches is refused: hostagent will not guess."""
-    agents = [v for v in vtaps if isinstance(v, dict) and isinstance(v.get("LCUUID"), str)]
-    levels = (
-        lambda v: v.get("CTRL_IP") in ips and str(v.get("CTRL_MAC") or "").lower() in macs,
-        lambda v: v.get("CTRL_IP") in ips,
-        lambda v: v.get("LAUNCH_SERVER") in ips,
-        lambda v: bool(hostname) and v.get("NAME") == hostname,
-    )
-    for matches in levels:
-        found = [v for v in agents if matches(v)]
-        if len(found) > 1:
-            names = ", ".join(f"{v.get('NAME')} ({v.get('CTRL_IP')})" for v in found)
-            raise ServerError(f"{len(found)} registered agents could be this host's: {names}; remove the stale ones")
-        if found:
-            return found[0]
-    return None
+    agent's default ip-and-mac identity). Only this match is ever acted on (moved, deleted): CTRL_IP
+    alone, LAUNCH_SERVER or NAME also match another host behind NAT, with a reused IP or a duplicate
+    host name (weak_matches reports those). More than one is refused: hostagent will not guess."""
+    found = [v for v in _agents(vtaps) if _ip_and_mac(v, ips, macs)]
+    if len(found) > 1:
+        names = ", ".join(f"{v.get('NAME')} ({v.get('CTRL_IP')})" for v in found)
+        raise ServerError(f"{len(found)} registered agents could be this host's: {names}; remove the stale ones")
+    return found[0] if found else None
 
 
-def find_host_agent(client: Client) -> Optional[dict[str, Any]]:
-    """This host's agent as the server lists it (GET /v1/vtaps/), None when it is not registered."""
+def _agents(vtaps: list[Any]) -> list[dict[str, Any]]:
+    return [v for v in vtaps if isinstance(v, dict) and isinstance(v.get("LCUUID"), str)]
+
+
+def _ip_and_mac(v: dict[str, Any], ips: frozenset[str], macs: frozenset[str]) -> bool:
+    return v.get("CTRL_IP") in ips and str(v.get("CTRL_MAC") or "").lower() in macs
+
+
+def weak_matches(vtaps: list[Any], hostname: str, ips: frozenset[str], macs: frozenset[str]) -> list[str]:
+    """A line for each agent that only looks like this host's (CTRL_IP without its CTRL_MAC,
+    LAUNCH_SERVER, NAME): reported so the admin can judge, never acted on."""
+    lines = []
+    for v in _agents(vtaps):
+        if _ip_and_mac(v, ips, macs):
+            continue
+        why = ("CTRL_IP, not its CTRL_MAC" if v.get("CTRL_IP") in ips else "LAUNCH_SERVER"
+               if v.get("LAUNCH_SERVER") in ips else "NAME" if hostname and v.get("NAME") == hostname else None)
+        if why:
+            lines.append(f"agent {v.get('NAME')} ({v.get('CTRL_IP')}, {v.get('CTRL_MAC') or 'no MAC'}) matches this "
+                         f"host only by {why}: left alone (another host behind NAT, a reused IP or a duplicate "
+                         "name?); if it is this host's, move or delete it on the server by hand")
+    return lines
+
+
+def lookup_host_agent(client: Client) -> tuple[Optional[dict[str, Any]], list[str]]:
+    """This host's agent as the server lists it (GET /v1/vtaps/), None when it is not registered; and,
+    when it is not, the lines of weak_matches."""
     from hostagent.facts.host import host_identity
 
     me = host_identity()
-    return match_host_agent(client.call("GET", "/v1/vtaps/") or [], me.hostname, me.ips, me.macs)
+    vtaps = client.call("GET", "/v1/vtaps/") or []
+    agent = match_host_agent(vtaps, me.hostname, me.ips, me.macs)
+    return agent, [] if agent is not None else weak_matches(vtaps, me.hostname, me.ips, me.macs)
+
+
+def find_host_agent(client: Client) -> Optional[dict[str, Any]]:
+    """This host's agent (an IP+MAC match), None when it is not registered."""
+    return lookup_host_agent(client)[0]
 
 
 def agent_in_group(client: Client, vtap_lcuuid: str) -> Optional[str]:
@@ -330,13 +413,14 @@ def set_agent_group(client: Client, vtap_lcuuid: str, group_lcuuid: str) -> None
     client.call("PATCH", f"/v1/vtaps/{vtap_lcuuid}/", body=json.dumps({"VTAP_GROUP_LCUUID": group_lcuuid}).encode())
 
 
-def deregister_host_agent(client: Client) -> Optional[str]:
-    """DELETE this host's agent from the server (uninstall --deregister); its NAME, None when not registered."""
-    agent = find_host_agent(client)
+def deregister_host_agent(client: Client) -> tuple[Optional[str], list[str]]:
+    """DELETE this host's agent (an IP+MAC match) from the server (uninstall --deregister): its NAME, None
+    when not registered; and the weak matches, reported and left alone."""
+    agent, weak = lookup_host_agent(client)
     if agent is None:
-        return None
+        return None, weak
     client.call("DELETE", f"/v1/vtaps/{agent['LCUUID']}/")
-    return str(agent.get("NAME") or agent["LCUUID"])
+    return str(agent.get("NAME") or agent["LCUUID"]), weak
 
 
 def move_agent(client: Client, vtap_lcuuid: str, group_lcuuid: str, wait: float = 60.0, poll: float = 1.0,

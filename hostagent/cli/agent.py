@@ -90,6 +90,7 @@ def install(
             with manifest.locked():
                 outcome = engine.install(steps, opts.to_dict(), host.to_dict(), progress=style.progress)
         outcome.notes.extend(resolved.warnings)
+        outcome.notes.extend(line for s in steps for line in getattr(s, "reported", ()))  # agents left alone
         return from_outcome(outcome)
 
     run("install", style, body, lambda r: print(
@@ -154,11 +155,14 @@ def _deregister(opts: dict[str, Any], dry_run: bool) -> str:
 
     client = server.Client.for_server(opts["server"], 10.0, opts.get("org_id") or 1)
     if dry_run:
-        agent = server.find_host_agent(client)
-        return (f"would delete agent {agent.get('NAME')} from {client.base}" if agent
-                else f"this host's agent is not registered on {client.base}")
-    name = server.deregister_host_agent(client)
-    return f"deleted agent {name} from {client.base}" if name else f"this host's agent is not registered on {client.base}"
+        agent, weak = server.lookup_host_agent(client)
+        name = agent.get("NAME") if agent else None
+        done = f"would delete agent {name} from {client.base}"
+    else:
+        name, weak = server.deregister_host_agent(client)
+        done = f"deleted agent {name} from {client.base}"
+    # Only an IP+MAC match is deleted: a weaker one may be another host's agent.
+    return "; ".join([done if name else f"this host's agent (its CTRL_IP and CTRL_MAC) is not registered on {client.base}"] + weak)
 
 
 def status(as_json: bool = JSON, quiet: bool = QUIET, verbose: bool = VERBOSE, debug: bool = DEBUG) -> None:

@@ -162,6 +162,20 @@ def set_owner_mode(path: str, mode: int, uid: int, gid: int, directory: bool = F
         os.close(fd)
 
 
+def hand_over_tree(path: str, uid: Optional[int], gid: Optional[int]) -> None:
+    """What uid (gid) owns in the tree, the top included, goes to root; modes stay. fd-relative and
+    never through a symlink (fwalk, follow_symlinks=False): an entry swapped for a link redirects nothing."""
+    refuse_symlink(path)
+    for _, dirs, files, dirfd in os.fwalk(path, follow_symlinks=False):
+        for name in [".", *dirs, *files]:
+            st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+            new_uid = 0 if uid is not None and st.st_uid == uid else -1
+            new_gid = 0 if gid is not None and st.st_gid == gid else -1
+            if (new_uid, new_gid) != (-1, -1):
+                # chown of a file drops set-id bits; the agent's logs have none, so modes stay as they were.
+                os.chown(name, new_uid, new_gid, dir_fd=dirfd, follow_symlinks=False)
+
+
 def remove_tree(path: str) -> None:
     refuse_symlink(path)
     # rmtree works on directory fds and does not follow symlinks inside the tree.

@@ -61,6 +61,11 @@ class Step:
         for the user when something was kept rather than undone."""
         raise NotImplementedError
 
+    def keep(self, record: Record) -> Optional[str]:
+        """uninstall --keep-logs on a step that holds data: left in place, made safe to outlive
+        hostagent's user. Returns a note for the user."""
+        return None
+
     def after_revert(self, record: Record) -> None:
         """Runs once every step has been reverted (e.g. to restart a service that was running)."""
 

@@ -92,6 +92,16 @@ class Directory(Step):
             fsutil.set_owner_mode(self.path, record["mode"], record["uid"], record["gid"], directory=True)
         return None
 
+    def keep(self, record: Record) -> Optional[str]:
+        """Kept logs go to root before the user is deleted: a later account given the same uid would own them."""
+        if lstat_or_none(self.path) is None:
+            return None
+        account = accounts.user(self.owner) if self.owner != "root" else None
+        gid = accounts.group_gid(self.group) if self.group != "root" else None
+        fsutil.hand_over_tree(self.path, account.uid if account else None, gid)
+        return (f"kept {self.path}: what {self.owner}:{self.group} owned there now belongs to root:root (modes "
+                f"unchanged), as {self.owner} is removed")
+
 
 @dataclass
 class File(Step):

@@ -2,10 +2,11 @@
 
 `vtap-group-id-request` in the agent's config places only an agent that registers for the first time;
 one the server already knows stays in its old group (deepflow issue #11481). So when the server lists
-this host's agent (GET /v1/vtaps/, matched by CTRL_IP/CTRL_MAC, LAUNCH_SERVER or NAME) in another
+this host's agent (GET /v1/vtaps/, matched by CTRL_IP and CTRL_MAC both) in another
 group, apply moves it (PATCH /v1/vtaps/<lcuuid>/ with VTAP_GROUP_LCUUID) and waits, bounded, until the
 server reports it there; if that wait fails it moves it back before failing. The record keeps the group
-it came from.
+it came from. An agent that matches only by CTRL_IP, LAUNCH_SERVER or NAME may be another host's: it is
+reported (install's notes, status) and never moved.
 
 Revert (uninstall) leaves the server alone: the agent's record stays in the group it was moved to, as
 the user asked; `hostagent uninstall --deregister` deletes the record once the agent is stopped. The step
@@ -13,7 +14,7 @@ is planned last, so a failing later step never has to undo a change on the serve
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hostagent.errors import ServerError, StepError
@@ -29,6 +30,8 @@ class AgentGroupMembership(Step):
     group_id: str  # g-XXXXXXXXXX
     group_lcuuid: str
     org_id: int = 1
+    # Agents that only look like this host's, from the last lookup: reported, never moved.
+    reported: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -46,7 +49,8 @@ class AgentGroupMembership(Step):
     def _agent(self) -> Optional[dict[str, Any]]:
         from hostagent import server
 
-        return server.find_host_agent(self._client())
+        agent, self.reported = server.lookup_host_agent(self._client())
+        return agent
 
     def check(self) -> bool:
         """True when the agent is in the group, or not registered yet (its first registration places it)."""
@@ -59,7 +63,7 @@ class AgentGroupMembership(Step):
         except ServerError as e:
             return [f"{self.title}: cannot check: {e}"]
         if agent is None or agent.get("VTAP_GROUP_LCUUID") == self.group_lcuuid:
-            return []
+            return list(self.reported)
         return [f"agent {agent.get('NAME')} is in group {agent.get('VTAP_GROUP_NAME') or agent.get('VTAP_GROUP_LCUUID')} "
                 f"on {self.server}, not {self.group_id}"]
 
@@ -71,9 +75,7 @@ class AgentGroupMembership(Step):
                 f"{agent.get('VTAP_GROUP_NAME') or agent.get('VTAP_GROUP_LCUUID')} to {self.group_id} on {self.server}")
 
     def snapshot(self) -> Record:
-        from hostagent import server
-
-        agent = server.find_host_agent(self._client())
+        agent = self._agent()
         if agent is None:
             return {"vtap_lcuuid": None}
         return {"vtap_lcuuid": str(agent["LCUUID"]), "name": agent.get("NAME"),

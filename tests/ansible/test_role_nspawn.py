@@ -212,3 +212,60 @@ def test_converge_check_diff_absent(env):
     assert snapshot_diff(before, snapshot(host)) == []
     print(f"\nrole converge from the collection with the single file: fresh {figures['fresh']:.1f} s, "
           f"converged {figures['converged']:.1f} s")
+
+
+REFUSE_REMOVE = "hostagent.deepflow.deepflow_agent : Refuse to remove hostagent while k8s-sync runs from it"
+
+
+def test_hostagent_is_not_removed_from_under_k8s_sync(env, tmp_path):
+    """k8s-sync installed with the venv the role's wheelhouse route made runs from that venv (the single
+    file does not carry its packages): absent with hostagent_remove is refused before anything changes
+    and the service keeps running; once `hostagent k8s-sync uninstall` has run, the same play removes the
+    agent and the venv, leaving the host as it was."""
+    from tests.fixtures.fake_apiserver import FakeApiserver, small_cluster
+    from tests.fixtures.fake_deepflow_grpc import FakeDeepflowGrpc
+    from tests.images.wheelhouse import build_wheelhouse
+
+    host, inventory, base, collections, _ = env
+    before = snapshot(host)
+    venv_route = {k: v for k, v in base.items() if k != "deepflow_agent_hostagent_file"}
+    venv_route.update(deepflow_agent_hostagent_wheelhouse=str(build_wheelhouse(tmp_path / "wheelhouse")),
+                      deepflow_agent_hostagent_venv=SECOND_VENV)
+    absent = dict(venv_route, deepflow_agent_state="absent", deepflow_agent_hostagent_remove=True)
+    play(inventory, venv_route, collections=collections)
+    api = FakeApiserver(tls_dir=str(tmp_path / "tls")).start()
+    small_cluster(api, 2)
+    df = FakeDeepflowGrpc().start()
+    try:
+        assert api.tls is not None
+        host.put("/root/k8s/ca.crt", Path(api.tls["ca"]).read_bytes(), 0o600)
+        host.put("/root/k8s/token", "test-token\n", 0o600)
+        host.put("/root/k8s/kubeconfig", f"""apiVersion: v1
+kind: Config
+current-context: fake
+clusters: [{{name: fake, cluster: {{server: "{api.url}", certificate-authority: ca.crt}}}}]
+users: [{{name: sa, user: {{tokenFile: token}}}}]
+contexts: [{{name: fake, context: {{cluster: fake, user: sa}}}}]
+""", 0o600)
+        host.run(f"{SECOND_VENV}/bin/hostagent k8s-sync install --controller-ip 127.0.0.1 --controller-port {df.port} "
+                 "--cluster-id d-role00001 --kubeconfig /root/k8s/kubeconfig --yes --json", timeout=180).check()
+        assert f"ExecStart={SECOND_VENV}/bin/python" in host.get("/etc/systemd/system/hostagent-k8s-sync.service")
+        df.wait(lambda rs: len(rs) >= 1, timeout=60)
+        pid = host.run("systemctl show -P MainPID hostagent-k8s-sync").check().stdout.strip()
+        installed = snapshot(host)
+
+        r = run_playbook(inventory, absent, collections=collections)
+        assert r.rc != 0 and r.task(REFUSE_REMOVE)["status"] == "failed", r.log
+        assert f"Run `{SECOND_VENV}/bin/hostagent k8s-sync uninstall` first" in r.task(REFUSE_REMOVE)["result"]["msg"]
+        assert r.changed_tasks(NAME) == [] and snapshot_diff(installed, snapshot(host)) == []
+        assert host.run("systemctl show -P MainPID hostagent-k8s-sync").check().stdout.strip() == pid
+
+        host.run(f"{SECOND_VENV}/bin/hostagent k8s-sync uninstall --yes --json", timeout=180).check()
+    finally:
+        df.stop()
+        api.close()
+    host.run("rm -rf /root/k8s").check()
+    r = play(inventory, absent, collections=collections)
+    assert r.task(REFUSE_REMOVE)["status"] == "skipped"
+    assert host.run(f"test -e {SECOND_VENV}").rc == 1
+    assert snapshot_diff(before, snapshot(host)) == []

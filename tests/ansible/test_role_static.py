@@ -135,6 +135,49 @@ def test_module_fails_with_the_cli_error_and_exit_code(tmp_path: Path):
     assert "cap_bogus" in result["msg"], result["msg"]
 
 
+@pytest.mark.parametrize("k8s_sync, refused", [
+    ("from the venv", True),  # the unit the k8s-sync install wrote
+    ("unit gone", True),  # recorded, no unit: only this hostagent could still uninstall it
+    ("from another venv", False),
+    ("", False),
+])
+def test_role_refuses_to_remove_hostagent_under_an_installed_k8s_sync(tmp_path: Path, k8s_sync: str, refused: bool):
+    """The role's settings and preflight (tagged always) on this machine, over the local connection, in
+    check mode: absent + hostagent_remove (wheelhouse route) fails there, before any task that changes
+    something, while k8s-sync is recorded and runs from the venv. Only its paths point into tmp_path."""
+    from tests.ansible.runner import run_playbook
+
+    _need("ansible-playbook")
+    wheelhouse = tmp_path / "wheelhouse"
+    wheelhouse.mkdir()
+    (wheelhouse / "hostagent-0.1.0-py3-none-any.whl").write_bytes(b"")
+    venv = tmp_path / "venv"
+    manifest, unit = tmp_path / "k8s-sync.json", tmp_path / "hostagent-k8s-sync.service"
+    if k8s_sync:
+        manifest.write_text("{}")
+    if k8s_sync in ("from the venv", "from another venv"):
+        python = venv if k8s_sync == "from the venv" else tmp_path / "venv2"
+        unit.write_text(f"[Service]\nExecStart={python}/bin/python3 -I -m hostagent k8s-sync run --config-file x\n")
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(f"[agents]\nh1 ansible_connection=local ansible_python_interpreter={sys.executable}\n")
+    extra = {"deepflow_agent_state": "absent", "deepflow_agent_hostagent_remove": True,
+             "deepflow_agent_hostagent_wheelhouse": str(wheelhouse), "deepflow_agent_hostagent_venv": str(venv),
+             "deepflow_agent_k8s_sync_manifest": str(manifest), "deepflow_agent_k8s_sync_unit": str(unit),
+             "deepflow_agent_manifest": str(tmp_path / "none.json")}
+    only_preflight = ("--check", "--tags", "only-the-always-tagged-phases")
+    run = run_playbook(inventory, extra, *only_preflight)
+    refusal = run.task("deepflow_agent : Refuse to remove hostagent while k8s-sync runs from it")
+    if refused:
+        assert run.rc != 0 and refusal["status"] == "failed", run.log
+        assert refusal["result"]["msg"].startswith(f"k8s-sync is installed on this host ({manifest}) and runs from "
+                                                   f"{venv}; removing it"), refusal["result"]
+        assert f"Run `{venv}/bin/hostagent k8s-sync uninstall` first" in refusal["result"]["msg"]
+    else:
+        assert run.rc == 0 and refusal["status"] == "skipped", run.log
+    # Keeping hostagent is never a reason to stop.
+    assert run_playbook(inventory, dict(extra, deepflow_agent_hostagent_remove=False), *only_preflight).rc == 0
+
+
 def test_role_tasks_pass_only_options_the_module_documents():
     """The role calls the collection's module by its FQCN, with only the options its DOCUMENTATION has."""
     documented = set(yaml.safe_load(_module().DOCUMENTATION)["options"])

@@ -22,12 +22,16 @@ def test_which_registered_agent_is_this_hosts() -> None:
     by_ip_mac = {"LCUUID": "a", "NAME": "x", "CTRL_IP": "10.0.0.5", "CTRL_MAC": "52:54:00:AA:BB:CC"}
     by_ip = {"LCUUID": "b", "NAME": "y", "CTRL_IP": "10.0.0.5", "CTRL_MAC": "52:54:00:00:00:02"}
     by_name = {"LCUUID": "c", "NAME": "node-1", "CTRL_IP": "192.168.9.9", "LAUNCH_SERVER": "192.168.9.9"}
-    assert deepflow.match_host_agent([other, by_ip, by_ip_mac], **me) == by_ip_mac  # ip-and-mac first
-    assert deepflow.match_host_agent([other, by_ip, by_name], **me) == by_ip
-    assert deepflow.match_host_agent([other, by_name], **me) == by_name
-    assert deepflow.match_host_agent([other], **me) is None
-    with pytest.raises(ServerError, match="2 registered agents could be this host's: y \\(10.0.0.5\\), z"):
-        deepflow.match_host_agent([by_ip, dict(by_ip, LCUUID="d", NAME="z")], **me)
+    by_launch = {"LCUUID": "e", "NAME": "w", "CTRL_IP": "192.168.9.8", "LAUNCH_SERVER": "10.0.0.5"}
+    assert deepflow.match_host_agent([other, by_ip, by_ip_mac], **me) == by_ip_mac
+    # Only IP+MAC is this host's; the rest may be another host's (NAT, a reused IP, a duplicate name).
+    weaker = [other, by_ip, by_name, by_launch]
+    assert deepflow.match_host_agent(weaker, **me) is None
+    assert [line.split(" matches")[0] for line in deepflow.weak_matches(weaker, **me)] == [
+        "agent y (10.0.0.5, 52:54:00:00:00:02)", "agent node-1 (192.168.9.9, no MAC)", "agent w (192.168.9.8, no MAC)"]
+    assert "only by CTRL_IP, not its CTRL_MAC: left alone" in deepflow.weak_matches([by_ip], **me)[0]
+    with pytest.raises(ServerError, match="2 registered agents could be this host's: x \\(10.0.0.5\\), z"):
+        deepflow.match_host_agent([by_ip_mac, dict(by_ip_mac, LCUUID="d", NAME="z")], **me)
 
 
 @pytest.fixture
@@ -69,8 +73,8 @@ def test_a_known_agent_is_moved_and_waited_for_then_left_alone(srv: FakeGroupSer
     srv.clear_requests()
     again.revert(record)
     assert [r for r in srv.requests if r.method != "GET"] == []
-    assert deepflow.deregister_host_agent(deepflow.Client(srv.url)) == agent["NAME"]
-    assert srv.vtaps == {} and deepflow.deregister_host_agent(deepflow.Client(srv.url)) is None
+    assert deepflow.deregister_host_agent(deepflow.Client(srv.url)) == (agent["NAME"], [])
+    assert srv.vtaps == {} and deepflow.deregister_host_agent(deepflow.Client(srv.url)) == (None, [])
 
 
 def test_an_unregistered_agent_is_placed_by_its_config(srv: FakeGroupServer) -> None:
@@ -78,6 +82,30 @@ def test_an_unregistered_agent_is_placed_by_its_config(srv: FakeGroupServer) -> 
     step = membership.AgentGroupMembership(server=srv.url, group_id=target["SHORT_UUID"], group_lcuuid=target["LCUUID"])
     assert step.check() is True  # vtap-group-id-request places a first registration
     assert step.diff() == f"+ the agent registers in {target['SHORT_UUID']} (vtap-group-id-request)"
+
+
+def test_another_hosts_agent_that_looks_like_this_ones_is_never_moved_or_deleted(srv: FakeGroupServer) -> None:
+    """This host's agent is not registered yet; others share its CTRL_IP (a reused IP, NAT) or its name."""
+    from hostagent.cli.agent import _deregister
+
+    me = host_identity()
+    target = srv.add_group("edge")
+    same_ip = srv.add_vtap("elsewhere", sorted(me.ips)[0], "02:00:00:00:00:99")
+    same_name = srv.add_vtap(me.hostname, "192.0.2.7", "02:00:00:00:00:98")
+    step = membership.AgentGroupMembership(server=srv.url, group_id=target["SHORT_UUID"], group_lcuuid=target["LCUUID"])
+    assert step.check() is True  # nothing of this host's to move
+    step.apply(step.snapshot())
+    reported = step.drift()  # status shows them; install's notes too (step.reported)
+    assert len(reported) == 2 and reported == step.reported
+    assert reported[0].startswith(f"agent elsewhere ({same_ip['CTRL_IP']}, 02:00:00:00:00:99) matches this host "
+                                  "only by CTRL_IP, not its CTRL_MAC: left alone")
+    assert reported[1].startswith(f"agent {me.hostname} (192.0.2.7, 02:00:00:00:00:98) matches this host only by NAME")
+    note = _deregister({"server": srv.url}, dry_run=False)
+    assert note.startswith(f"this host's agent (its CTRL_IP and CTRL_MAC) is not registered on {srv.url}; agent "
+                           "elsewhere") and "left alone" in note
+    assert [r for r in srv.requests if r.method not in ("GET",)] == []
+    assert {v["LCUUID"]: v["VTAP_GROUP_LCUUID"] for v in srv.vtaps.values()} == {
+        same_ip["LCUUID"]: srv.default_group["LCUUID"], same_name["LCUUID"]: srv.default_group["LCUUID"]}
 
 
 def test_a_move_the_server_never_reports_is_undone(srv: FakeGroupServer, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -293,9 +293,27 @@ def test_filesystems_that_lose_file_caps_are_refused(tmp_path, fstype, options, 
 def test_uninstall_keep_logs_leaves_only_the_logs(clean_host, double_copy) -> None:
     engine.install(make_plan(double_copy), {}, {})
     Path(paths.LOG_FILE).write_text("agent log line\n")
+    # What the agent leaves: its log, a rotated one in a subdir, a link, all its user's.
+    account = pwd.getpwnam(USER)
+    os.mkdir(paths.LOG_DIR + "/old", 0o750)
+    Path(paths.LOG_DIR + "/old/deepflow-agent.log.1").write_text("older\n")
+    os.symlink("/etc/passwd", paths.LOG_DIR + "/link")  # must not be followed
+    for p in (paths.LOG_FILE, paths.LOG_DIR + "/old", paths.LOG_DIR + "/old/deepflow-agent.log.1", paths.LOG_DIR + "/link"):
+        os.lchown(p, account.pw_uid, account.pw_gid)
+    os.chmod(paths.LOG_FILE, 0o640)
+    passwd = os.stat("/etc/passwd")
+    modes = {p: stat.S_IMODE(os.lstat(p).st_mode) for p in (paths.LOG_DIR, paths.LOG_FILE, paths.LOG_DIR + "/old")}
     out = engine.uninstall(keep_logs=True)
     assert [s.status for s in out.steps if s.id == f"dir:{paths.LOG_DIR}"] == ["kept"]
     assert Path(paths.LOG_FILE).read_text() == "agent log line\n"
+    # The uid is free for the next system user: nothing kept may still be owned by it.
+    owners = {os.path.join(d, n): (os.lstat(os.path.join(d, n)).st_uid, os.lstat(os.path.join(d, n)).st_gid)
+              for d, dirs, files in os.walk(paths.LOG_DIR) for n in [".", *dirs, *files]}
+    assert len(owners) == 6 and set(owners.values()) == {(0, 0)}, owners
+    assert {p: stat.S_IMODE(os.lstat(p).st_mode) for p in modes} == modes
+    after = os.stat("/etc/passwd")
+    assert (after.st_uid, after.st_gid, after.st_mode) == (passwd.st_uid, passwd.st_gid, passwd.st_mode)
+    assert f"kept {paths.LOG_DIR}: what {USER}:{USER} owned there now belongs to root:root (modes unchanged)" in out.notes[0]
     assert not os.path.exists(paths.MANIFEST) and not os.path.exists(paths.AGENT_BINARY)
     with pytest.raises(KeyError):
         pwd.getpwnam(USER)
@@ -450,6 +468,75 @@ def test_uninstall_force_reverts_what_a_damaged_manifest_proves(clean_host, doub
     assert not os.path.exists(paths.MANIFEST)
     os.unlink(paths.AGENT_BINARY)  # the one change it could not prove, removed by hand as the note says
     assert_same(clean_host)
+
+
+def test_uninstall_force_keeps_the_backup_of_a_binary_it_cannot_prove(clean_host, double_copy, tmp_path, monkeypatch) -> None:
+    """The packaged binary install replaced is kept (and named) while its entry cannot be reverted, also
+    in the manifest an uninstall stopped half-way rewrites; the admin restores it by hand and finishes."""
+    from hostagent import steps
+
+    packaged = b"\x7fELF packaged agent, the only copy\n"
+    fsutil.atomic_write(paths.AGENT_BINARY, packaged, 0o755)
+    packaged_mtime = os.stat(paths.AGENT_BINARY).st_mtime_ns
+    before = hostsnap.snapshot(SNAP_ROOTS)
+    marker = Marker(path=str(tmp_path / "marker"))
+    monkeypatch.setitem(steps.KINDS, Marker.kind, Marker)  # also for the cleanup's uninstall
+    try:
+        engine.install([*make_plan(double_copy), marker], {}, {})
+        data = json.loads(Path(paths.MANIFEST).read_text())
+        (entry,) = [e for e in data["steps"] if e["kind"] == "binary"]
+        backup = entry["record"]["backup"]
+        entry["kind"] = "frobnicate"  # the binary's entry can no longer be rebuilt
+        Path(paths.MANIFEST).write_text(json.dumps(data))
+        Path(marker.path + ".fail").write_text("")
+        with pytest.raises(StepError, match="uninstall stopped at test-marker"):
+            engine.uninstall(force=True)  # stops at the first revert, the marker's
+        kept = json.loads(Path(paths.MANIFEST).read_text())
+        assert [u["id"] for u in kept.get("unproven", [])] == [f"binary:{paths.AGENT_BINARY}"]
+        assert Path(backup).read_bytes() == packaged
+        os.unlink(marker.path + ".fail")
+        out = engine.uninstall(force=True)
+        (note,) = [n for n in out.notes if n.startswith(f"binary:{paths.AGENT_BINARY}: not reverted")]
+        assert f"what it replaced is kept at {backup}: restore it from there" in note
+        assert Path(backup).read_bytes() == packaged  # not collected with the others
+        assert [e["id"] for e in json.loads(Path(paths.MANIFEST).read_text())["unproven"]] == [entry["id"]]
+        with pytest.raises(InputError, match="could not prove .binary:/usr/sbin/deepflow-agent.*--force"):
+            engine.install(make_plan(double_copy), {}, {})
+        again = engine.uninstall(force=True)  # says it again, keeps it again
+        assert note in again.notes and Path(backup).read_bytes() == packaged
+        fsutil.atomic_write(paths.AGENT_BINARY, Path(backup).read_bytes(), 0o755)  # as the note says
+        os.utime(paths.AGENT_BINARY, ns=(packaged_mtime, packaged_mtime))
+        os.unlink(backup)
+        engine.uninstall(force=True)
+        assert not os.path.exists(paths.STATE_DIR)
+        assert_same(before)
+    finally:
+        Path(marker.path + ".fail").unlink(missing_ok=True)
+        if os.path.exists(paths.MANIFEST):
+            engine.uninstall(force=True)  # what a damaged manifest still proves
+        _cleanup()
+        shutil.rmtree(paths.STATE_DIR, ignore_errors=True)  # kept unproven entries (absent before the test)
+        if os.path.lexists(paths.AGENT_BINARY):
+            os.unlink(paths.AGENT_BINARY)
+
+
+def test_uninstall_force_leaves_an_unreadable_manifest_and_every_backup(clean_host, double_copy) -> None:
+    fsutil.atomic_write(paths.AGENT_BINARY, b"\x7fELF packaged\n", 0o755)
+    try:
+        engine.install(make_plan(double_copy), {}, {})
+        (backup,) = os.listdir(paths.BACKUP_DIR)
+        damaged = Path(paths.MANIFEST).read_bytes()[:100]
+        Path(paths.MANIFEST).write_bytes(damaged)
+        out = engine.uninstall(force=True)
+        assert out.notes[0].startswith(f"{paths.MANIFEST} is unreadable: no step can be proven; left it and every "
+                                       f"backup in {paths.BACKUP_DIR} in place")
+        assert Path(paths.MANIFEST).read_bytes() == damaged and os.listdir(paths.BACKUP_DIR) == [backup]
+    finally:
+        Path(paths.MANIFEST).unlink(missing_ok=True)
+        _cleanup()
+        for p in (paths.CONFIG_DIR, paths.LOG_DIR, paths.STATE_DIR):
+            shutil.rmtree(p, ignore_errors=True)
+        Path(paths.AGENT_BINARY).unlink(missing_ok=True)
 
 
 @dataclass

@@ -174,12 +174,12 @@ def test_a_known_agent_is_moved_into_its_group(host, unchanged) -> None:
     from tests.fixtures.fake_group_server import FakeGroupServer
 
     me = json.loads(host.run("python3 -c 'import json, socket; print(json.dumps(socket.gethostname()))'").check().stdout)
-    ips = sorted(host_identity().ips)  # the container shares this machine's network
-    if not ips:
+    ips, macs = sorted(host_identity().ips), sorted(host_identity().macs)  # the container shares this network
+    if not ips or not macs:
         pytest.skip("no non-loopback address to register an agent with")
     with FakeGroupServer(version="7.1.0") as srv:
         edge = srv.add_group("edge")
-        agent = srv.add_vtap(me, ips[0])
+        agent = srv.add_vtap(me, ips[0], macs[0])  # only an IP+MAC match is this host's
         args = INSTALL + f" --server 127.0.0.1:{srv.port} --agent-group edge"
         rc, plan, err = hostagent(host, args + " --dry-run")
         assert rc == 0, (plan, err)

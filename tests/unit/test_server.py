@@ -135,3 +135,21 @@ def test_ids_with_a_trailing_newline_are_refused(fake_server) -> None:
     fake_server.add_domain("nl", "d-abc\n")
     with pytest.raises(ServerError, match="invalid CLUSTER_ID"):
         server.domain_cluster_id(fake_server.url, "nl", timeout=0)
+
+
+def _trickle_headers(conn) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\n")
+    for _ in range(80):  # 8 s of header bytes, each well inside the socket timeout
+        conn.sendall(b"X")
+        time.sleep(0.1)
+
+
+def test_a_server_trickling_headers_runs_into_the_total_deadline() -> None:
+    srv = RawServer(_trickle_headers)
+    started = time.monotonic()
+    try:
+        with pytest.raises(ServerError, match=r"timed out after 1s \(GET /v2/domains/\)"):
+            server.Client(srv.url, timeout=1).call("GET", "/v2/domains/")
+    finally:
+        srv.close()
+    assert time.monotonic() - started < 1.5  # the deadline covers the headers, not each byte of them

@@ -89,7 +89,7 @@ def test_lifecycle(host) -> None:
     rc, report, err = hostagent(host, UNINSTALL)
     assert (rc, report["ok"]) == (0, True), (report, err)
     assert host.run("pgrep -x deepflow-agent").rc == 1
-    assert snapshot_diff(before, comparable(snapshot(host))) == {}
+    assert snapshot_diff(before, comparable(snapshot(host))) == []
 
 
 def test_k8s_sync_install_is_refused_with_one_line(host) -> None:

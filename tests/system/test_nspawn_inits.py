@@ -8,6 +8,7 @@ The base of hostagent's lifecycle tests on those inits: each host is booted with
 from the wheelhouse, as they get it."""
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def host(request):
     """A booted host of the init the test is parametrized with (one per init and module)."""
     from tests.images.nspawn import nspawn_host
 
-    with nspawn_host(request.param, double=False, hostsnap=False) as h:
+    with nspawn_host(request.param, ssh=True, double=False, hostsnap=False) as h:
         h.put(LOOP, LOOP_SCRIPT, 0o755)
         yield h
 
@@ -52,6 +53,13 @@ def wait_loop(host, running: bool, other_than: str = "", timeout: float = 15) ->
             return ""
         time.sleep(0.1)
     pytest.fail(f"loop {'not running' if running else 'still running'}: {pids}\n{host.console_tail()}")
+
+
+def over_ssh(host, cmd: str) -> str:
+    """The way testinfra reaches the host: sshd on 127.0.0.1 here, started per boot."""
+    p = subprocess.run(host.ssh_command(cmd), capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
 
 
 def this_machine() -> dict:
@@ -81,6 +89,7 @@ def test_pid1_boot_cgroups_and_commands(host):
     caps = host.run("grep CapBnd /proc/self/status /proc/1/status").check().stdout.split()
     assert caps[1] == caps[3], caps
     assert host.run("hostagent --version").check().stdout.startswith("hostagent ")
+    assert over_ssh(host, "cat /proc/1/comm") == "init\n"
 
 
 @BOTH
@@ -99,6 +108,7 @@ def test_reboot_is_real_and_leaves_this_machine_alone(host):
     assert not any(p.exists() for p in outside)
     host.run("test ! -e /run/before-reboot && test ! -d /sys/fs/cgroup/cpu/probe && test -e /var/tmp/kept").check()
     host.run("rm /var/tmp/kept").check()
+    assert over_ssh(host, "runlevel") == "N 2\n"
 
 
 @BOTH

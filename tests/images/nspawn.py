@@ -600,7 +600,7 @@ class NspawnHost:
             start = ("systemctl reset-failed hostagent-test-sshd.service 2>/dev/null; "
                      f"systemd-run --quiet --unit=hostagent-test-sshd -- /usr/sbin/sshd -D -e {options}")
         else:  # sshd daemonizes (its fds closed) and is reparented to the container's init
-            start = f"/usr/sbin/sshd -E /var/log/hostagent-test-sshd.log {options}"
+            start = f"/usr/sbin/sshd -E /run/hostagent-test-sshd.log {options}"
         self.run("mkdir -p /run/sshd && chmod 0755 /run/sshd && ssh-keygen -A -q >/dev/null && " + start).check()
         self.ssh_config = self.workdir / "ssh_config"
         self.ssh_config.write_text(
@@ -616,7 +616,7 @@ class NspawnHost:
                 return
             time.sleep(0.2)
         log = "journalctl -u hostagent-test-sshd -n 20" if self.init == "systemd" else \
-            "tail -n 20 /var/log/hostagent-test-sshd.log"
+            "tail -n 20 /run/hostagent-test-sshd.log"
         raise RuntimeError("sshd did not come up: " + self.run(log).stdout)
 
     def ssh_command(self, remote: str) -> list[str]:

@@ -8,6 +8,9 @@ restart → caps back → uninstall → suite --state=absent → snapshot equal.
 
 The snapshots are taken from this machine through the container's /proc/<pid 1>/root
 (tests/hostsnap.py with a root path): the host has no python3 to run hostsnap itself.
+
+The SysV init and OpenRC hosts without Python run the file too (their lifecycle is hostagent's
+lifecycle tests' to check).
 """
 from __future__ import annotations
 
@@ -19,19 +22,23 @@ pytestmark = [pytest.mark.nspawn, pytest.mark.slow, pytest.mark.root]
 
 
 @pytest.fixture(scope="module")
-def host(single_file):
+def host(request, single_file):
+    """A host of the init the test is parametrized with (indirect)."""
     from tests.images.nspawn import nspawn_host
 
-    with nspawn_host(wheelhouse=False, single_file=single_file, python=False, ssh=True, hostsnap=False) as h:
+    with nspawn_host(request.param, wheelhouse=False, single_file=single_file, python=False, ssh=True, hostsnap=False) as h:
         yield h
 
 
+@pytest.mark.parametrize("host", ["sysvinit", "openrc", "systemd"], indirect=True)
 def test_the_host_has_no_python(host):
     r = host.run("command -v python3 python3.11 python; ls /usr/bin/python* /usr/lib/python3*; "
                  "dpkg -l 'python3*' 2>/dev/null | grep ^ii")
     assert r.stdout.strip() == "", r.stdout
+    assert host.run("hostagent --version").check().stdout.startswith("hostagent ")
 
 
+@pytest.mark.parametrize("host", ["systemd"], indirect=True)
 def test_single_file_lifecycle_without_python(host, tmp_path):
     assert host.run("hostagent --version").check().stdout.startswith("hostagent ")
 

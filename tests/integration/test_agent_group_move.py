@@ -122,16 +122,18 @@ def test_a_move_the_server_never_reports_is_undone(srv: FakeGroupServer, monkeyp
 
 def test_the_plan_ends_with_the_move(srv: FakeGroupServer) -> None:
     from hostagent import facts, options, planner
+    from hostagent.host import Host, using
 
     target = srv.add_group("edge")
     opts = options.build({"controller_ips": ["127.0.0.1"], "server": srv.url, "agent_group": "edge"})
-    host = facts.gather()
-    resolved = planner.Resolved(("cap_net_raw",), None, target["SHORT_UUID"], "deepflow", (), target["LCUUID"])
-    steps = planner.plan(opts, host, resolved)
+    with using(Host(init="systemd")):  # planning only: the service steps of a systemd host
+        host = facts.gather()
+        resolved = planner.Resolved(("cap_net_raw",), None, target["SHORT_UUID"], "deepflow", (), target["LCUUID"])
+        steps = planner.plan(opts, host, resolved)
+        no_server = planner.plan(options.build({"controller_ips": ["127.0.0.1"], "agent_group": target["SHORT_UUID"]}),
+                                 host, resolved)
     assert steps[-1] == membership.AgentGroupMembership(server=srv.url, group_id=target["SHORT_UUID"],
                                                         group_lcuuid=target["LCUUID"])
-    no_server = planner.plan(options.build({"controller_ips": ["127.0.0.1"], "agent_group": target["SHORT_UUID"]}),
-                             host, resolved)
     assert not any(isinstance(s, membership.AgentGroupMembership) for s in no_server)
 
 

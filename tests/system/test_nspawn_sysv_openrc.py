@@ -25,12 +25,11 @@ def host(request):
     from tests.images.nspawn import nspawn_host
 
     with nspawn_host(init=request.param) as h:
-        h.init_kind = request.param
         yield h
 
 
 def _restart(host) -> None:
-    if host.init_kind == "openrc":
+    if host.init == "openrc":
         host.run("rc-service deepflow-agent restart", timeout=60).check()
     else:  # SysV: PID 1 respawns what it loses
         host.run("pkill -x deepflow-agent").check()
@@ -47,7 +46,7 @@ def _respawned(host, old_pid: str, timeout: float = 60) -> dict:
 
 
 def test_lifecycle(host) -> None:
-    init = host.init_kind
+    init = host.init
     before = comparable(snapshot(host))
 
     rc, report, err = hostagent(host, INSTALL)

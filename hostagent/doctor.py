@@ -100,7 +100,8 @@ def examine(timeout: float = 2.0, config_path: str = paths.CONFIG_FILE) -> dict[
     manifest = manifest_mod.load()
     opts = (manifest.data.get("options") if manifest else None) or {}
     layout = cgroup_layout()
-    report: dict[str, Any] = {"installed": manifest is not None, "init": host.current().init,
+    services = host.current().services
+    report: dict[str, Any] = {"installed": manifest is not None, "init": services.kind, "sandboxed": services.sandboxed,
                               "cgroup_mode": layout.mode, "processes": [], "config": {}, "controllers": [],
                               "problems": problems}
 

@@ -211,7 +211,8 @@ def doctor(
 
 
 def print_doctor(report: dict[str, Any]) -> None:
-    print(f"cgroup mode: {report['cgroup_mode']}; installed by hostagent: {'yes' if report['installed'] else 'no'}")
+    print(f"cgroup mode: {report['cgroup_mode']}; installed by hostagent: {'yes' if report['installed'] else 'no'}; "
+          f"service manager: {report['init']}" + (" (the unit's sandbox)" if report.get("sandboxed") else " (no sandbox)"))
     for p in report["processes"]:
         print(f"agent pid {p['pid']}: uid {p['uid']} gid {p['gid']}")
         for key in ("CapEff", "CapPrm", "CapBnd"):

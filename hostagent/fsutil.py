@@ -14,7 +14,7 @@ import shutil
 import stat
 from typing import Optional
 
-from hostagent import caps
+from hostagent import caps, faults
 from hostagent.errors import SymlinkRefused
 from hostagent.facts.files import FileState, is_symlink, open_nofollow
 
@@ -65,7 +65,8 @@ def _open_dir(path: str) -> int:
         raise
 
 
-def atomic_write(path: str, data: bytes, mode: int, uid: int = 0, gid: int = 0) -> None:
+def atomic_write(path: str, data: bytes, mode: int, uid: int = 0, gid: int = 0, fault: str = "") -> None:
+    """fault: a fault point between the write and its fsync (written, not yet flushed nor renamed)."""
     parent, name = os.path.split(path)
     refuse_symlink(path)
     dir_fd = _open_dir(parent)
@@ -78,6 +79,8 @@ def atomic_write(path: str, data: bytes, mode: int, uid: int = 0, gid: int = 0) 
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
+            if fault:
+                faults.point(fault)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -102,7 +105,7 @@ def copy_file(src: str, dst: str, mode: int, uid: int, gid: int) -> None:
             data = f.read()
     finally:
         os.close(src_fd)
-    atomic_write(dst, data, mode, uid, gid)
+    atomic_write(dst, data, mode, uid, gid, fault=f"inside:copy:{dst}")
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 

@@ -6,13 +6,14 @@ the target is refused, not followed.
 """
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import re
 import secrets
 import shutil
 import stat
-from typing import Optional
+from typing import Iterable, Optional
 
 from hostagent import caps, faults
 from hostagent.errors import SymlinkRefused
@@ -49,6 +50,27 @@ def fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def sync_filesystems(dirs: Iterable[str]) -> None:
+    """syncfs(2) each filesystem holding one of dirs, once: what useradd or systemctl wrote there
+    without flushing (shadow-utils renames its files without an fsync of /etc) reaches the disk."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    seen = set()
+    for path in dirs:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            continue  # absent: nothing there to flush
+        try:
+            dev = os.fstat(fd).st_dev
+            if dev not in seen:
+                seen.add(dev)
+                if libc.syncfs(fd) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"syncfs {path}: {os.strerror(err)}")
+        finally:
+            os.close(fd)
 
 
 def refuse_symlink(path: str) -> None:

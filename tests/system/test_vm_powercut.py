@@ -22,7 +22,8 @@ to its disk but not flushed may survive (a disk whose cache drained before the c
 loses them is not modelled.
 
 Points (the ids are the engine's and steps' fault points, hostagent/faults.py): CI runs
-CI_POINTS; HOSTAGENT_VM_POWERCUT=all runs every point in POINTS (figures in the README).
+CI_POINTS; HOSTAGENT_VM_POWERCUT=all runs every point in POINTS (figures in the README), or
+HOSTAGENT_VM_POWERCUT=POINT,POINT those.
 
 Run: sudo .venv/bin/python -m pytest -m vm tests/system/test_vm_powercut.py -s
 """
@@ -60,12 +61,13 @@ POINTS = (
     ("install", f"inside:{UNIT_ID}", "systemctl enable has run (its symlink unflushed), no start yet"),
     ("install", f"applied:{UNIT_ID}", "the agent runs (enabled, started), not yet recorded"),
     ("uninstall", f"revert-after:{UNIT_ID}", "the agent stopped and disabled, recorded"),
-    ("uninstall", f"revert-before:file:{AGENT}", "mid-way: the binary about to go"),
+    ("uninstall", f"revert-before:binary:{AGENT}", "mid-way: the binary about to go"),
     ("uninstall", f"revert-after:user:{USER}", "userdel has run, recorded; the group is left"),
 )
 # A spread that fits CI's time budget: the user, the binary copy, the service start, one uninstall.
 CI_POINTS = (f"applied:user:{USER}", f"inside:copy:{AGENT}", f"inside:{UNIT_ID}", f"revert-after:user:{USER}")
-SELECTED = [p for p in POINTS if os.environ.get("HOSTAGENT_VM_POWERCUT") == "all" or p[1] in CI_POINTS]
+_CHOICE = os.environ.get("HOSTAGENT_VM_POWERCUT", "")
+SELECTED = [p for p in POINTS if _CHOICE == "all" or p[1] in (_CHOICE.split(",") if _CHOICE else CI_POINTS)]
 
 # The guest holds what nobody flushed: no periodic writeback, and ext4 commits its journal only
 # when an fsync (or an hour) asks. A run then survives a cut only through its own flushes.
@@ -173,9 +175,11 @@ def test_power_cut(prepared: Prepared, command: str, point: str, what: str) -> N
     started = time.monotonic()
     vm.boot(loadvm="ready" if command == "install" else "installed")
     frozen = _freeze_at(vm, INSTALL if command == "install" else UNINSTALL, point)
+    vm.run("echo written > /root/canary")  # never flushed: the cut must take it
     vm.power_cut()
     frozen.kill()
     vm.boot()  # a cold boot: journal replay, a new /run, no cgroup dirs
+    assert vm.run("cat /root/canary", check=False).stdout != "written\n", "the cut kept an unflushed write"
     runs = _recover(vm, prepared.before)
     TALLY["second_uninstall"] += runs == 2
     report = _json(vm.run(INSTALL, check=False, timeout=600))  # a fresh install works after it

@@ -104,6 +104,7 @@ def install(plan: list[Step], options: dict[str, Any], facts: dict[str, Any], dr
                 changed = True
                 faults.point(f"intent:{step.id}")
                 step.apply(record_now)
+                manifest_mod.flush_host()
                 faults.point(f"applied:{step.id}")  # changed, not yet recorded as done
                 manifest.put(step, record)
                 result = StepResult(step.id, step.title, "applied", planned_diff)
@@ -194,6 +195,7 @@ def uninstall(dry_run: bool = False, keep_logs: bool = False, force: bool = Fals
                 raise RunFailed(f"uninstall stopped at {step.id}: {_message(e)}", outcome) from e
             if note:
                 outcome.notes.append(note)
+            manifest_mod.flush_host()
             manifest.queue_after_revert(step, record)
             manifest.drop(step.id)
             manifest.save()
@@ -206,6 +208,7 @@ def uninstall(dry_run: bool = False, keep_logs: bool = False, force: bool = Fals
         for step, record in manifest.pending_after_revert():
             faults.point(f"after-revert:{step.id}")
             step.after_revert(record)
+            manifest_mod.flush_host()
             manifest.done_after_revert(step.id)
             manifest.save()
         manifest.remove()

@@ -288,6 +288,13 @@ def load_forced(path: str = paths.MANIFEST) -> tuple[Optional[Manifest], list[st
     return Manifest(data, path), [_unproven_note(u, str(u.get("unproven")), path) for u in unproven]
 
 
+def flush_host() -> None:
+    """Make a step's changes durable before the manifest records them: a power cut must not keep the
+    record and lose the change (or the reverse) where the manifest's fsync does not carry them (another
+    filesystem, btrfs's per-file log, a tool that renamed without flushing)."""
+    fsutil.sync_filesystems(_at(d) for d in ("/etc", *paths.WRITTEN_DIRS))
+
+
 def _hand_over_state_dir(removed: str) -> None:
     """The state dir stays for another service's manifest: that one removes it when it goes."""
     for other in paths.MANIFESTS:

@@ -6,15 +6,16 @@ the target is refused, not followed.
 """
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import re
 import secrets
 import shutil
 import stat
-from typing import Optional
+from typing import Iterable, Optional
 
-from hostagent import host
+from hostagent import faults, host
 from hostagent.errors import SymlinkRefused
 from hostagent.facts.files import FileState, is_symlink, open_nofollow
 
@@ -51,6 +52,27 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def sync_filesystems(dirs: Iterable[str]) -> None:
+    """syncfs(2) each filesystem holding one of dirs, once: what useradd or systemctl wrote there
+    without flushing (shadow-utils renames its files without an fsync of /etc) reaches the disk."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    seen = set()
+    for path in dirs:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            continue  # absent: nothing there to flush
+        try:
+            dev = os.fstat(fd).st_dev
+            if dev not in seen:
+                seen.add(dev)
+                if libc.syncfs(fd) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"syncfs {path}: {os.strerror(err)}")
+        finally:
+            os.close(fd)
+
+
 def refuse_symlink(path: str) -> None:
     if is_symlink(path):
         raise SymlinkRefused(f"{path} is a symlink; refusing to write through it")
@@ -65,8 +87,10 @@ def _open_dir(path: str) -> int:
         raise
 
 
-def atomic_write(path: str, data: bytes, mode: int, uid: Optional[int] = None, gid: Optional[int] = None) -> None:
-    """uid, gid: None keeps the writer's own (root's, in a real run)."""
+def atomic_write(path: str, data: bytes, mode: int, uid: Optional[int] = None, gid: Optional[int] = None,
+                 fault: str = "") -> None:
+    """uid, gid: None keeps the writer's own (root's, in a real run). fault: a fault point between the
+    write and its fsync (written, not yet flushed nor renamed)."""
     parent, name = os.path.split(path)
     refuse_symlink(path)
     dir_fd = _open_dir(parent)
@@ -80,6 +104,8 @@ def atomic_write(path: str, data: bytes, mode: int, uid: Optional[int] = None, g
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
+            if fault:
+                faults.point(fault)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -104,7 +130,7 @@ def copy_file(src: str, dst: str, mode: int, uid: Optional[int], gid: Optional[i
             data = f.read()
     finally:
         os.close(src_fd)
-    atomic_write(dst, data, mode, uid, gid)
+    atomic_write(dst, data, mode, uid, gid, fault=f"inside:copy:{dst}")
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 

@@ -14,6 +14,7 @@ guest on the seed disk (see vm_image.py). The serial console goes to
 """
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import socket
@@ -60,6 +61,7 @@ class VMHost:
         self._control_dir = tempfile.mkdtemp(prefix="havm-", dir="/tmp")
         self.proc: subprocess.Popen | None = None
         self.boot_seconds: list[float] = []  # boot-to-SSH for each boot, first boot included
+        self._qmp_path = os.path.join(self._control_dir, "qmp")
 
     # -------------------------------------------------------------- lifecycle
 
@@ -76,15 +78,18 @@ class VMHost:
         self.kill()
         shutil.rmtree(self._control_dir, ignore_errors=True)
 
-    def start(self) -> None:
+    def start(self, keep_disk: bool = False, loadvm: str = "") -> None:
+        """keep_disk: boot the disk as the last run left it (after a power cut), not a new overlay;
+        loadvm: resume a state that savevm() stored in it instead of booting."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         if not self.key.exists():
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "hostagent-vm-test",
                             "-f", str(self.key)], check=True)
         overlay = self.workdir / "disk.qcow2"
-        if overlay.exists():
-            overlay.unlink()
-        make_overlay(self.image, overlay)
+        if not (keep_disk or loadvm):
+            if overlay.exists():
+                overlay.unlink()
+            make_overlay(self.image, overlay)
         seed = make_seed((self.workdir / "id_ed25519.pub").read_text(), self.workdir / "seed.raw")
         self.port = _free_port()
         self._write_ssh_config()
@@ -102,7 +107,10 @@ class VMHost:
             "-device", "virtio-net-pci,netdev=net0",
             "-device", "virtio-rng-pci",
             "-serial", f"file:{self.console_log}",
+            "-qmp", f"unix:{self._qmp_path},server=on,wait=off",
         ]
+        if loadvm:
+            cmd += ["-loadvm", loadvm]
         self._qemu_log = open(self.workdir / "qemu.log", "ab")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._qemu_log,
                                      stderr=subprocess.STDOUT)
@@ -121,6 +129,52 @@ class VMHost:
         if getattr(self, "_qemu_log", None):
             self._qemu_log.close()
             self._qemu_log = None
+
+    def power_cut(self) -> None:
+        """SIGKILL qemu: the guest loses its RAM, page cache included, as in a power cut. What it
+        flushed is on the overlay: qemu hands every guest flush to the host (cache=unsafe only skips
+        the host's own fsync), and the host outlives qemu."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._close_master()
+        if getattr(self, "_qemu_log", None):
+            self._qemu_log.close()
+            self._qemu_log = None
+
+    def boot(self, loadvm: str = "") -> float:
+        """Start qemu again on the same disk (a cold boot, or resume a saved state); seconds to SSH."""
+        self.power_cut()
+        self.start(keep_disk=True, loadvm=loadvm)
+        return self.wait_for_ssh()
+
+    def monitor(self, command: str, timeout: float = 600.0) -> str:
+        """One human-monitor command over QMP (e.g. savevm NAME); returns its output."""
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(timeout)
+            sock.connect(self._qmp_path)
+            stream = sock.makefile("rwb")
+
+            def call(execute: str, **arguments) -> dict:
+                stream.write(json.dumps({"execute": execute, "arguments": arguments}).encode() + b"\n")
+                stream.flush()
+                while True:
+                    reply = json.loads(stream.readline())
+                    if "return" in reply or "error" in reply:  # skip events
+                        return reply
+
+            json.loads(stream.readline())  # the greeting
+            call("qmp_capabilities")
+            reply = call("human-monitor-command", **{"command-line": command})
+        if "error" in reply:
+            raise VMError(f"qemu monitor {command!r}: {reply['error']}")
+        return reply["return"]
+
+    def savevm(self, name: str) -> None:
+        """Store the running guest (RAM and disk) in the overlay, for boot(loadvm=name)."""
+        out = self.monitor(f"savevm {name}").strip()
+        if out:
+            raise VMError(f"savevm {name}: {out}")
 
     def poweroff(self, timeout: float = 120.0) -> None:
         """Clean shutdown from inside; falls back to kill()."""

@@ -27,6 +27,12 @@ from tests.unit.fakehost import BINARY, make_host
 CAP_XATTR = "user.hostagent.test-capability"
 
 
+@pytest.fixture(autouse=True)
+def short_settle(monkeypatch):
+    """A started service must keep running for SETTLE seconds; the fake manager's does by construction."""
+    monkeypatch.setattr("hostagent.steps.service.SETTLE", 0.01)
+
+
 @pytest.fixture
 def fake(tmp_path):
     root = tmp_path / "host"

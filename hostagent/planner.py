@@ -217,8 +217,10 @@ def service_steps(init: str, user: str, caps: tuple[str, ...], cpu_millicores: i
         if base is not None:
             # DeepFlow's package owns the unit: leave its file to dpkg/rpm, override it all in a drop-in.
             conf = dropin.dropin_path(h.services.unit(paths.SERVICE))
+            package = read_text(h.path(base))
+            defaults = dropin.limit_defaults(dropin.resets(content, package), lambda argv: h.output(argv) or "")
             return [Directory(path=h.path(os.path.dirname(conf)), mode=0o755, owner="root", group="root"),
-                    UnitDropIn(path=h.path(conf), content=dropin.render(content, read_text(h.path(base))),
+                    UnitDropIn(path=h.path(conf), content=dropin.render(content, package, defaults),
                                mode=0o644, owner="root", group="root", base=h.path(base)),
                     Service(name=paths.SERVICE, user=user, binary=h.path(paths.AGENT_BINARY))]
         definition = ServiceDefinition(path=where, content=content, mode=0o644, owner="root", group="root")

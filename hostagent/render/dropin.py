@@ -24,6 +24,7 @@ LIST_KEYS = frozenset({
     "RestartPreventExitStatus", "RestartForceExitStatus", "SuccessExitStatus",
 })
 
+RESETS_END = "# hostagent's unit:\n"
 Entry = tuple[str, str, str]  # section, key, value
 
 
@@ -57,8 +58,10 @@ def resets(ours: str, package: str) -> list[str]:
     return sorted(need)
 
 
-def render(ours: str, package: str) -> str:
-    """The drop-in: hostagent's unit `ours`, each [Service] headed by the resets `package` needs."""
+def render(ours: str, package: str, defaults: Optional[dict[str, str]] = None) -> str:
+    """The drop-in: hostagent's unit `ours`, each [Service] headed by the resets `package` needs.
+    defaults: the value that resets a key an empty assignment does not (Limit*: the manager's default)."""
+    defaults = defaults or {}
     out = [f"{MARK}: DeepFlow's package owns this unit; `hostagent uninstall` removes this drop-in.\n"]
     for line in ours.splitlines(keepends=True):
         if line.startswith(MARK):
@@ -66,8 +69,25 @@ def render(ours: str, package: str) -> str:
         out.append(line)
         if line.strip() == "[Service]":
             out.append("# Reset what DeepFlow's unit sets, so that only hostagent's settings below are in effect.\n")
-            out.extend(f"{key}=\n" for key in resets(ours, package))
+            out.extend(f"{key}={defaults.get(key, '')}\n" for key in resets(ours, package))
+            out.append(RESETS_END)
     return "".join(out)
+
+
+def limit_defaults(keys: list[str], show: Callable[[list[str]], str]) -> dict[str, str]:
+    """An empty LimitX= is ignored: its reset is the manager's DefaultLimitX (soft:hard), as
+    `systemctl show` of the manager gives it (show: argv → stdout)."""
+    limits = [k for k in keys if k.startswith("Limit")]
+    if not limits:
+        return {}
+    argv = ["systemctl", "show"] + [f"--property=Default{k}{s}" for k in limits for s in ("", "Soft")]
+    found = dict(line.split("=", 1) for line in show(argv).splitlines() if "=" in line)
+    out = {}
+    for key in limits:
+        hard, soft = found.get(f"Default{key}"), found.get(f"Default{key}Soft")
+        if hard and soft:
+            out[key] = f"{soft}:{hard}"
+    return out
 
 
 def uncovered(dropin: str, package: str) -> list[str]:
@@ -81,7 +101,7 @@ def uncovered(dropin: str, package: str) -> list[str]:
     for section, key, _ in parse(package):
         if section != "Service" or key in missing:
             continue
-        if key not in first or (key in LIST_KEYS and first[key] != ""):
+        if key not in first or (key in LIST_KEYS and first[key] != "") or (key.startswith("Limit") and first[key] == ""):
             missing.append(key)
     return missing
 

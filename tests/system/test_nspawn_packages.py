@@ -36,7 +36,7 @@ RUNTIME = re.compile(
     r"Triggers|Job|CanStart|CanStop|CanReload|CanClean|CanFreeze|Markers|Transient|Perpetual|NeedDaemonReload|"
     r"ActiveEnterTimestamp.*|.*Timestamp.*|.*Current|.*Peak|CPUUsageNSec|IP.*(Bytes|Packets)|IO.*(Bytes|Operations)|"
     r"ConditionResult|AssertResult|EffectiveCPUs|EffectiveMemoryNodes|MemoryAvailable|FreezerState|"
-    r"GuessMainPID|Slice|RequiresMountsFor|ExitType|StateChangeTimestampMonotonic)$")
+    r"GuessMainPID|WatchdogUSec|Slice|RequiresMountsFor|ExitType|StateChangeTimestampMonotonic)$")
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,8 @@ def check_merged_is_hostagents(host) -> None:
     """systemd's merged unit (package's unit + drop-in) is hostagent's unit in effect: the same
     properties as hostagent's lines alone, loaded as a unit of their own."""
     dropin = host.get(DROPIN)
-    alone = "".join(line + "\n" for line in dropin.splitlines() if not re.fullmatch(r"[A-Za-z]+=", line))
+    head, rest = dropin.split("# Reset what DeepFlow's unit sets", 1)
+    alone = head + rest.split("# hostagent's unit:\n", 1)[1]  # without the resets
     host.put("/etc/systemd/system/hostagent-alone.service", alone)
     host.run("systemctl daemon-reload").check()
     try:

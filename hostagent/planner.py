@@ -213,10 +213,10 @@ def service_steps(init: str, user: str, caps: tuple[str, ...], cpu_millicores: i
                                        mode=0o755, owner="root", group="root")
     else:
         content = unit.render(user, caps, cpu_millicores, memory_mib, cgroup)
-        base = dropin.package_unit(h.services.unit(paths.SERVICE), h.path)
+        base = dropin.package_unit(os.path.basename(where), h.path)
         if base is not None:
             # DeepFlow's package owns the unit: leave its file to dpkg/rpm, override it all in a drop-in.
-            conf = dropin.dropin_path(h.services.unit(paths.SERVICE))
+            conf = dropin.dropin_path(os.path.basename(where))
             package = read_text(h.path(base))
             defaults = dropin.limit_defaults(dropin.resets(content, package), lambda argv: h.output(argv) or "")
             return [Directory(path=h.path(os.path.dirname(conf)), mode=0o755, owner="root", group="root"),

@@ -7,8 +7,8 @@ from typing import Any, Optional
 
 from hostagent import host
 from hostagent import manifest as manifest_mod
-from hostagent.facts.files import lstat_or_none
 from hostagent.errors import HostagentError
+from hostagent.facts.files import lstat_or_none
 from hostagent.host import paths
 from hostagent.steps import Record, Step
 

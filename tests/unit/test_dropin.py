@@ -13,9 +13,9 @@ from hostagent.facts.cgroups import CgroupLayout
 from hostagent.host import using
 from hostagent.render import dropin, unit
 from hostagent.steps import from_dict
+from hostagent.steps.dropin import UnitDropIn
 from hostagent.steps.files import Directory
 from hostagent.steps.service import Service
-from hostagent.steps.dropin import UnitDropIn
 from tests.fixtures.deepflow_packages import UNIT as DEEPFLOW_UNIT
 from tests.unit.fakehost import make_host
 from tests.unit.test_engine_steps import apply, tree

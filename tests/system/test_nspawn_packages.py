@@ -143,6 +143,8 @@ def test_deb_take_over_upgrade_reboot_uninstall_remove(deb_host) -> None:
 
     take_over(host, "/etc/systemd/system/deepflow-agent.service")
     check_merged_is_hostagents(host)
+    rc, report, _ = hostagent(host, TAKE_OVER)
+    assert (rc, report["changed"]) == (0, False), report["steps"]
     rc, report, _ = hostagent(host, "hostagent status --json")
     assert rc == 0 and not report["data"]["drift"], report
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,8 @@ from hostagent.steps.dropin import UnitDropIn
 from hostagent.steps.files import Directory
 from hostagent.steps.service import Service
 from tests.fixtures.deepflow_packages import UNIT as DEEPFLOW_UNIT
-from tests.unit.fakehost import make_host
-from tests.unit.test_engine_steps import apply, tree
+from tests.unit.fakehost import Unit, make_host
+from tests.unit.test_engine_steps import agent_plan, apply, tree  # noqa: F401 (a fixture)
 
 OURS = unit.render("deepflow", ("cap_net_raw", "cap_sys_admin"), 1000, 768, CgroupLayout("v2", None, None, ()))
 
@@ -104,3 +105,34 @@ def test_preflight_accepts_hostagents_own_drop_in_only(fake) -> None:
     with pytest.raises(InputError, match=r"override\.conf"):
         planner.check_service_paths("systemd", "deepflow-agent")
     os.unlink(d / "override.conf")
+
+
+def test_a_package_upgrade_of_the_binary_is_a_note_and_uninstall_leaves_the_packages_files(fake, agent_plan) -> None:
+    from hostagent import engine
+    from hostagent.status import status
+
+    root, runner = fake
+    (root / "etc/systemd/system/deepflow-agent.service").write_text(DEEPFLOW_UNIT)
+    binary = root / "usr/sbin/deepflow-agent"
+    shutil.copy2("/bin/sleep", binary)
+    os.chmod(binary, 0o755)
+    runner.units["deepflow-agent.service"] = Unit(enabled=True)  # the package's service, enabled
+    before = tree(root)
+    engine.install(agent_plan(agent_binary=str(binary)), {"user": "deepflow"}, {})
+    assert (root / "etc/systemd/system/deepflow-agent.service.d/hostagent.conf").exists()
+    assert status()["drift"] == [] and status()["notes"] == []
+
+    # dpkg -i of the next release: a new file, the package's owner and mode, no capabilities.
+    os.unlink(binary)
+    shutil.copy2("/bin/sleep", binary)
+    os.chmod(binary, 0o755)
+    os.utime(binary, (1706745600, 1706745600))
+    found = status()
+    assert found["drift"] == [], found["drift"]
+    assert any("replaced /usr/sbin/deepflow-agent since install" in n for n in found["notes"]), found["notes"]
+
+    engine.uninstall()
+    after = tree(root)
+    assert after.pop("usr/sbin/deepflow-agent")[:3] == before.pop("usr/sbin/deepflow-agent")[:3]  # type, 0755, owner
+    assert after == before
+    assert runner.units["deepflow-agent.service"].enabled

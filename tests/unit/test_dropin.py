@@ -107,7 +107,7 @@ def test_preflight_accepts_hostagents_own_drop_in_only(fake) -> None:
     os.unlink(d / "override.conf")
 
 
-def test_a_package_upgrade_of_the_binary_is_a_note_and_uninstall_leaves_the_packages_files(fake, agent_plan) -> None:
+def test_a_package_upgrade_of_the_binary_is_a_note_and_uninstall_leaves_the_packages_files(fake, agent_plan) -> None:  # noqa: F811
     from hostagent import engine
     from hostagent.status import status
 

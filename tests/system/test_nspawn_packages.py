@@ -2,7 +2,8 @@
 
 The packages are stand-ins built from DeepFlow's packaging files (tests/fixtures/deepflow_packages.py,
 the agent double as the binary): the .deb owns /etc/systemd/system/deepflow-agent.service, the .rpm
-(installed with Debian's rpm) /lib/systemd/system/deepflow-agent.service.
+(installed with Debian's rpm, test_nspawn_packages_rpm.py: one booted host per module, as the nspawn
+hosts take a lock) /lib/systemd/system/deepflow-agent.service.
 
 package installs and starts the agent as root → `hostagent install` takes it over (a drop-in over the
 package's unit) → the next release (`dpkg -i` / `rpm -U`) → restart / reboot → still the user, the
@@ -11,7 +12,6 @@ as before → the package is removable; and the package removed while hostagent 
 """
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
 
@@ -40,33 +40,13 @@ RUNTIME = re.compile(
 
 
 @pytest.fixture(scope="module")
-def packages():
-    from tests.fixtures.deepflow_packages import build_deb, build_rpm
-
-    return {"deb": [build_deb(v) for v in ("1.0", "1.1")], "rpm": [build_rpm(v) for v in ("1.0", "1.1")]}
-
-
-@pytest.fixture(scope="module")
-def deb_host(packages):
+def deb_host():
+    from tests.fixtures.deepflow_packages import VERSIONS, build_deb
     from tests.images.nspawn import nspawn_host
 
     with nspawn_host(double=False) as h:
-        for i, path in enumerate(packages["deb"]):
+        for i, path in enumerate(build_deb(v) for v in VERSIONS):
             h.put(f"/root/deepflow-agent-{i}.deb", path.read_bytes())
-        yield h
-
-
-@pytest.fixture(scope="module")
-def rpm_host(packages):
-    from tests.images.nspawn import NSPAWN_RECIPE, NspawnHost, missing_requirement
-
-    reason = missing_requirement()
-    if reason:
-        pytest.skip(reason)
-    recipe = dataclasses.replace(NSPAWN_RECIPE, name="nspawn-rpm", packages=NSPAWN_RECIPE.packages + ("rpm",))
-    with NspawnHost(recipe) as h:
-        for i, path in enumerate(packages["rpm"]):
-            h.put(f"/root/deepflow-agent-{i}.rpm", path.read_bytes())
         yield h
 
 
@@ -194,34 +174,3 @@ def test_deb_removed_while_managed(deb_host) -> None:
     assert (rc, report["ok"]) == (0, True), (report, err)
     assert host.run(f"test -e {DROPIN_DIR} || test -e {AGENT} || test -e /var/lib/hostagent/manifest.json").rc != 0
     assert agent_uids(host) == [] and host.run("systemctl list-unit-files deepflow-agent.service").rc != 0
-
-
-def test_rpm_take_over_upgrade_uninstall_remove(rpm_host) -> None:
-    host = rpm_host
-    rpm = "rpm --force-debian --nodeps"
-    host.run(f"{rpm} -i /root/deepflow-agent-0.rpm && systemctl enable --now deepflow-agent").check()
-    wait_root_agent(host)
-    before = service_state(host)
-
-    take_over(host, "/lib/systemd/system/deepflow-agent.service")
-    check_merged_is_hostagents(host)
-
-    # %post: daemon-reload + try-restart: the agent comes back by itself, hostagent's.
-    host.run(f"{rpm} -U /root/deepflow-agent-1.rpm").check()
-    assert host.run(f"tail -c 20 {AGENT}").stdout.strip().endswith("1.1")
-    check_hostagents(host)
-    rc, report, _ = hostagent(host, "hostagent status --json")
-    assert rc == 0 and not report["data"]["drift"], report
-    host.run("systemctl restart deepflow-agent").check()
-    check_hostagents(host)
-
-    rc, report, err = hostagent(host, UNINSTALL)
-    assert (rc, report["ok"]) == (0, True), (report, err)
-    verify = host.run("rpm -V deepflow-agent")
-    assert (verify.rc, verify.stdout) == (0, ""), verify
-    assert service_state(host) == before
-    wait_root_agent(host)
-
-    # %preun on removal: stop and disable.
-    host.run("rpm -e --nodeps deepflow-agent").check()
-    assert agent_uids(host) == [] and host.run(f"test -e {AGENT}").rc != 0

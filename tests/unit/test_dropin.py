@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,23 @@ def test_a_package_upgrade_of_the_binary_is_a_note_and_uninstall_leaves_the_pack
     assert after.pop("usr/sbin/deepflow-agent")[:3] == before.pop("usr/sbin/deepflow-agent")[:3]  # type, 0755, owner
     assert after == before
     assert runner.units["deepflow-agent.service"].enabled
+
+
+def test_doctor_flags_an_agent_not_on_hostagents_config() -> None:
+    import subprocess
+
+    import psutil
+
+    from hostagent.doctor import _config_problem
+    from hostagent.host import paths
+
+    sleep = [sys.executable, "-c", "import time; time.sleep(30)"]
+    procs = [subprocess.Popen(argv) for argv in (sleep, sleep + ["-f", paths.CONFIG_FILE])]
+    try:
+        packaged, ours = (psutil.Process(p.pid) for p in procs)
+        assert "not on hostagent's config" in _config_problem(packaged, paths.CONFIG_FILE)[0]
+        assert ours.cmdline()[-2:] == ["-f", paths.CONFIG_FILE] and _config_problem(ours, paths.CONFIG_FILE) == []
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()

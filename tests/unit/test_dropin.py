@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -151,7 +152,11 @@ def test_doctor_flags_an_agent_not_on_hostagents_config() -> None:
     procs = [subprocess.Popen(argv) for argv in (sleep, sleep + ["-f", paths.CONFIG_FILE])]
     try:
         packaged, ours = (psutil.Process(p.pid) for p in procs)
-        assert "not on hostagent's config" in _config_problem(packaged, paths.CONFIG_FILE)[0]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (packaged.cmdline()[-1:] == sleep[-1:] and ours.cmdline()[-1:] == [paths.CONFIG_FILE]):
+            time.sleep(0.05)  # exec'd (a loaded machine)
+        problems = _config_problem(packaged, paths.CONFIG_FILE)
+        assert problems and "not on hostagent's config" in problems[0], (problems, packaged.cmdline())
         assert ours.cmdline()[-2:] == ["-f", paths.CONFIG_FILE] and _config_problem(ours, paths.CONFIG_FILE) == []
     finally:
         for p in procs:

@@ -26,15 +26,23 @@ def _problems(step: Step, record: Record) -> list[str]:
 
 
 def owning_package(path: str) -> Optional[str]:
-    """The dpkg or rpm package that owns a host path, if any."""
+    """The dpkg or rpm package whose own content is at a host path now (its digest verifies), if any:
+    not the package when something else (the agent's own upgrade) replaced the file since."""
     h = host.current()
     if not h.local:
         return None  # a test's temp root: the package databases are this machine's
-    for argv in (["dpkg-query", "-S", path], ["rpm", "-qf", "--qf", "%{NAME}", path]):
-        if shutil.which(argv[0]):
-            out = (h.output(argv) or "").strip()
-            if out:
-                return out.split(":", 1)[0] if argv[0] == "dpkg-query" else out
+    for query, verify in ((["dpkg-query", "-S", path], ["dpkg", "--verify"]),
+                          (["rpm", "-qf", "--qf", "%{NAME}", path], ["rpm", "-V", "--nodeps"])):
+        if not shutil.which(query[0]):
+            continue
+        out = (h.output(query) or "").strip()
+        package = out.split(":", 1)[0] if query[0] == "dpkg-query" else out
+        if not package:
+            continue
+        # Both list changed files as "<flags> [c] <path>"; a 5 in the flags: the digest differs.
+        report = h.run(verify + [package], timeout=60, check=False).stdout
+        changed = any(line.split()[-1] == path and "5" in line.split()[0] for line in report.splitlines() if line.split())
+        return None if changed else package
     return None
 
 
@@ -49,8 +57,9 @@ def _binary_replaced(step: Step, record: Record) -> Optional[str]:
     h = host.current()
     shown = step.path if h.local else step.path[len(h.root):]  # type: ignore[attr-defined]
     package = owning_package(shown)
-    who = f"DeepFlow's package ({package})" if package else "something other than hostagent (a package upgrade?)"
-    return f"{who} replaced {shown} since install: its owner, mode and capabilities are restored at each start of the agent"
+    what = f"DeepFlow's package ({package}) replaced {shown} since install (a package upgrade)" if package else \
+        f"{shown} was replaced since install (an upgrade)"
+    return f"{what}: its owner, mode and capabilities are restored at each start of the agent"
 
 
 def status(path: str = paths.MANIFEST) -> dict[str, Any]:

@@ -54,6 +54,8 @@ def test_rpm_take_over_upgrade_uninstall_remove(rpm_host) -> None:
     check_hostagents(host)
     rc, report, _ = hostagent(host, "hostagent status --json")
     assert rc == 0 and not report["data"]["drift"], report
+    assert any(n.startswith("DeepFlow's package (deepflow-agent) replaced /usr/sbin/deepflow-agent")
+               for n in report["data"]["notes"]), report["data"]["notes"]
     host.run("systemctl restart deepflow-agent").check()
     check_hostagents(host)
 

@@ -131,7 +131,7 @@ def test_a_package_upgrade_of_the_binary_is_a_note_and_uninstall_leaves_the_pack
     os.utime(binary, (1706745600, 1706745600))
     found = status()
     assert found["drift"] == [], found["drift"]
-    assert any("replaced /usr/sbin/deepflow-agent since install" in n for n in found["notes"]), found["notes"]
+    assert any("/usr/sbin/deepflow-agent was replaced since install" in n for n in found["notes"]), found["notes"]
 
     engine.uninstall()
     after = tree(root)

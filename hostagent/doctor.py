@@ -47,6 +47,21 @@ def _installed_caps(manifest: Optional[manifest_mod.Manifest]) -> Optional[int]:
     return None
 
 
+def _config_problem(proc: Any, config_path: str) -> list[str]:
+    """An agent started without hostagent's -f runs on DeepFlow's default /etc/deepflow-agent.yaml (the
+    package's unit in force instead of hostagent's)."""
+    import psutil
+
+    try:
+        argv = proc.cmdline()
+    except psutil.Error:
+        return []
+    if "-f" in argv[:-1] and argv[argv.index("-f") + 1] == config_path:
+        return []
+    return [f"pid {proc.pid} runs `{' '.join(argv)}`, not on hostagent's config (-f {config_path}): "
+            "is DeepFlow's package unit in force instead of hostagent's?"]
+
+
 def limits_report(layout: CgroupLayout, opts: dict[str, Any], timeout: float) -> tuple[dict[str, Any], list[str]]:
     """The limits in force in the agent's cgroup, install's initial ones and, when the server is known,
     the group's global.limits (which the agent applies once it has its config) and whether they agree."""
@@ -137,6 +152,8 @@ def examine(timeout: float = 2.0, config_path: str = paths.CONFIG_FILE) -> dict[
                 if pc.get(key) != want_caps:
                     problems.append(f"pid {proc.pid} {key} is {','.join(caps.names_of(pc.get(key, 0))) or 'empty'}, "
                                     f"want {','.join(caps.names_of(want_caps))}")
+        if manifest is not None:
+            problems.extend(_config_problem(proc, config_path))
         in_agent_cgroup = any(line.endswith("/" + paths.CGROUP_NAME) for line in cg_lines)
         if not in_agent_cgroup:
             problems.append(f"pid {proc.pid} is not in a {paths.CGROUP_NAME} cgroup (limits not enforced by cgroups)")
@@ -167,8 +184,8 @@ def examine(timeout: float = 2.0, config_path: str = paths.CONFIG_FILE) -> dict[
     if manifest is not None:
         report["limits"], limit_problems = limits_report(layout, opts, timeout)
         problems.extend(limit_problems)
-        drift = status()["drift"]
-        report["drift"] = drift
-        problems.extend(drift)
+        found = status()
+        report["drift"], report["notes"] = found["drift"], found["notes"]
+        problems.extend(found["drift"])
     return report
 

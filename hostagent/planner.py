@@ -16,10 +16,11 @@ from hostagent.facts.files import lstat_or_none
 from hostagent.host import current as current_host
 from hostagent.host import paths
 from hostagent.options import InstallOptions
-from hostagent.render import agentconfig, unit
+from hostagent.render import agentconfig, dropin, unit
 from hostagent.steps import Step
 from hostagent.steps.accounts import Group, User
 from hostagent.steps.cgroup import AgentCgroups
+from hostagent.steps.dropin import UnitDropIn
 from hostagent.steps.files import Binary, Directory, File, FileCaps, ServiceDefinition
 from hostagent.steps.server import AgentGroupMembership
 from hostagent.steps.service import InittabLine, Service
@@ -108,8 +109,9 @@ def check_service_paths(init: str, service: str) -> None:
         raise InputError(f"{definition} exists and is not a regular file (symlink?); refusing to replace it")
     if init == "systemd":
         dropins = h.path(definition + ".d")
-        if os.path.isdir(dropins) and os.listdir(dropins):
-            raise InputError(f"{definition}.d holds drop-ins ({', '.join(sorted(os.listdir(dropins)))}) that systemd "
+        others = sorted(set(os.listdir(dropins)) - {dropin.NAME}) if os.path.isdir(dropins) else []
+        if others:
+            raise InputError(f"{definition}.d holds drop-ins ({', '.join(others)}) that systemd "
                              "would merge into hostagent's unit; move them away first")
 
 
@@ -212,9 +214,24 @@ def service_steps(init: str, user: str, caps: tuple[str, ...], cpu_millicores: i
         definition = [ServiceDefinition(path=where, content=unit.render_openrc(user, caps, cpu_millicores, memory_mib),
                                         mode=0o755, owner="root", group="root")]
     else:
-        definition = [ServiceDefinition(path=where, content=unit.render(user, caps, cpu_millicores, memory_mib, cgroup),
-                                        mode=0o644, owner="root", group="root")]
+        content = unit.render(user, caps, cpu_millicores, memory_mib, cgroup)
+        base = dropin.package_unit(os.path.basename(where), h.path)
+        if base is not None:
+            # DeepFlow's package owns the unit: leave its file to dpkg/rpm, override it all in a drop-in.
+            conf = dropin.dropin_path(os.path.basename(where))
+            package = read_text(h.path(base))
+            defaults = dropin.limit_defaults(dropin.resets(content, package), lambda argv: h.output(argv) or "")
+            return [Directory(path=h.path(os.path.dirname(conf)), mode=0o755, owner="root", group="root"),
+                    UnitDropIn(path=h.path(conf), content=dropin.render(content, package, defaults),
+                               mode=0o644, owner="root", group="root", base=h.path(base)),
+                    Service(name=paths.SERVICE, user=user, binary=h.path(paths.AGENT_BINARY))]
+        definition = [ServiceDefinition(path=where, content=content, mode=0o644, owner="root", group="root")]
     return [*definition, Service(name=paths.SERVICE, user=user, binary=h.path(paths.AGENT_BINARY))]
+
+
+def read_text(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()
 
 
 def plan(opts: InstallOptions, host: HostFacts, r: Resolved) -> list[Step]:

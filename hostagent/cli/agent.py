@@ -190,6 +190,8 @@ def print_status(r: Report, what: str = "") -> None:
         print(f"[{'ok' if s['ok'] else 'DRIFT':>5}] {s['title']}")
         for p in s["problems"]:
             print(f"        {p}")
+        for n in s.get("notes", []):
+            print(f"        note: {n}")
 
 
 def doctor(
@@ -233,6 +235,8 @@ def print_doctor(report: dict[str, Any]) -> None:
     print(f"config {cfg.get('path')}: {state}")
     for c in report["controllers"]:
         print(f"controller {c['ip']}:{c['port']}: {'reachable' if c['reachable'] else 'NOT reachable: ' + str(c['error'])}")
+    for note in report.get("notes") or []:
+        print(f"note: {note}")
     if report["problems"]:
         print("problems:")
         for problem in report["problems"]:

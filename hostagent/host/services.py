@@ -15,7 +15,7 @@ from typing import Any, ClassVar, NamedTuple, Optional
 from hostagent.errors import StepError
 from hostagent.host import Host, paths
 
-SHOW_PROPERTIES = "ActiveState,SubState,UnitFileState,MainPID,NRestarts,Result"
+SHOW_PROPERTIES = "ActiveState,SubState,UnitFileState,MainPID,NRestarts,Result,LoadState"
 STOP_TIMEOUT = 15.0
 
 

@@ -95,8 +95,16 @@ class Service(Step):
         raise StepError(f"{self.name} did not come up running as {self.user} ({state.detail})"
                         + (f"\n--- {manager.log_title} ---\n{excerpt}" if excerpt else ""))
 
+    def _gone(self) -> bool:
+        """Its unit went with the package that owned it (removed while hostagent managed the agent):
+        nothing is left to stop, disable, enable or start."""
+        properties = getattr(self._manager, "properties", None)
+        return properties is not None and properties(self.name).get("LoadState") == "not-found"
+
     def revert(self, record: Record) -> None:
         manager = self._manager
+        if self._gone():
+            return
         manager.stop(self.name)
         if not record.get("was_enabled"):
             manager.disable(self.name)
@@ -105,6 +113,8 @@ class Service(Step):
     def after_revert(self, record: Record) -> None:
         # Put back a service that was running before we touched it (e.g. a packaged root agent).
         manager = self._manager
+        if self._gone():
+            return
         if record.get("was_enabled"):
             manager.enable(self.name)
         if record.get("was_active"):

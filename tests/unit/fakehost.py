@@ -81,6 +81,8 @@ class RecordingRunner:
     # systemd ------------------------------------------------------------------------------
     def _systemctl(self, args: list[str]) -> str:
         verb, name = args[0], next((a for a in args[1:] if not a.startswith("-")), "")
+        if verb == "show" and not name:  # the manager's own properties (a Debian 12 host's defaults)
+            return "DefaultLimitCORE=infinity\nDefaultLimitCORESoft=0\n"
         unit = self.units.setdefault(name, Unit())
         if verb == "show":
             return (f"ActiveState={'active' if unit.active else 'inactive'}\nSubState={'running' if unit.active else 'dead'}\n"

@@ -58,7 +58,8 @@ def test_uninstall_and_status_without_manifest(root) -> None:
     obj = json.loads(proc.stdout)
     assert proc.returncode == 0 and obj["changed"] is False and "nothing to uninstall" in obj["notes"][0]
     proc = hostagent("status", "--json")
-    assert proc.returncode == 0 and json.loads(proc.stdout)["data"] == {"installed": False, "drift": [], "steps": []}
+    assert proc.returncode == 0 and json.loads(proc.stdout)["data"] == {"installed": False, "drift": [], "notes": [],
+                                                                   "steps": []}
 
 
 ENVELOPE = {"command", "ok", "changed", "dry_run", "steps", "notes", "error", "exit_code", "data"}

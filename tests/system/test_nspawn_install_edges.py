@@ -104,7 +104,7 @@ def test_status_reports_drift_and_a_rerun_repairs_it(host, unchanged) -> None:
     rc, report, _ = hostagent(host, INSTALL)
     fixed = {s["id"] for s in report["steps"] if s["status"] == "applied"}
     assert {"file:/etc/deepflow-agent/deepflow-agent.yaml", "caps:/usr/sbin/deepflow-agent",
-            "service:deepflow-agent.service"} == fixed
+            "service:deepflow-agent"} == fixed
     rc, status, _ = hostagent(host, "hostagent status --json")
     assert rc == 0 and status["data"]["drift"] == []
     rc, doctor, _ = hostagent(host, "hostagent doctor --json --timeout 0.5")
@@ -118,8 +118,8 @@ def test_changed_limits_change_only_what_differs(host, unchanged) -> None:
     applied = [s["id"] for s in report["steps"] if s["status"] == "applied"]
     # The cgroup dirs exist, so their limits are the agent's (from its group config): install leaves
     # them alone; the new initial limits reach the launcher through the unit.
-    assert applied == ["caps:/usr/sbin/deepflow-agent", "file:/etc/systemd/system/deepflow-agent.service",
-                       "service:deepflow-agent.service"]
+    assert applied == ["caps:/usr/sbin/deepflow-agent", "service-definition:/etc/systemd/system/deepflow-agent.service",
+                       "service:deepflow-agent"]
     rc, status, _ = hostagent(host, "hostagent status --json")
     assert rc == 0 and status["data"]["drift"] == []
     pid = host.run("systemctl show -p MainPID --value deepflow-agent").check().stdout.strip()

@@ -48,7 +48,7 @@ pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 USER = "deepflow"
-UNIT_ID = "service:deepflow-agent.service"
+UNIT_ID = "service:deepflow-agent"
 INSTALL = f"{HOSTAGENT} install --agent-binary /root/deepflow-agent --controller-ip 127.0.0.1 --yes --json"
 UNINSTALL = f"{HOSTAGENT} uninstall --yes --json"
 
@@ -57,7 +57,7 @@ POINTS = (
     ("install", f"applied:user:{USER}", "useradd has run; its step is still 'applying'"),
     ("install", f"inside:copy:{AGENT}", "the binary written to its temp file, not flushed nor renamed"),
     ("install", f"applied:caps:{AGENT}", "file capabilities set, not yet recorded"),
-    ("install", "after:file:/etc/systemd/system/deepflow-agent.service", "the unit written, daemon-reloaded, recorded"),
+    ("install", "after:service-definition:/etc/systemd/system/deepflow-agent.service", "the unit written, daemon-reloaded, recorded"),
     ("install", f"inside:{UNIT_ID}", "systemctl enable has run (its symlink unflushed), no start yet"),
     ("install", f"applied:{UNIT_ID}", "the agent runs (enabled, started), not yet recorded"),
     ("uninstall", f"revert-after:{UNIT_ID}", "the agent stopped and disabled, recorded"),

@@ -19,7 +19,7 @@ import ctypes
 import os
 import stat
 import sys
-from typing import Optional
+from typing import Mapping, Optional
 
 from hostagent import agentcgroups, caps, host
 from hostagent.errors import HostagentError
@@ -168,11 +168,11 @@ def _close_inherited_fds() -> None:
 
 # Never passed to the agent: IN_CONTAINER would make it skip its cgroups; the rest is the single file's
 # bundle (PyInstaller's loader state, its Python's settings).
-DROPPED_ENV = ("IN_CONTAINER", "LD_LIBRARY_PATH_ORIG")
+DROPPED_ENV = ("IN_CONTAINER", "LD_LIBRARY_PATH_ORIG", "HOSTAGENT_UNPACKED")
 DROPPED_ENV_PREFIXES = ("_PYI", "_MEI", "PYTHON")
 
 
-def agent_env(environ: "os._Environ[str] | dict[str, str]", frozen: bool) -> dict[str, str]:
+def agent_env(environ: Mapping[str, str], frozen: bool) -> dict[str, str]:
     """The agent's environment: the init's, without what the single file added (its LD_LIBRARY_PATH names
     the bundled glibc, which every program the agent runs would load), and with K8S_WATCH_POLICY
     =watch-disabled: the server elects the first agent of a cluster that does not say so as its
@@ -195,14 +195,32 @@ def run_agent(user: str, cap_spec: str, cpu_millicores: int, memory_mib: int, ar
     cap_names = caps.resolve(cap_spec, kernel_version())
     agentcgroups.join(cgroup_layout(), os.getpid())
     env = agent_env(os.environ, frozen=getattr(sys, "frozen", False))
-    drop_privileges(account.uid, account.gid, cap_names)
     import prctl
+
+    _remove_own_copy()  # as root (the dir is root's), with every module this start needs imported
+    drop_privileges(account.uid, account.gid, cap_names)
 
     # What the unit's NoNewPrivileges= gives, under any init: nothing the agent execs gains privileges.
     prctl.set_no_new_privs(True)
     log(f"running {argv[0]} as {user} with {','.join(cap_names)}")
     _close_inherited_fds()
     os.execve(argv[0], argv, env)
+
+
+def _remove_own_copy() -> None:
+    """The single file unpacked a private copy for this start (it could not use its cache) and named it:
+    nothing is imported from it any more, so it goes now rather than stay in /tmp at every start. Only
+    the dir this process runs from."""
+    where = os.environ.get("HOSTAGENT_UNPACKED")
+    if not where or not getattr(sys, "frozen", False):
+        return
+    import shutil
+
+    try:
+        if os.path.samefile(os.path.join(where, "hostagent"), "/proc/self/exe"):
+            shutil.rmtree(where)
+    except OSError:
+        pass
 
 
 def cleanup() -> None:

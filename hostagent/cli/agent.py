@@ -232,6 +232,9 @@ def print_doctor(report: dict[str, Any]) -> None:
         if lim.get("group") is not None:
             verdict = "agree" if lim["agree"] else "DIFFER"
             print(f"group {lim.get('group_id') or '?'} global.limits: {show(lim['group'])} ({verdict})")
+    upgrade = report.get("remote_upgrade")
+    if upgrade:
+        print(f"remote upgrade: {upgrade['mode']}: {upgrade['says']}")
     cfg = report["config"]
     state = "parses" if cfg.get("parses") else ("missing" if cfg.get("error") == "No such file or directory" else "DOES NOT PARSE")
     print(f"config {cfg.get('path')}: {state}")

@@ -82,12 +82,30 @@ def assert_clean_env(status_: dict) -> None:
     assert status_["child_libc"].startswith(("/usr/lib/", "/lib/")), status_["child_libc"]
 
 
+def restarts_without_cache(host, times: int = 2) -> list[str]:
+    """Restart the agent with the single file's cache made untrusted (group-writable), so each start
+    unpacks privately; returns the unpacked copies left in /tmp (the host's and the unit's private one)."""
+    host.run("chmod g+w /var/cache/hostagent").check()
+    try:
+        for _ in range(times):
+            host.run("systemctl restart deepflow-agent").check()
+            check_double(host, wait_agent(host))
+        return host.run("find /tmp /var/tmp -maxdepth 4 -name 'hostagent-*'").stdout.split()
+    finally:
+        host.run("chmod g-w /var/cache/hostagent").check()
+
+
 def test_hostagent_upgrade_from_the_previous_release(host, single_file):
     before = snap(host)
     rc, report, err = hostagent(host, INSTALL)
     assert (rc, report["ok"]) == (0, True), (report, err)
+    # What this change fixes, seen on the previous release: a copy of the file left per start.
+    left = restarts_without_cache(host)
+    assert left, "v0.1.0 left no unpacked copy in /tmp: this test cannot see the fix"
+    host.run("rm -rf " + " ".join(left)).check()
     first = wait_agent(host)
     check_double(host, first)
+    print(f"\nv0.1.0's agent: env {first['env']}, a child's libc {first['child_libc']}, left in /tmp {left}")
     old_manifest = json.loads(host.get("/var/lib/hostagent/manifest.json"))
 
     replace_hostagent(host, single_file)
@@ -200,15 +218,7 @@ def test_no_unpacked_copy_stays_in_tmp(host):
     """The cache made untrusted (group-writable): each start unpacks privately, and cleans up."""
     rc, report, err = hostagent(host, INSTALL)
     assert (rc, report["ok"]) == (0, True), (report, err)
-    host.run("chmod g+w /var/cache/hostagent").check()
-    try:
-        for _ in range(3):
-            host.run("systemctl restart deepflow-agent").check()
-            check_double(host, wait_agent(host))
-        left = host.run("find /tmp /var/tmp -maxdepth 4 -name 'hostagent-*'").stdout.split()
-        assert left == [], left
-        assert_clean_env(json.loads(host.get(DOUBLE_STATUS)))
-    finally:
-        host.run("chmod g-w /var/cache/hostagent").check()
+    assert restarts_without_cache(host, times=3) == []
+    assert_clean_env(json.loads(host.get(DOUBLE_STATUS)))
     rc, report, err = hostagent(host, UNINSTALL)
     assert (rc, report["ok"]) == (0, True), (report, err)

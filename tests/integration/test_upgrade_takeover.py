@@ -5,6 +5,7 @@ other thing planted there stops the start and is left exactly as it was."""
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import stat
 import subprocess
@@ -31,13 +32,11 @@ def upgrade_dir():
     shutil.chown(d, "root", USER)
     d.chmod(0o770)  # as install makes /var/lib/deepflow-agent
     try:
-        import pwd
-
         account = pwd.getpwnam(USER)
         yield d, account.pw_uid, account.pw_gid
     finally:
         shutil.rmtree(work)
-        subprocess.run(["userdel", "--force", USER], capture_output=True)
+        subprocess.run(["userdel", "--force", USER], check=False, capture_output=True)
 
 
 def _state(path: Path) -> tuple:

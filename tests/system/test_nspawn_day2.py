@@ -13,6 +13,7 @@
    keeps running, doctor says deny.
 4. A single file that cannot use its cache leaves no unpacked copy in /tmp, however often the agent
    restarts.
+5. hostagent's own upgrade by its .deb: the previous release's package, then this one's.
 """
 from __future__ import annotations
 
@@ -52,9 +53,10 @@ def host(old_file, single_file):
 
 
 def snap(host) -> dict:
-    """The host, without hostagent's own file (the test replaces it) and its unpacked cache."""
+    """The host, without hostagent's own file (the test replaces it) and dpkg's own records."""
     s = comparable(host.snapshot())
-    return dict(s, files={p: e for p, e in s["files"].items() if p != HOSTAGENT})
+    return dict(s, files={p: e for p, e in s["files"].items()
+                          if p != HOSTAGENT and not p.startswith(("/var/lib/dpkg/", "/usr/share/doc/hostagent"))})
 
 
 def status(host) -> dict:
@@ -222,3 +224,32 @@ def test_no_unpacked_copy_stays_in_tmp(host):
     assert_clean_env(json.loads(host.get(DOUBLE_STATUS)))
     rc, report, err = hostagent(host, UNINSTALL)
     assert (rc, report["ok"]) == (0, True), (report, err)
+
+
+def test_hostagent_deb_upgrade(host, dist):
+    from tests.dist import previous_release, version
+
+    old_deb = sorted(previous_release().glob("hostagent_*_amd64.deb"))[0]
+    host.put("/root/old.deb", old_deb.read_bytes())
+    host.put("/root/new.deb", (dist / f"hostagent_{version()}_amd64.deb").read_bytes())
+    before = snap(host)
+    host.run("dpkg -i /root/old.deb").check()
+    rc, report, err = hostagent(host, INSTALL)
+    assert (rc, report["ok"]) == (0, True), (report, err)
+    first = wait_agent(host)
+
+    host.run("dpkg -i /root/new.deb").check()  # its postinst drops the old version's unpacked copy
+    assert status(host)["drift"] == []
+    assert host.run("pgrep -x deepflow-agent").stdout.split() == [str(first["pid"])]
+    host.run("systemctl restart deepflow-agent").check()
+    after = wait_agent(host)
+    check_double(host, after)
+    assert_clean_env(after)
+    rc, report, err = hostagent(host, INSTALL)
+    applied = {s["id"].split(":")[0] for s in report["steps"] if s["status"] == "applied"}
+    assert rc == 0 and applied <= {"service-definition", "service"}, report["steps"]
+
+    rc, report, err = hostagent(host, UNINSTALL)
+    assert (rc, report["ok"]) == (0, True), (report, err)
+    host.run("dpkg -P hostagent").check()
+    assert snapshot_diff(before, snap(host)) == []

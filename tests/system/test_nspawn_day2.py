@@ -101,19 +101,21 @@ def test_hostagent_upgrade_from_the_previous_release(host, single_file):
     before = snap(host)
     rc, report, err = hostagent(host, INSTALL)
     assert (rc, report["ok"]) == (0, True), (report, err)
-    # What this change fixes, seen on the previous release: a copy of the file left per start.
+    # What this change fixes, seen on the previous release: the agent gets the bundle's environment (a
+    # program it runs loads the bundled libc) and no watcher opt-out; a copy of the file is left per start.
+    old = wait_agent(host)
+    assert old["env"]["K8S_WATCH_POLICY"] is None and old["env"]["bundle"], old["env"]
+    assert old["child_libc"].startswith("/var/cache/hostagent/"), old["child_libc"]
     left = restarts_without_cache(host)
     assert left, "v0.1.0 left no unpacked copy in /tmp: this test cannot see the fix"
     host.run("rm -rf " + " ".join(left)).check()
     first = wait_agent(host)
     check_double(host, first)
-    print(f"\nv0.1.0's agent: env {first['env']}, a child's libc {first['child_libc']}, left in /tmp {left}")
+    print(f"\nv0.1.0's agent: env {old['env']}, a child's libc {old['child_libc']}, left in /tmp {left}")
     old_manifest = json.loads(host.get("/var/lib/hostagent/manifest.json"))
 
     replace_hostagent(host, single_file)
     assert host.run(f"sha256sum {HOSTAGENT}").stdout.split()[0] == hashlib.sha256(single_file.read_bytes()).hexdigest()
-    # The agent the old launcher started has the old environment: what the restart below must change.
-    assert first["env"]["K8S_WATCH_POLICY"] is None, first["env"]
     # The switch itself: the running agent is untouched, and the new file reads the old manifest.
     assert status(host)["drift"] == []
     assert host.run("pgrep -x deepflow-agent").stdout.split() == [str(first["pid"])]

@@ -255,3 +255,26 @@ def test_hostagent_deb_upgrade(host, dist):
     assert (rc, report["ok"]) == (0, True), (report, err)
     host.run("dpkg -P hostagent").check()
     assert snapshot_diff(before, snap(host)) == []
+
+
+def test_remote_upgrade_under_sysv_init():
+    """Without systemd (no ProtectSystem): the inittab line respawns the agent after its exit 3, and the
+    launcher takes the new file over the same way."""
+    from tests.images.nspawn import nspawn_host
+
+    with nspawn_host(init="sysvinit") as h:
+        before = snap(h)
+        rc, report, err = hostagent(h, INSTALL + " --remote-upgrade allow")
+        assert (rc, report["ok"]) == (0, True), (report, err, h.console_tail())
+        assert f"-- {UPGRADABLE} -f" in h.get("/etc/inittab")
+        first = wait_agent(h)
+        assert first["env"]["K8S_WATCH_POLICY"] == "watch-disabled"
+        trigger_upgrade(h, NEW_VERSION)
+        wait_status(h, lambda s: s["state"] == "running" and NEW_VERSION in s["version"], timeout=60)
+        check_double(h, wait_agent(h))
+        assert h.run(f"stat -c '%U:%G %a' {UPGRADABLE}").stdout.split() == ["root:deepflow", "750"]
+        assert h.run("ls -A /var/lib/deepflow-agent").stdout.split() == ["deepflow-agent"]
+        assert status(h)["drift"] == []
+        rc, report, err = hostagent(h, UNINSTALL)
+        assert (rc, report["ok"]) == (0, True), (report, err)
+        assert snapshot_diff(before, snap(h)) == []

@@ -14,6 +14,7 @@
 4. A single file that cannot use its cache leaves no unpacked copy in /tmp, however often the agent
    restarts.
 5. hostagent's own upgrade by its .deb: the previous release's package, then this one's.
+6. The remote upgrade on an OpenRC host (its own host: supervise-daemon, no ProtectSystem).
 """
 from __future__ import annotations
 
@@ -257,16 +258,16 @@ def test_hostagent_deb_upgrade(host, dist):
     assert snapshot_diff(before, snap(host)) == []
 
 
-def test_remote_upgrade_under_sysv_init():
-    """Without systemd (no ProtectSystem): the inittab line respawns the agent after its exit 3, and the
+def test_remote_upgrade_under_openrc():
+    """Without systemd (no ProtectSystem): supervise-daemon respawns the agent after its exit 3, and the
     launcher takes the new file over the same way."""
     from tests.images.nspawn import nspawn_host
 
-    with nspawn_host(init="sysvinit") as h:
+    with nspawn_host(init="openrc") as h:
         before = snap(h)
         rc, report, err = hostagent(h, INSTALL + " --remote-upgrade allow")
         assert (rc, report["ok"]) == (0, True), (report, err, h.console_tail())
-        assert f"-- {UPGRADABLE} -f" in h.get("/etc/inittab")
+        assert f"-- {UPGRADABLE} -f" in h.get("/etc/init.d/deepflow-agent")
         first = wait_agent(h)
         assert first["env"]["K8S_WATCH_POLICY"] == "watch-disabled"
         trigger_upgrade(h, NEW_VERSION)

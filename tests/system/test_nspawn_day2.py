@@ -14,7 +14,7 @@
 4. A single file that cannot use its cache leaves no unpacked copy in /tmp, however often the agent
    restarts.
 5. hostagent's own upgrade by its .deb: the previous release's package, then this one's.
-6. The remote upgrade on an OpenRC host (its own host: supervise-daemon, no ProtectSystem).
+(The remote upgrade on an OpenRC host: test_nspawn_day2_openrc.py, its own host.)
 """
 from __future__ import annotations
 
@@ -257,25 +257,3 @@ def test_hostagent_deb_upgrade(host, dist):
     host.run("dpkg -P hostagent").check()
     assert snapshot_diff(before, snap(host)) == []
 
-
-def test_remote_upgrade_under_openrc():
-    """Without systemd (no ProtectSystem): supervise-daemon respawns the agent after its exit 3, and the
-    launcher takes the new file over the same way."""
-    from tests.images.nspawn import nspawn_host
-
-    with nspawn_host(init="openrc") as h:
-        before = snap(h)
-        rc, report, err = hostagent(h, INSTALL + " --remote-upgrade allow")
-        assert (rc, report["ok"]) == (0, True), (report, err, h.console_tail())
-        assert f"-- {UPGRADABLE} -f" in h.get("/etc/init.d/deepflow-agent")
-        first = wait_agent(h)
-        assert first["env"]["K8S_WATCH_POLICY"] == "watch-disabled"
-        trigger_upgrade(h, NEW_VERSION)
-        wait_status(h, lambda s: s["state"] == "running" and NEW_VERSION in s["version"], timeout=60)
-        check_double(h, wait_agent(h))
-        assert h.run(f"stat -c '%U:%G %a' {UPGRADABLE}").stdout.split() == ["root:deepflow", "750"]
-        assert h.run("ls -A /var/lib/deepflow-agent").stdout.split() == ["deepflow-agent"]
-        assert status(h)["drift"] == []
-        rc, report, err = hostagent(h, UNINSTALL)
-        assert (rc, report["ok"]) == (0, True), (report, err)
-        assert snapshot_diff(before, snap(h)) == []

@@ -1,6 +1,7 @@
 """`hostagent doctor`: look at the running agent and say what is wrong with it."""
 from __future__ import annotations
 
+import os
 import socket
 from typing import Any, Optional
 
@@ -108,6 +109,36 @@ def _show(limits: dict[str, Any]) -> str:
     return f"({cpu if cpu is not None else 'unlimited'}m CPU, {mem if mem is not None else 'unlimited'} MiB)"
 
 
+def upgrade_mode(opts: dict[str, Any]) -> dict[str, Any]:
+    """Which remote-upgrade mode is in force (installs from before the option: deny)."""
+    mode = opts.get("remote_upgrade") or "deny"
+    binary = paths.AGENT_UPGRADABLE if mode == "allow" else paths.AGENT_BINARY
+    h = host.current()
+    leftovers = [binary + s for s in (".test", ".bak") if os.path.lexists(h.path(binary + s))]
+    what = (f"the server can upgrade the agent: it replaces {binary} (its dir is writable by the agent's group); "
+            "each start restores root ownership, mode 0750 and exactly the profile's capabilities"
+            if mode == "allow" else
+            f"remote upgrades fail: {binary} is read-only to the agent (install --remote-upgrade allow to permit them)")
+    return {"mode": mode, "binary": binary, "says": what, "leftovers": leftovers}
+
+
+def _env_problems(pid: int) -> list[str]:
+    """The agent's environment: the watcher opt-out, nothing of the single file's bundle."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
+    except OSError:
+        return []
+    problems = []
+    if env.get(b"K8S_WATCH_POLICY") != b"watch-disabled":
+        problems.append(f"pid {pid} lacks K8S_WATCH_POLICY=watch-disabled: the server may elect it Kubernetes "
+                        "watcher, and a process agent never watches")
+    bundle = sorted(k.decode(errors="replace") for k in env if k.startswith((b"_PYI", b"_MEI", b"PYTHON")))
+    if bundle:
+        problems.append(f"pid {pid} has the single file's variables {', '.join(bundle)} (started by an older hostagent?)")
+    return problems
+
+
 def examine(timeout: float = 2.0, config_path: str = paths.CONFIG_FILE) -> dict[str, Any]:
     import yaml
 
@@ -154,6 +185,7 @@ def examine(timeout: float = 2.0, config_path: str = paths.CONFIG_FILE) -> dict[
                                     f"want {','.join(caps.names_of(want_caps))}")
         if manifest is not None:
             problems.extend(_config_problem(proc, config_path))
+        problems.extend(_env_problems(proc.pid))
         in_agent_cgroup = any(line.endswith("/" + paths.CGROUP_NAME) for line in cg_lines)
         if not in_agent_cgroup:
             problems.append(f"pid {proc.pid} is not in a {paths.CGROUP_NAME} cgroup (limits not enforced by cgroups)")
@@ -182,6 +214,9 @@ def examine(timeout: float = 2.0, config_path: str = paths.CONFIG_FILE) -> dict[
             problems.append(f"controller {ip}:{port} not reachable: {error}")
 
     if manifest is not None:
+        report["remote_upgrade"] = upgrade_mode(opts)
+        problems.extend(f"{p} was left by a remote upgrade cut short (the next start removes it)"
+                        for p in report["remote_upgrade"]["leftovers"])
         report["limits"], limit_problems = limits_report(layout, opts, timeout)
         problems.extend(limit_problems)
         found = status()

@@ -6,7 +6,8 @@ start, then becomes the agent's user with exactly the agent's capabilities and e
      the dirs it creates (the agent then writes its group's global.limits; never overwritten here);
   2. move itself into them: on cgroup v2 the kernel only lets a writer of the common ancestor's
      cgroup.procs (root) do that, so a non-root agent could never join on its own;
-  3. restore owner, mode and file capabilities of the binary if an upgrade replaced it;
+  3. restore owner, mode and file capabilities of the binary if an upgrade replaced it (the agent's own,
+     in a dir its user may write: only a file that user owns, never a link; see ensure_binary);
   4. drop to the user: bounding set = the profile, setresuid with keepcaps, then
      permitted = effective = inheritable = ambient = the profile; exec.
 After the exec no process of the service runs as root, and the agent's own cgroup writes succeed
@@ -18,7 +19,7 @@ import ctypes
 import os
 import stat
 import sys
-from typing import Optional
+from typing import Mapping, Optional
 
 from hostagent import agentcgroups, caps, host
 from hostagent.errors import HostagentError
@@ -44,13 +45,40 @@ def _last_cap() -> int:
         return max(caps.CAP_NAMES)
 
 
-def ensure_binary(binary: str, cap_names: tuple[str, ...], gid: int) -> bool:
-    """Owner root:gid, mode 0750 and the file caps; returns True if anything had to be fixed."""
-    fd = open_nofollow(binary)
+# What the agent's own upgrade (synchronizer.rs) leaves beside its binary if it is cut short.
+UPGRADE_LEFTOVERS = (".test", ".bak")
+
+
+def _user_writable_dir(path: str) -> bool:
+    st = os.lstat(os.path.dirname(path) or "/")
+    return st.st_uid != 0 or bool(st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _check_upgraded(binary: str, st: os.stat_result, uid: int, gid: int) -> None:
+    """In a dir the agent's user can write, root takes over only a file that user wrote (its own upgrade)
+    or that is already root:gid, and never one with another name elsewhere (a hard link to a file the
+    user must not get: chown and caps would change that file too)."""
+    ours = (st.st_uid, st.st_gid) == (0, gid) or st.st_uid == uid
+    if st.st_nlink != 1 or not ours:
+        raise OSError(f"{binary} is not the agent's own upgrade (owner {st.st_uid}:{st.st_gid}, {st.st_nlink} links); "
+                      "refusing to give it capabilities: re-run hostagent install")
+
+
+def ensure_binary(binary: str, cap_names: tuple[str, ...], gid: int, uid: Optional[int] = None) -> bool:
+    """Owner root:gid, mode 0750 and the file caps; returns True if anything had to be fixed. uid: the
+    agent's user (given, a binary in a dir that user can write must be its own upgrade)."""
+    fd = open_nofollow(binary, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO planted there must not hang a start
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise OSError(f"{binary} is not a regular file")
+        if uid is not None and _user_writable_dir(binary):
+            _check_upgraded(binary, st, uid, gid)
+            for suffix in UPGRADE_LEFTOVERS:  # an upgrade cut short; the agent is not running now
+                try:
+                    os.unlink(binary + suffix)
+                except FileNotFoundError:
+                    pass
         fixed = False
         if (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) != (0, gid, 0o750):
             os.fchown(fd, 0, gid)  # clears file caps, so they are set after
@@ -119,7 +147,7 @@ def prepare(user: str, cap_spec: str, cpu_millicores: int, memory_mib: int, argv
     created = agentcgroups.ensure(layout, agentcgroups.Limits(cpu_millicores, memory_mib), account.uid, account.gid)
     log(f"cgroup {layout.mode}: {' '.join(agentcgroups.agent_dirs(layout))}" + (" (recreated)" if created else ""))
     binary = argv[0]
-    if binary.startswith("/") and ensure_binary(binary, cap_names, account.gid):
+    if binary.startswith("/") and ensure_binary(binary, cap_names, account.gid, account.uid):
         log(f"restored owner, mode and capabilities of {binary} (replaced by an upgrade?)")
     if log_dir and not os.path.lexists(log_dir) and os.path.isdir(os.path.dirname(log_dir)):
         # Removed by hand or by a cleanup: the agent would fail to open its log.
@@ -138,6 +166,26 @@ def _close_inherited_fds() -> None:
                 pass  # the directory's own fd, already closed
 
 
+# Never passed to the agent: IN_CONTAINER would make it skip its cgroups; the rest is the single file's
+# bundle (PyInstaller's loader state, its Python's settings).
+DROPPED_ENV = ("IN_CONTAINER", "LD_LIBRARY_PATH_ORIG", "HOSTAGENT_UNPACKED")
+DROPPED_ENV_PREFIXES = ("_PYI", "_MEI", "PYTHON")
+
+
+def agent_env(environ: Mapping[str, str], frozen: bool) -> dict[str, str]:
+    """The agent's environment: the init's, without what the single file added (its LD_LIBRARY_PATH names
+    the bundled glibc, which every program the agent runs would load), and with K8S_WATCH_POLICY
+    =watch-disabled: the server elects the first agent of a cluster that does not say so as its
+    Kubernetes watcher, and a process agent never watches (only a containerised one does)."""
+    env = {k: v for k, v in environ.items() if k not in DROPPED_ENV and not k.startswith(DROPPED_ENV_PREFIXES)}
+    if frozen:
+        env.pop("LD_LIBRARY_PATH", None)
+        if environ.get("LD_LIBRARY_PATH_ORIG"):  # what the init had set, saved by PyInstaller's loader
+            env["LD_LIBRARY_PATH"] = environ["LD_LIBRARY_PATH_ORIG"]
+    env["K8S_WATCH_POLICY"] = "watch-disabled"
+    return env
+
+
 def run_agent(user: str, cap_spec: str, cpu_millicores: int, memory_mib: int, argv: list[str],
               prepared: bool = False, log_dir: Optional[str] = None) -> None:
     """Prepare (unless done already), join the cgroups, drop, exec. Never returns on success."""
@@ -146,15 +194,33 @@ def run_agent(user: str, cap_spec: str, cpu_millicores: int, memory_mib: int, ar
         prepare(user, cap_spec, cpu_millicores, memory_mib, argv, log_dir=log_dir)
     cap_names = caps.resolve(cap_spec, kernel_version())
     agentcgroups.join(cgroup_layout(), os.getpid())
-    env = {k: v for k, v in os.environ.items() if k != "IN_CONTAINER"}  # would make the agent skip cgroups
-    drop_privileges(account.uid, account.gid, cap_names)
+    env = agent_env(os.environ, frozen=getattr(sys, "frozen", False))
     import prctl
+
+    _remove_own_copy()  # as root (the dir is root's), with every module this start needs imported
+    drop_privileges(account.uid, account.gid, cap_names)
 
     # What the unit's NoNewPrivileges= gives, under any init: nothing the agent execs gains privileges.
     prctl.set_no_new_privs(True)
     log(f"running {argv[0]} as {user} with {','.join(cap_names)}")
     _close_inherited_fds()
     os.execve(argv[0], argv, env)
+
+
+def _remove_own_copy() -> None:
+    """The single file unpacked a private copy for this start (it could not use its cache) and named it:
+    nothing is imported from it any more, so it goes now rather than stay in /tmp at every start. Only
+    the dir this process runs from."""
+    where = os.environ.get("HOSTAGENT_UNPACKED")
+    if not where or not getattr(sys, "frozen", False):
+        return
+    import shutil
+
+    try:
+        if os.path.samefile(os.path.join(where, "hostagent"), "/proc/self/exe"):
+            shutil.rmtree(where)
+    except OSError:
+        pass
 
 
 def cleanup() -> None:

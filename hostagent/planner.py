@@ -135,10 +135,13 @@ def preflight(opts: InstallOptions, host: HostFacts, resolve_remote: bool = True
     target = lstat_or_none(h.path(paths.AGENT_BINARY))
     if target is not None and not stat.S_ISREG(target.st_mode):
         raise InputError(f"{paths.AGENT_BINARY} exists and is not a regular file (symlink?); refusing to replace it")
-    reason = host_facts.fs_keeps_file_caps(h.path(os.path.dirname(paths.AGENT_BINARY)))
+    where = os.path.dirname(opts.running_binary)
+    if not os.path.isdir(h.path(where)):  # the upgrade dir, made by install: its parent's mount counts
+        where = os.path.dirname(where)
+    reason = host_facts.fs_keeps_file_caps(h.path(where))
     if reason:
         raise InputError(f"cannot use file capabilities: {reason}")
-    for path in (paths.CONFIG_DIR, paths.LOG_DIR, paths.STATE_DIR):
+    for path in (paths.CONFIG_DIR, paths.LOG_DIR, paths.STATE_DIR, paths.AGENT_UPGRADE_DIR):
         st = lstat_or_none(h.path(path))
         if st is not None and not stat.S_ISDIR(st.st_mode):
             raise InputError(f"{path} exists and is not a directory (symlink?); refusing to use it")
@@ -198,7 +201,7 @@ def _recorded_as_created(step_id: str, manifest_path: str = paths.MANIFEST) -> b
 
 
 def service_steps(init: str, user: str, caps: tuple[str, ...], cpu_millicores: int, memory_mib: int,
-                  cgroup: Any) -> list[Step]:
+                  cgroup: Any, binary: str = paths.AGENT_BINARY) -> list[Step]:
     """The agent's service definition for this host's init, then the service itself."""
     h = current_host()
     where = h.path(h.services.definition_path(paths.SERVICE))
@@ -207,26 +210,27 @@ def service_steps(init: str, user: str, caps: tuple[str, ...], cpu_millicores: i
         from hostagent.host.services import INITTAB_TAGS
 
         # SysV init takes at most 127 characters of command: the line runs a script that holds it.
-        definition = [File(path=h.path(paths.SYSV_SCRIPT), content=unit.render_sysv_script(user, caps, cpu_millicores, memory_mib),
+        definition = [File(path=h.path(paths.SYSV_SCRIPT),
+                           content=unit.render_sysv_script(user, caps, cpu_millicores, memory_mib, binary),
                            mode=0o755, owner="root", group="root"),
                       InittabLine(path=where, tag=INITTAB_TAGS[paths.SERVICE], runlevels="2345", process=paths.SYSV_SCRIPT)]
     elif init == "openrc":
-        definition = [ServiceDefinition(path=where, content=unit.render_openrc(user, caps, cpu_millicores, memory_mib),
+        definition = [ServiceDefinition(path=where, content=unit.render_openrc(user, caps, cpu_millicores, memory_mib, binary),
                                         mode=0o755, owner="root", group="root")]
     else:
-        content = unit.render(user, caps, cpu_millicores, memory_mib, cgroup)
+        content = unit.render(user, caps, cpu_millicores, memory_mib, cgroup, binary)
         base = dropin.package_unit(os.path.basename(where), h.path)
         if base is not None:
             # DeepFlow's package owns the unit: leave its file to dpkg/rpm, override it all in a drop-in.
             conf = dropin.dropin_path(os.path.basename(where))
             package = read_text(h.path(base))
             defaults = dropin.limit_defaults(dropin.resets(content, package), lambda argv: h.output(argv) or "")
-            return [Directory(path=h.path(os.path.dirname(conf)), mode=0o755, owner="root", group="root"),
-                    UnitDropIn(path=h.path(conf), content=dropin.render(content, package, defaults),
-                               mode=0o644, owner="root", group="root", base=h.path(base)),
-                    Service(name=paths.SERVICE, user=user, binary=h.path(paths.AGENT_BINARY))]
-        definition = [ServiceDefinition(path=where, content=content, mode=0o644, owner="root", group="root")]
-    return [*definition, Service(name=paths.SERVICE, user=user, binary=h.path(paths.AGENT_BINARY))]
+            definition = [Directory(path=h.path(os.path.dirname(conf)), mode=0o755, owner="root", group="root"),
+                          UnitDropIn(path=h.path(conf), content=dropin.render(content, package, defaults),
+                                     mode=0o644, owner="root", group="root", base=h.path(base))]
+        else:
+            definition = [ServiceDefinition(path=where, content=content, mode=0o644, owner="root", group="root")]
+    return [*definition, Service(name=paths.SERVICE, user=user, binary=h.path(binary))]
 
 
 def read_text(path: str) -> str:
@@ -246,16 +250,22 @@ def plan(opts: InstallOptions, host: HostFacts, r: Resolved) -> list[Step]:
     if opts.server and r.agent_group_id and r.agent_group_lcuuid:
         membership.append(AgentGroupMembership(server=opts.server, group_id=r.agent_group_id,
                                                group_lcuuid=r.agent_group_lcuuid, org_id=opts.org_id or 1))
+    binary = opts.running_binary
+    upgradable: list[Step] = []
+    if binary == paths.AGENT_UPGRADABLE:
+        # The agent's own upgrade replaces its binary here: its group may write the dir, nothing else.
+        upgradable.append(Directory(path=h.path(paths.AGENT_UPGRADE_DIR), mode=0o770, owner="root", group=group))
     return [
         Group(name=group),
         User(name=user, group=group),
-        Binary(path=h.path(paths.AGENT_BINARY), source=opts.agent_binary, group=group),
+        *upgradable,
+        Binary(path=h.path(binary), source=opts.agent_binary, group=group, upgradable=bool(upgradable)),
         Directory(path=h.path(paths.LOG_DIR), mode=0o750, owner=user, group=group, purge=True),
         Directory(path=h.path(paths.CONFIG_DIR), mode=0o755, owner="root", group="root"),
         File(path=h.path(paths.CONFIG_FILE), content=config, mode=0o640, owner="root", group=group),
         AgentCgroups(mode=cg.mode, cpu_mount=cg.cpu_mount, memory_mount=cg.memory_mount, user=user,
                      cpu_millicores=opts.cpu_millicores, memory_mib=opts.memory_mib),
         # Last change to the binary: chown clears capabilities.
-        FileCaps(path=h.path(paths.AGENT_BINARY), caps=list(r.caps)),
-        *service_steps(host.init, user, r.caps, opts.cpu_millicores, opts.memory_mib, cg),
+        FileCaps(path=h.path(binary), caps=list(r.caps)),
+        *service_steps(host.init, user, r.caps, opts.cpu_millicores, opts.memory_mib, cg, binary),
     ] + membership

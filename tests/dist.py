@@ -72,3 +72,50 @@ def single_file_in(dist: Path) -> Path:
 
 def collection_in(dist: Path) -> Path:
     return dist / f"hostagent-deepflow-{version()}.tar.gz"
+
+
+# hostagent's own upgrade is tested from the previous release's single file, built from its git tag.
+PREVIOUS_RELEASE = "v0.1.0"
+
+
+def previous_release(tag: str = PREVIOUS_RELEASE) -> Path:
+    """The single file and the .deb/.rpm of an earlier release: built once from its tag (git archive →
+    build.py --only single --only packages, in a temp dir) into the cache, named by the tag's commit so a
+    moved tag builds again. About 80 s on the 2-core CI machine with the build image cached."""
+    commit = subprocess.run(["git", "rev-parse", f"{tag}^{{commit}}"], cwd=REPO, capture_output=True, text=True,
+                            check=False)
+    if commit.returncode != 0:
+        pytest.skip(f"no git tag {tag} in this checkout (fetch tags)")
+    out = CACHE_DIR / f"release-{tag}-{commit.stdout.strip()[:12]}"
+
+    def complete() -> bool:
+        return bool(list(out.glob("hostagent-*-linux-x86_64")) and list(out.glob("hostagent_*_amd64.deb")))
+
+    if complete():
+        return out
+    if os.environ.get("CI") != "true":
+        pytest.skip(f"no release artifacts of {tag}: run with CI=true to build them")
+    if os.geteuid() != 0 or shutil.which("mmdebstrap") is None:
+        pytest.fail(f"CI must build {tag}'s artifacts: needs root and mmdebstrap")
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(CACHE_DIR / f".{out.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not complete():
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix=f"hostagent-{tag}-", dir=CACHE_DIR) as tmp:
+                tree, built = Path(tmp) / "src", Path(tmp) / "dist"
+                tree.mkdir()
+                archive = subprocess.run(["git", "archive", "--format=tar", tag], cwd=REPO, capture_output=True, check=True)
+                subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+                subprocess.run([sys.executable, str(tree / "packaging" / "build.py"), "--dist", str(built),
+                                "--only", "single", "--only", "packages"], check=True, cwd=tree)
+                out.mkdir(exist_ok=True)
+                for f in built.iterdir():
+                    if f.is_file():
+                        shutil.copy2(f, out / f.name)
+    return out
+
+
+def previous_single_file(tag: str = PREVIOUS_RELEASE) -> Path:
+    return sorted(previous_release(tag).glob("hostagent-*-linux-x86_64"))[0]

@@ -52,6 +52,7 @@ def install(
     caps: Optional[str] = _setting("caps"),
     cpu_millicores: Optional[str] = _setting("cpu_millicores"),
     memory_mib: Optional[str] = _setting("memory_mib"),
+    remote_upgrade: Optional[str] = _setting("remote_upgrade"),
     config_file: Optional[str] = typer.Option(None, help="YAML file with the same keys as these flags; flags win."),
     detect: bool = typer.Option(False, "--detect", help="Print the NIC layout and recommended group config first."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan with file diffs; change nothing."),
@@ -69,8 +70,8 @@ def install(
             agent_binary=agent_binary, controller_ips=controller_ip, controller_port=controller_port,
             cluster_id=cluster_id, watcher_domain=watcher_domain, server=server, domain_timeout=domain_timeout,
             agent_group=agent_group, team_id=team_id, org_id=org_id, user=user, caps=caps,
-            cpu_millicores=cpu_millicores, memory_mib=memory_mib,
-        ), file_values)
+            cpu_millicores=cpu_millicores, memory_mib=memory_mib, remote_upgrade=remote_upgrade,
+        ), file_values, installed_options())
         host = facts.gather()
         if detect:
             from hostagent.net.detect import detect_layout
@@ -95,6 +96,14 @@ def install(
 
     run("install", style, body, lambda r: print(
         ("would change" if r.dry_run else "changed") if r.changed else "nothing to change: the host is already as asked"))
+
+
+def installed_options() -> Optional[dict[str, Any]]:
+    """The options this host's install recorded (None: not installed)."""
+    from hostagent import manifest
+
+    found = manifest.load()
+    return (found.data.get("options") or {}) if found else None
 
 
 def detection_report(layout: Any) -> str:
@@ -230,6 +239,9 @@ def print_doctor(report: dict[str, Any]) -> None:
         if lim.get("group") is not None:
             verdict = "agree" if lim["agree"] else "DIFFER"
             print(f"group {lim.get('group_id') or '?'} global.limits: {show(lim['group'])} ({verdict})")
+    upgrade = report.get("remote_upgrade")
+    if upgrade:
+        print(f"remote upgrade: {upgrade['mode']}: {upgrade['says']}")
     cfg = report["config"]
     state = "parses" if cfg.get("parses") else ("missing" if cfg.get("error") == "No such file or directory" else "DOES NOT PARSE")
     print(f"config {cfg.get('path')}: {state}")

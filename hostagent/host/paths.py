@@ -6,6 +6,10 @@ from __future__ import annotations
 import os
 
 AGENT_BINARY = "/usr/sbin/deepflow-agent"
+# With remote upgrades allowed the agent runs from here: a dir its user may write (root:<group> 0770),
+# where the agent's own upgrade writes <exe>.test and renames it over <exe>, as DeepFlow's does.
+AGENT_UPGRADE_DIR = "/var/lib/deepflow-agent"
+AGENT_UPGRADABLE = AGENT_UPGRADE_DIR + "/deepflow-agent"
 CONFIG_DIR = "/etc/deepflow-agent"
 CONFIG_FILE = CONFIG_DIR + "/deepflow-agent.yaml"
 LOG_DIR = "/var/log/deepflow-agent"
@@ -34,5 +38,5 @@ CGROUP_NAME = "deepflow-agent"  # hard-coded by the agent (cgroups-rs builder na
 WRITTEN_DIRS = (os.path.dirname(AGENT_BINARY), CONFIG_DIR, SYSTEMD_UNIT_DIR, INITD_DIR, "/etc",
                 os.path.dirname(STATE_DIR), STATE_DIR, BACKUP_DIR, K8S_SYNC_CONFIG_DIR)
 # What install creates, for a manifest that cannot be read any more.
-INSTALLED_PATHS = (AGENT_BINARY, CONFIG_FILE, LOG_DIR, SYSTEMD_UNIT_DIR + "/" + SERVICE + ".service",
+INSTALLED_PATHS = (AGENT_BINARY, AGENT_UPGRADE_DIR, CONFIG_FILE, LOG_DIR, SYSTEMD_UNIT_DIR + "/" + SERVICE + ".service",
                    INITD_DIR + "/" + SERVICE, STATE_DIR)

@@ -15,7 +15,10 @@ from hostagent.host import paths
 LAUNCHER_CAPS = ("cap_dac_override", "cap_setgid", "cap_setpcap", "cap_setuid")
 TEMPLATE = "deepflow-agent.service.j2"
 OPENRC_TEMPLATE = "deepflow-agent.openrc.j2"
-AGENT_ARGV = (paths.AGENT_BINARY, "-f", paths.CONFIG_FILE)
+
+
+def agent_argv(binary: str = paths.AGENT_BINARY) -> tuple[str, ...]:
+    return (binary, "-f", paths.CONFIG_FILE)
 
 
 def launcher_command() -> str:
@@ -52,12 +55,13 @@ def _v1_agent_dirs(cgroup: Optional[CgroupLayout]) -> list[str]:
 
 
 def render(user: str, caps: tuple[str, ...], cpu_millicores: int, memory_mib: int,
-           cgroup: Optional[CgroupLayout] = None) -> str:
-    """The systemd unit."""
+           cgroup: Optional[CgroupLayout] = None, binary: str = paths.AGENT_BINARY) -> str:
+    """The systemd unit. binary: in a dir of its own, the agent may replace it (its remote upgrade)."""
     from hostagent.render import render_template
 
     return render_template(
-        TEMPLATE, user=user, caps=caps, binary=paths.AGENT_BINARY, config=paths.CONFIG_FILE,
+        TEMPLATE, user=user, caps=caps, binary=binary, config=paths.CONFIG_FILE,
+        upgrade_dir=paths.AGENT_UPGRADE_DIR if binary == paths.AGENT_UPGRADABLE else None,
         launcher=launcher_command(), launcher_args=launcher_args(user, caps, cpu_millicores, memory_mib),
         log_dir=paths.LOG_DIR, cgroup_dirs=_v1_agent_dirs(cgroup),
         launcher_caps=[c for c in LAUNCHER_CAPS if c not in caps],
@@ -67,7 +71,8 @@ def render(user: str, caps: tuple[str, ...], cpu_millicores: int, memory_mib: in
     )
 
 
-def render_openrc(user: str, caps: tuple[str, ...], cpu_millicores: int, memory_mib: int) -> str:
+def render_openrc(user: str, caps: tuple[str, ...], cpu_millicores: int, memory_mib: int,
+                  binary: str = paths.AGENT_BINARY) -> str:
     """The OpenRC script: supervise-daemon runs `hostagent exec` and respawns it."""
     from hostagent.render import render_template
 
@@ -75,13 +80,14 @@ def render_openrc(user: str, caps: tuple[str, ...], cpu_millicores: int, memory_
     return render_template(
         OPENRC_TEMPLATE, user=user, command=launcher[0],
         command_args=" ".join(launcher[1:] + ["exec", launcher_args(user, caps, cpu_millicores, memory_mib),
-                                              "--log-dir", paths.LOG_DIR, "--", *AGENT_ARGV]),
+                                              "--log-dir", paths.LOG_DIR, "--", *agent_argv(binary)]),
         cleanup=" ".join(launcher + ["exec", "--cleanup"]))
 
 
-def render_sysv_script(user: str, caps: tuple[str, ...], cpu_millicores: int, memory_mib: int) -> str:
+def render_sysv_script(user: str, caps: tuple[str, ...], cpu_millicores: int, memory_mib: int,
+                       binary: str = paths.AGENT_BINARY) -> str:
     """What the agent's /etc/inittab line runs: one exec, so init's child becomes the launcher, then the agent."""
     command = " ".join([launcher_command(), "exec", launcher_args(user, caps, cpu_millicores, memory_mib),
-                        "--log-dir", paths.LOG_DIR, "--", *AGENT_ARGV])
+                        "--log-dir", paths.LOG_DIR, "--", *agent_argv(binary)])
     return ("#!/bin/sh\n# Installed by hostagent: /etc/inittab runs it (SysV init); `hostagent uninstall` removes it.\n"
             f"exec {command}\n")

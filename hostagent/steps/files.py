@@ -216,6 +216,8 @@ class Binary(Step):
     path: str
     source: str
     group: str
+    # In a dir the agent's user may write: the agent upgrades itself there (the server's upgrade).
+    upgradable: bool = False
 
     @property
     def title(self) -> str:
@@ -226,7 +228,13 @@ class Binary(Step):
         if self.source == self.path:
             return True
         # Copies keep the source's mtime, so size+mtime identify a current copy without hashing.
-        return _file_signature(self.source) == _file_signature(self.path)
+        here = _file_signature(self.path)
+        if self.upgradable and lstat_or_none(self.source) is None:
+            return True  # the source went (a package removed): the agent runs what is here
+        there = _file_signature(self.source)
+        # The agent's own upgrade is newer than what was installed: not drift, and a re-run keeps it
+        # (a newer --agent-binary still replaces it).
+        return here == there or (self.upgradable and here[1] > there[1])
 
     def check(self) -> bool:
         st = lstat_or_none(self.path)
@@ -263,6 +271,8 @@ class Binary(Step):
     def revert(self, record: Record) -> Optional[str]:
         before = record.get("before")
         if before is None:
+            # An agent that upgraded itself here goes too: what root would run after uninstall is never
+            # a file the agent's user wrote (the server upgrades the restored agent again if it should).
             fsutil.remove_file(self.path)
             return None
         state = FileState(**before)

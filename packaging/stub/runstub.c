@@ -14,9 +14,9 @@
  *      DT_RPATH at the bundled loader and libraries, rename into place (atomic; a concurrent
  *      unpacker's result is used instead), then 1.
  *   3. Else (not root, or CACHE not writable or not trusted): unpack into a private dir under
- *      $TMPDIR (or /tmp), run the program as a child and remove the dir when it exits. For `exec` (the
- *      agent launcher, which must not leave a root parent behind) the program is exec'd directly and
- *      the dir stays (the unit's PrivateTmp removes it with the service). Root does this only where
+ *      $TMPDIR (or /tmp), run the program as a child and remove the dir when it exits. For `exec` that
+ *      starts the agent (no root parent may stay behind it) the program is exec'd directly and named
+ *      its dir in HOSTAGENT_UNPACKED: it removes the dir just before it execs the agent. Root does this only where
  *      every component of $TMPDIR is root-owned and not writable by others unless sticky, creating,
  *      filling and exec'ing the dir through held fds; else it refuses (exit 2).
  * Root never runs code from a dir someone else can write: 1 checks the whole tree at every start.
@@ -733,7 +733,14 @@ static int run_private(int self, const struct trailer *t, char **argv, const cha
     unpack(self, t, fd);
     patch_program(fd, dir);
     close(self);
+    /* `exec` that starts the agent: no root parent may stay behind it, so the program is exec'd and told
+     * its copy (HOSTAGENT_UNPACKED) to remove just before it execs the agent. `exec --prepare-only` and
+     * `exec --cleanup` (ExecStartPre=+/ExecStopPost=+, outside PrivateTmp) run as a child like any other
+     * command: their copy goes when they end. */
     int exec_only = argv[1] && strcmp(argv[1], "exec") == 0;
+    for (int i = 2; exec_only && argv[i] && strcmp(argv[i], "--"); i++)
+        if (!strcmp(argv[i], "--prepare-only") || !strcmp(argv[i], "--cleanup")) exec_only = 0;
+    if (exec_only) setenv("HOSTAGENT_UNPACKED", dir, 1);
     struct sigaction sa = {0};
     sa.sa_handler = forward;
     for (int sig = 1; sig < 32 && !exec_only; sig++)

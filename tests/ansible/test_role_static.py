@@ -78,12 +78,12 @@ def test_module_builds_the_cli_argv():
                   controller_port=30035, cluster_id="", watcher_domain="dom", server="srv:30417",
                   domain_timeout=30.0, agent_group="", team_id="", org_id=None, user="deepflow", caps="ebpf",
                   cpu_millicores=500,
-                  memory_mib=512, agent_binary="/x/deepflow-agent", keep_logs=False)
+                  memory_mib=512, agent_binary="/x/deepflow-agent", remote_upgrade="allow", keep_logs=False)
     assert mod.build_argv(params, dry_run=True) == [
         "/opt/hostagent/bin/hostagent", "install", "--controller-ip", "10.0.0.1", "--controller-ip", "10.0.0.2",
         "--controller-port", "30035", "--watcher-domain", "dom", "--server", "srv:30417", "--domain-timeout", "30.0",
         "--user", "deepflow", "--caps", "ebpf", "--cpu-millicores", "500", "--memory-mib", "512",
-        "--agent-binary", "/x/deepflow-agent", "--dry-run", "--yes", "--json"]
+        "--agent-binary", "/x/deepflow-agent", "--remote-upgrade", "allow", "--dry-run", "--yes", "--json"]
     # Install flags never leak into uninstall.
     assert mod.build_argv(dict(params, command="uninstall", keep_logs=True), dry_run=False) == [
         "/opt/hostagent/bin/hostagent", "uninstall", "--keep-logs", "--yes", "--json"]

@@ -69,6 +69,10 @@ options:
   agent_binary:
     description: Path on the target of the agent binary to install (C(--agent-binary)).
     type: path
+  remote_upgrade:
+    description: C(allow) lets the server upgrade the agent, C(deny) keeps its binary read-only (C(--remote-upgrade)).
+    type: str
+    choices: [allow, deny]
   keep_logs:
     description: For uninstall, leave /var/log/deepflow-agent in place (C(--keep-logs)).
     type: bool
@@ -136,6 +140,7 @@ ARGUMENT_SPEC = dict(
     cpu_millicores=dict(type="int"),
     memory_mib=dict(type="int"),
     agent_binary=dict(type="path"),
+    remote_upgrade=dict(type="str", choices=["allow", "deny"]),
     keep_logs=dict(type="bool", default=False),
     deregister=dict(type="bool", default=False),
 )
@@ -155,6 +160,7 @@ INSTALL_FLAGS = (
     ("cpu_millicores", "--cpu-millicores"),
     ("memory_mib", "--memory-mib"),
     ("agent_binary", "--agent-binary"),
+    ("remote_upgrade", "--remote-upgrade"),
 )
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import sys
 
 from hostagent import engine, manifest
-from hostagent.host import Host, using
-from tests.integration.test_host_steps import make_plan
+from tests.integration.test_host_steps import make_plan, systemd_assumed_here
 
 
 def main(argv: list[str]) -> int:
-    with using(Host(init="systemd")), manifest.locked():
+    with systemd_assumed_here(), manifest.locked():
         if argv[0] == "install":
             engine.install(make_plan(argv[1]), {}, {})
         else:

@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.fixtures.build import build_agent_double  # noqa: E402
+from tests.fixtures.deepflow_packages import UNIT as DEEPFLOW_UNIT  # noqa: E402
 from tests.images.nspawn import NspawnHost  # noqa: E402
 
 DOUBLE = "/root/agent-double"
@@ -58,21 +59,7 @@ rm -r /etc/deepflow-agent /var/log/deepflow-agent /usr/sbin/deepflow-agent
 userdel deepflow
 """
 
-PACKAGED_UNIT = """[Unit]
-Description=deepflow-agent.service
-After=syslog.target network-online.target
-[Service]
-Delegate=true
-Environment=GOTRACEBACK=single
-Environment=RUST_BACKTRACE=1
-LimitCORE=1G
-ExecStart=/usr/sbin/deepflow-agent
-Restart=always
-RestartSec=10
-LimitNOFILE=1024:4096
-[Install]
-WantedBy=multi-user.target
-"""
+PACKAGED_UNIT = DEEPFLOW_UNIT  # DeepFlow's own unit, as its package ships it
 RECIPE_UNIT = PACKAGED_UNIT.replace("[Service]\n", "[Service]\nUser=deepflow\n")
 
 

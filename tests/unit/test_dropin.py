@@ -13,14 +13,13 @@ import pytest
 from hostagent import planner
 from hostagent.errors import InputError
 from hostagent.facts.cgroups import CgroupLayout
-from hostagent.host import using
 from hostagent.render import dropin, unit
 from hostagent.steps import from_dict
 from hostagent.steps.dropin import UnitDropIn
 from hostagent.steps.files import Directory
 from hostagent.steps.service import Service
 from tests.fixtures.deepflow_packages import UNIT as DEEPFLOW_UNIT
-from tests.unit.fakehost import Unit, make_host
+from tests.unit.fakehost import Unit
 from tests.unit.test_engine_steps import agent_plan, apply, tree  # noqa: F401 (a fixture)
 
 OURS = unit.render("deepflow", ("cap_net_raw", "cap_sys_admin"), 1000, 768, CgroupLayout("v2", None, None, ()))
@@ -58,15 +57,6 @@ def test_package_unit_is_found_unless_it_is_hostagents(tmp_path: Path) -> None:
     (tmp_path / "etc/systemd/system").mkdir(parents=True)
     (tmp_path / "etc/systemd/system/deepflow-agent.service").write_text(OURS)
     assert dropin.package_unit("deepflow-agent.service", at) is None  # hostagent's full unit shadows it
-
-
-@pytest.fixture
-def fake(tmp_path):
-    root = tmp_path / "host"
-    h, runner = make_host(root)
-    with using(h):
-        yield root, runner
-    runner.close()
 
 
 def test_service_steps_over_a_packaged_unit_leave_its_file_and_revert_exactly(fake) -> None:

@@ -33,15 +33,6 @@ def short_settle(monkeypatch):
     monkeypatch.setattr("hostagent.steps.service.SETTLE", 0.01)
 
 
-@pytest.fixture
-def fake(tmp_path):
-    root = tmp_path / "host"
-    h, runner = make_host(root)
-    with using(h):
-        yield root, runner
-    runner.close()
-
-
 def tree(root: Path) -> dict[str, tuple]:
     """Every path under root with its type, mode, owner, content digest and xattrs: a host snapshot."""
     out = {}

@@ -78,21 +78,8 @@ def collection_in(dist: Path) -> Path:
 PREVIOUS_RELEASE = "v0.1.0"
 
 
-def previous_release(tag: str = PREVIOUS_RELEASE) -> Path:
-    """The single file and the .deb/.rpm of an earlier release: built once from its tag (git archive →
-    build.py --only single --only packages, in a temp dir) into the cache, named by the tag's commit so a
-    moved tag builds again. About 80 s on the 2-core CI machine with the build image cached."""
-    commit = subprocess.run(["git", "rev-parse", f"{tag}^{{commit}}"], cwd=REPO, capture_output=True, text=True,
-                            check=False)
-    if commit.returncode != 0:
-        pytest.skip(f"no git tag {tag} in this checkout (fetch tags)")
-    out = CACHE_DIR / f"release-{tag}-{commit.stdout.strip()[:12]}"
-
-    def complete() -> bool:
-        return bool(list(out.glob("hostagent-*-linux-x86_64")) and list(out.glob("hostagent_*_amd64.deb")))
-
-    if complete():
-        return out
+def _build_tag(tag: str, out: Path, complete, steps: tuple[str, ...]) -> None:
+    """git archive of the tag → its own build.py --only <steps>, in a temp dir; the files into out."""
     if os.environ.get("CI") != "true":
         pytest.skip(f"no release artifacts of {tag}: run with CI=true to build them")
     if os.geteuid() != 0 or shutil.which("mmdebstrap") is None:
@@ -100,21 +87,61 @@ def previous_release(tag: str = PREVIOUS_RELEASE) -> Path:
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     with open(CACHE_DIR / f".{out.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not complete():
-            import tempfile
+        if complete():
+            return
+        import tempfile
 
-            with tempfile.TemporaryDirectory(prefix=f"hostagent-{tag}-", dir=CACHE_DIR) as tmp:
-                tree, built = Path(tmp) / "src", Path(tmp) / "dist"
-                tree.mkdir()
-                archive = subprocess.run(["git", "archive", "--format=tar", tag], cwd=REPO, capture_output=True, check=True)
-                subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
-                subprocess.run([sys.executable, str(tree / "packaging" / "build.py"), "--dist", str(built),
-                                "--only", "single", "--only", "packages"], check=True, cwd=tree)
-                out.mkdir(exist_ok=True)
-                for f in built.iterdir():
-                    if f.is_file():
-                        shutil.copy2(f, out / f.name)
+        with tempfile.TemporaryDirectory(prefix=f"hostagent-{tag}-", dir=CACHE_DIR) as tmp:
+            tree, built = Path(tmp) / "src", Path(tmp) / "dist"
+            tree.mkdir()
+            archive = subprocess.run(["git", "archive", "--format=tar", tag], cwd=REPO, capture_output=True, check=True)
+            subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+            cmd = [sys.executable, str(tree / "packaging" / "build.py"), "--dist", str(built)]
+            for step in steps:
+                cmd += ["--only", step]
+            # Its build.py looks for ansible-galaxy on PATH or in its own tree's .venv: ours.
+            env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+            subprocess.run(cmd, check=True, cwd=tree, env=env)
+            out.mkdir(exist_ok=True)
+            for f in built.iterdir():
+                # The collection alone must not replace the SHA256SUMS of the single file beside it.
+                if f.is_file() and not (f.name == "SHA256SUMS" and (out / f.name).exists()):
+                    shutil.copy2(f, out / f.name)
+
+
+def _tag_dir(tag: str) -> Path:
+    commit = subprocess.run(["git", "rev-parse", f"{tag}^{{commit}}"], cwd=REPO, capture_output=True, text=True,
+                            check=False)
+    if commit.returncode != 0:
+        pytest.skip(f"no git tag {tag} in this checkout (fetch tags)")
+    return CACHE_DIR / f"release-{tag}-{commit.stdout.strip()[:12]}"
+
+
+def previous_release(tag: str = PREVIOUS_RELEASE) -> Path:
+    """The single file and the .deb/.rpm of an earlier release: built once from its tag (git archive →
+    build.py --only single --only packages, in a temp dir) into the cache, named by the tag's commit so a
+    moved tag builds again. About 80 s on the 2-core CI machine with the build image cached."""
+    out = _tag_dir(tag)
+
+    def complete() -> bool:
+        return bool(list(out.glob("hostagent-*-linux-x86_64")) and list(out.glob("hostagent_*_amd64.deb")))
+
+    if not complete():
+        _build_tag(tag, out, complete, ("single", "packages"))
     return out
+
+
+def previous_collection(tag: str = PREVIOUS_RELEASE) -> Path:
+    """The earlier release's collection tarball, beside its single file (and SHA256SUMS, which the role
+    checks the file against): built from its tag like previous_release(), a few seconds more."""
+    out = previous_release(tag)
+
+    def complete() -> bool:
+        return bool(list(out.glob("hostagent-deepflow-*.tar.gz")))
+
+    if not complete():
+        _build_tag(tag, out, complete, ("collection",))
+    return sorted(out.glob("hostagent-deepflow-*.tar.gz"))[0]
 
 
 def previous_single_file(tag: str = PREVIOUS_RELEASE) -> Path:

@@ -17,6 +17,7 @@ The host has python3 (Ansible's modules need it; hostagent does not use it).
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -269,3 +270,54 @@ contexts: [{{name: fake, context: {{cluster: fake, user: sa}}}}]
     assert r.task(REFUSE_REMOVE)["status"] == "skipped"
     assert host.run(f"test -e {SECOND_VENV}").rc == 1
     assert snapshot_diff(before, snapshot(host)) == []
+
+
+def test_role_upgrades_hostagent_from_the_previous_release(env, tmp_path):
+    """The previous release's collection (built from its git tag, tests/dist.py) with its single file
+    installs the agent; this release's collection with this file: check mode says the file and the
+    agent would change, without a plan, and changes nothing; the converge ships the file, hostagent changes at most the unit, the
+    status is clean and the agent runs through the new launcher; converged again, nothing changes.
+    (Before the module's executable_replaced, check mode showed the old hostagent's plan: nothing to do.)"""
+    from tests.dist import previous_collection, previous_single_file
+    from tests.system.test_nspawn_day2 import assert_clean_env
+    from tests.system.test_nspawn_e2e import check_double, wait_agent
+
+    host, inventory, base, collections, _ = env
+    old_collections = install_collection(previous_collection(), tmp_path / "old-collections")
+    old = dict(base, deepflow_agent_hostagent_file=str(previous_single_file()))
+    before = snapshot(host)
+
+    r = play(inventory, old, collections=old_collections)
+    assert r.task(SHIP_FILE)["result"]["changed"] is True and r.task(CONVERGE)["result"]["changed"] is True
+    first = wait_agent(host)
+    check_double(host, first)
+    installed = snapshot(host)
+
+    # Check mode: the file would change, and the old hostagent's plan (nothing to do) is not the new one's.
+    r = play(inventory, base, "--check", "--diff", collections=collections)
+    assert r.changed_tasks(NAME) == [SHIP_FILE, CONVERGE], r.changed_tasks(NAME)
+    assert r.task(CONVERGE)["result"]["msg"] == f"{FILE_ON_HOST} is replaced by this run; no plan to show"
+    assert snapshot_diff(installed, snapshot(host)) == []
+    assert wait_agent(host)["pid"] == first["pid"]
+
+    r = play(inventory, base, collections=collections)
+    figures = r.seconds
+    assert r.task(SHIP_FILE)["result"]["changed"] is True
+    applied = unit_only(r)
+    print(f"the converge with the new file applied {sorted(applied)}; agent pid {first['pid']} -> {wait_agent(host)['pid']}")
+    assert {s.split(":")[0] for s in applied} <= {"service-definition", "service"}, applied
+    new = hashlib.sha256(Path(base["deepflow_agent_hostagent_file"]).read_bytes()).hexdigest()
+    assert host.run(f"sha256sum {FILE_ON_HOST}").check().stdout.split()[0] == new
+    rc, out, err = host.run(f"{FILE_ON_HOST} status --json")
+    assert rc == 0 and json.loads(out)["data"]["drift"] == [], (out, err)
+    host.run("systemctl restart deepflow-agent").check()
+    after = wait_agent(host)
+    check_double(host, after)
+    assert_clean_env(after)
+    r = play(inventory, base, collections=collections)
+    assert r.changed(NAME) == 0, r.changed_tasks(NAME)
+
+    play(inventory, dict(base, deepflow_agent_state="absent", deepflow_agent_hostagent_remove=True),
+         collections=collections)
+    assert snapshot_diff(before, snapshot(host)) == []
+    print(f"role converge switching v0.1.0's file for this one: {figures:.1f} s")

@@ -4,6 +4,8 @@ stop + disable on removal. The .deb and what both share: test_nspawn_packages.py
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 
 import pytest
 
@@ -70,3 +72,74 @@ def test_rpm_take_over_upgrade_uninstall_remove(rpm_host) -> None:
     # %preun on removal: stop and disable.
     host.run("rpm -e --nodeps deepflow-agent").check()
     assert agent_uids(host) == [] and host.run(f"test -e {AGENT}").rc != 0
+
+
+def test_hostagent_rpm_upgrade(rpm_host, dist):
+    """hostagent's own .rpm: the previous release's (built from its tag, tests/dist.py) installs the agent,
+    `rpm -U` to this one's: status clean, the agent untouched, a restart runs it through the new launcher,
+    the next install migrates the manifest changing at most the unit; uninstall + erase leave the host as
+    before. This host's venv hostagent (/usr/local/bin) is not used: the package's /usr/sbin/hostagent is."""
+    from hostagent import manifest
+    from tests.dist import previous_release, single_file_in, version
+    from tests.fixtures.build import build_agent_double
+    from tests.hostsnap import diff as snapshot_diff
+    from tests.system.conftest import comparable
+    from tests.system.hostcmd import DOUBLE, INSTALL
+    from tests.system.test_nspawn_day2 import assert_clean_env
+    from tests.system.test_nspawn_e2e import check_double, wait_agent
+
+    host = rpm_host
+    rpm = "rpm --force-debian --nodeps"
+    packaged = "/usr/sbin/hostagent"
+    install, uninstall = (c.replace("hostagent ", packaged + " ", 1) for c in (INSTALL, UNINSTALL))
+    host.put(DOUBLE, build_agent_double().read_bytes(), 0o755)
+    host.put("/root/hostagent-old.rpm", sorted(previous_release().glob("hostagent-*.x86_64.rpm"))[0].read_bytes())
+    host.put("/root/hostagent-new.rpm", (dist / f"hostagent-{version()}-1.x86_64.rpm").read_bytes())
+
+    def snap() -> dict:  # without rpm's own database
+        s = comparable(host.snapshot())
+        return dict(s, files={p: e for p, e in s["files"].items()
+                              if not p.startswith(("/var/lib/rpm/", "/usr/lib/sysimage/rpm/"))})
+
+    def status() -> dict:
+        rc, report, err = hostagent(host, f"{packaged} status --json")
+        assert rc == 0 and report["ok"], (report, err)
+        return report["data"]
+
+    before = snap()
+    host.run(f"{rpm} -i /root/hostagent-old.rpm").check()
+    rc, report, err = hostagent(host, install)
+    assert (rc, report["ok"]) == (0, True), (report, err)
+    first = wait_agent(host)
+    check_double(host, first)
+    old_manifest = json.loads(host.get("/var/lib/hostagent/manifest.json"))
+
+    # --replacepkgs: until the next release bumps it, this tree's version is the tag's.
+    host.run(f"{rpm} -U --replacepkgs /root/hostagent-new.rpm").check()
+    assert host.run("rpm -q hostagent").check().stdout.strip() == f"hostagent-{version()}-1.x86_64"
+    new = hashlib.sha256(single_file_in(dist).read_bytes()).hexdigest()
+    assert host.run(f"sha256sum {packaged}").check().stdout.split()[0] == new
+    assert status()["drift"] == []
+    assert host.run("pgrep -x deepflow-agent").stdout.split() == [str(first["pid"])]
+    host.run("systemctl restart deepflow-agent").check()
+    after = wait_agent(host)
+    assert after["pid"] != first["pid"]
+    check_double(host, after)
+    assert_clean_env(after)  # the new launcher started it
+    assert status()["drift"] == []
+
+    rc, report, err = hostagent(host, install)
+    assert (rc, report["ok"]) == (0, True), (report, err)
+    applied = {s["id"].split(":")[0] for s in report["steps"] if s["status"] == "applied"}
+    assert applied <= {"service-definition", "service"}, report["steps"]
+    migrated = json.loads(host.get("/var/lib/hostagent/manifest.json"))
+    assert (old_manifest["version"], migrated["version"]) == (2, manifest.VERSION), "v0.1.0 wrote manifest v2"
+    check_double(host, wait_agent(host))
+    assert status()["drift"] == []
+    verify = host.run("rpm -V --nodeps hostagent")
+    assert (verify.rc, verify.stdout) == (0, ""), verify
+
+    rc, report, err = hostagent(host, uninstall)
+    assert (rc, report["ok"]) == (0, True), (report, err)
+    host.run("rpm -e --nodeps hostagent").check()
+    assert snapshot_diff(before, snap()) == []

@@ -25,6 +25,12 @@ options:
     description: Path of the hostagent CLI on the target.
     type: path
     default: /opt/hostagent/bin/hostagent
+  executable_replaced:
+    description:
+      - An earlier task of this run replaces I(executable) (a newer hostagent). In check mode the one on the
+        target is then not asked for a plan, since the new one (not there yet) may plan otherwise.
+    type: bool
+    default: false
   controller_ips:
     description: deepflow-server controller IPs (C(--controller-ip), repeated). Required for install.
     type: list
@@ -126,6 +132,7 @@ from ansible.module_utils.basic import AnsibleModule
 ARGUMENT_SPEC = dict(
     command=dict(type="str", required=True, choices=["install", "uninstall"]),
     executable=dict(type="path", default="/opt/hostagent/bin/hostagent"),
+    executable_replaced=dict(type="bool", default=False),
     controller_ips=dict(type="list", elements="str", default=[]),
     controller_port=dict(type="int"),
     cluster_id=dict(type="str"),
@@ -222,6 +229,8 @@ def main():
             # rule); the role calls uninstall without it only when a manifest records an install.
             module.exit_json(changed=True, msg="%s is not on the host yet; no plan to show" % exe)
         module.fail_json(msg="hostagent not found at %s" % exe)
+    if module.check_mode and params["command"] == "install" and params["executable_replaced"]:
+        module.exit_json(changed=True, msg="%s is replaced by this run; no plan to show" % exe)
     binary = params["agent_binary"]
     if module.check_mode and params["command"] == "install" and binary and not os.path.exists(binary):
         module.exit_json(changed=True, msg="agent binary %s is not on the host yet; no plan to show" % binary)

@@ -373,10 +373,12 @@ def test_deepflow_deb_upgrade_and_reboot(vm: VMHost, tier: Tier, tmp_path: Path,
     vm.run(f"dpkg -r {UNIT}")
     assert vm.run(f"test -e {AGENT} || test -e {PACKAGE_UNIT_PATH}", check=False).returncode != 0
     assert vm.run("pgrep -x deepflow-agent", check=False).stdout == ""
-    # What the package itself leaves behind (its enablement, its root agent's logs), then the single
-    # file and its cache as in test_lifecycle: hostagent leaves nothing of its own.
+    # What the package itself leaves behind (its enablement; its root agent's logs and, on v2, the
+    # cgroup it makes at /sys/fs/cgroup/deepflow-agent), then the single file and its cache as in
+    # test_lifecycle: hostagent leaves nothing of its own.
     vm.run(f"rm -f /etc/systemd/system/multi-user.target.wants/{UNIT}.service /root/deepflow-agent-*.deb"
-           f" {HOSTAGENT} && rm -rf /var/log/deepflow-agent /var/cache/hostagent && systemctl daemon-reload")
+           f" {HOSTAGENT} && rm -rf /var/log/deepflow-agent /var/cache/hostagent && systemctl daemon-reload"
+           " && if [ -d /sys/fs/cgroup/deepflow-agent ]; then rmdir /sys/fs/cgroup/deepflow-agent; fi")
     assert hostsnap.diff(before, snapshot(vm)) == []
     print(f"[{tier.name}] DeepFlow .deb Day 2: {time.monotonic() - started:.0f} s, "
           f"reboot-to-ssh {vm.boot_seconds[-1]:.0f} s")

@@ -18,6 +18,9 @@ One VM per tier serves the module's tests in order:
     tier's own Python (bullseye 3.9, trixie 3.13): a venv from the per-Python
     wheelhouse, --version and a dry-run install; bookworm's 3.11 is skipped
     (the nspawn tier's venv lifecycle covers it).
+  test_deepflow_deb_upgrade_and_reboot (bookworm-v2 only, last): DeepFlow's .deb stand-in's root
+    agent taken over by the single file, `dpkg -i` of the next release, restart, reboot, uninstall,
+    `dpkg --verify`, `dpkg -r`; one reboot, no boot of its own (~95 s).
 
 The venv route's whole lifecycle is the nspawn tier's (test_nspawn_e2e.py,
 Python 3.11). The per-Python wheelhouses for bullseye (3.9) and trixie (3.13)

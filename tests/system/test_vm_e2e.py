@@ -18,6 +18,9 @@ One VM per tier serves the module's tests in order:
     tier's own Python (bullseye 3.9, trixie 3.13): a venv from the per-Python
     wheelhouse, --version and a dry-run install; bookworm's 3.11 is skipped
     (the nspawn tier's venv lifecycle covers it).
+  test_deepflow_deb_upgrade_and_reboot (bookworm-v2 only, last): DeepFlow's .deb stand-in's root
+    agent taken over by the single file, `dpkg -i` of the next release, restart, reboot, uninstall,
+    `dpkg --verify`, `dpkg -r`; one reboot, no boot of its own (~95 s).
 
 The venv route's whole lifecycle is the nspawn tier's (test_nspawn_e2e.py,
 Python 3.11). The per-Python wheelhouses for bullseye (3.9) and trixie (3.13)
@@ -47,6 +50,12 @@ REPO = Path(__file__).resolve().parents[2]
 AGENT = "/usr/sbin/deepflow-agent"
 HOSTAGENT = "/usr/sbin/hostagent"
 UNIT = "deepflow-agent"
+DOUBLE_STATUS = "/var/log/deepflow-agent/agent-double.json"
+PACKAGE_UNIT_PATH = "/etc/systemd/system/deepflow-agent.service"
+DROPIN_DIR = PACKAGE_UNIT_PATH + ".d"
+DROPIN = DROPIN_DIR + "/hostagent.conf"
+# DeepFlow's .deb Day 2 (test_deepflow_deb_upgrade_and_reboot) runs on this tier only.
+PACKAGE_TIER = "bookworm-v2"
 # The testinfra suite (tests/system/), pointed at the VM over ssh.
 SUITE = REPO / "tests" / "system" / "test_host_state.py"
 
@@ -261,3 +270,118 @@ def test_venv_on_the_tiers_python(vm: VMHost, tier: Tier, tmp_path: Path):
     finally:
         vm.run("rm -rf /opt/hostagent /root/wheelhouse")
     assert hostsnap.diff(before, snapshot(vm)) == []
+
+
+# ------------------------------------------------------ DeepFlow's .deb, Day 2
+
+def _double_status(vm: VMHost, timeout: float = 120.0) -> dict:
+    """The double's status once the unit's current main process has done its start-up work."""
+    deadline = time.monotonic() + timeout
+    status: dict = {}
+    while time.monotonic() < deadline:
+        pid = _agent_pids(vm)
+        try:
+            status = json.loads(vm.run(f"cat {DOUBLE_STATUS}", check=False).stdout)
+        except ValueError:
+            status = {}
+        if status.get("state") == "running" and str(status.get("pid")) == pid:
+            return status
+        time.sleep(1)
+    journal = vm.run(f"journalctl --no-pager -b -n 100 -u {UNIT}", check=False).stdout
+    pytest.fail(f"agent not running after {timeout:.0f} s; status={status}\njournal:\n{journal}")
+
+
+def _check_hostagents_agent(vm: VMHost) -> None:
+    """The agent as hostagent runs it: the user, exactly the profile's caps, hostagent's config."""
+    from tests.system.test_nspawn_e2e import PROFILE_MASK
+
+    status = _double_status(vm)
+    uid = int(vm.run("id -u deepflow").stdout)
+    assert (status["uid"], status["euid"]) == (uid, uid), status
+    for field in ("CapEff", "CapPrm", "CapBnd"):
+        assert int(status[field], 16) == PROFILE_MASK, (field, status[field])
+    assert status["config_file"] == "/etc/deepflow-agent/deepflow-agent.yaml", status
+    assert status["cgroup_outcome"] == "limited", status
+
+
+def _wait_root_agent(vm: VMHost, timeout: float = 120.0) -> None:
+    """The package's own service: the agent as root, on DeepFlow's default config (no -f)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ps = vm.run("ps -o uid=,args= -C deepflow-agent", check=False).stdout.split()
+        if ps == ["0", AGENT]:
+            return
+        time.sleep(1)
+    pytest.fail(f"no root agent: ps {ps}")
+
+
+def _service_state(vm: VMHost) -> tuple[str, str]:
+    return tuple(vm.run(f"systemctl {verb} {UNIT}", check=False).stdout.strip()
+                 for verb in ("is-enabled", "is-active"))
+
+
+def test_deepflow_deb_upgrade_and_reboot(vm: VMHost, tier: Tier, tmp_path: Path, single_file: Path):
+    """DeepFlow's .deb (stand-in from its packaging files, tests/fixtures/deepflow_packages.py) on a real
+    kernel: v1.0's root agent → taken over by the single file → `dpkg -i` v1.1 + restart → reboot →
+    still the user, the profile's caps, hostagent's config → uninstall → the package's files verify
+    clean and its root agent runs again → `dpkg -r`. The nspawn tier (test_nspawn_packages.py) covers
+    status/doctor and the .rpm; this is the one VM tier's real reboot. Runs after test_lifecycle on the
+    same VM (no boot of its own), which left the host at its snapshot."""
+    from tests.fixtures.deepflow_packages import UNIT as PACKAGE_UNIT
+    from tests.fixtures.deepflow_packages import VERSIONS, build_deb
+
+    if tier.name != PACKAGE_TIER:
+        pytest.skip(f"DeepFlow's package upgrade runs on one VM tier ({PACKAGE_TIER})")
+    started = time.monotonic()
+    for i, version in enumerate(VERSIONS):
+        vm.put(build_deb(version), f"/root/deepflow-agent-{i}.deb")
+    before = snapshot(vm)
+    vm.put(single_file, HOSTAGENT)
+    vm.run(f"chown root:root {HOSTAGENT} && chmod 0755 {HOSTAGENT}")
+
+    vm.run(f"dpkg -i /root/deepflow-agent-0.deb && systemctl enable --now {UNIT}")
+    _wait_root_agent(vm)
+    package_state = _service_state(vm)
+    assert package_state == ("enabled", "active")
+
+    report = _hostagent(vm, "install", "--agent-binary", AGENT, "--controller-ip", "127.0.0.1", "--yes")
+    ids = [s["id"] for s in report["steps"]]
+    assert f"unit-drop-in:{DROPIN}" in ids and not any(i.startswith("service-definition:") for i in ids), ids
+    assert vm.run(f"cat {PACKAGE_UNIT_PATH}").stdout == PACKAGE_UNIT  # the package's unit, untouched
+    _check_hostagents_agent(vm)
+
+    # The next release: prerm stops the agent, dpkg replaces every file (the binary without caps,
+    # the unit), postinst only daemon-reloads; the user's usual restart follows.
+    vm.run("dpkg -i /root/deepflow-agent-1.deb")
+    assert vm.run(f"tail -c 20 {AGENT}").stdout.strip().endswith(VERSIONS[1])
+    vm.run(f"systemctl restart {UNIT}")
+    _check_hostagents_agent(vm)
+
+    vm.reboot()
+    vm.wait_until_running()
+    assert cgroup_mode(vm) == tier.cgroup
+    _check_hostagents_agent(vm)
+    status = _hostagent(vm, "status", expect_rc=0)
+    assert not status["data"]["drift"], status["data"]
+    assert any("DeepFlow's package (deepflow-agent) replaced" in n for n in status["data"]["notes"]), status["data"]
+
+    report = _hostagent(vm, "uninstall", "--yes")
+    assert report["ok"] is True, report
+    assert vm.run(f"dpkg --verify {UNIT}", check=False).stdout == ""
+    assert vm.run(f"stat -c %U:%G:%a {AGENT}; getcap {AGENT}").stdout.split() == ["root:root:755"]
+    assert vm.run(f"test -e {DROPIN_DIR}", check=False).returncode != 0
+    assert _service_state(vm) == package_state
+    _wait_root_agent(vm)
+
+    vm.run(f"dpkg -r {UNIT}")
+    assert vm.run(f"test -e {AGENT} || test -e {PACKAGE_UNIT_PATH}", check=False).returncode != 0
+    assert vm.run("pgrep -x deepflow-agent", check=False).stdout == ""
+    # What the package itself leaves behind (its enablement; its root agent's logs and, on v2, the
+    # cgroup it makes at /sys/fs/cgroup/deepflow-agent), then the single file and its cache as in
+    # test_lifecycle: hostagent leaves nothing of its own.
+    vm.run(f"rm -f /etc/systemd/system/multi-user.target.wants/{UNIT}.service /root/deepflow-agent-*.deb"
+           f" {HOSTAGENT} && rm -rf /var/log/deepflow-agent /var/cache/hostagent && systemctl daemon-reload"
+           " && if [ -d /sys/fs/cgroup/deepflow-agent ]; then rmdir /sys/fs/cgroup/deepflow-agent; fi")
+    assert hostsnap.diff(before, snapshot(vm)) == []
+    print(f"[{tier.name}] DeepFlow .deb Day 2: {time.monotonic() - started:.0f} s, "
+          f"reboot-to-ssh {vm.boot_seconds[-1]:.0f} s")

@@ -263,13 +263,16 @@ class SysVInit(ServiceManager):
         self._set_action(name, "respawn")
 
     def disable(self, name: str) -> None:
-        self._set_action(name, "off")
+        if self.entry(name) is not None:  # a line already gone (an admin, a revert cut short) is off
+            self._set_action(name, "off")
 
     def start(self, name: str) -> None:
         self.enable(name)
         self.reload()
 
     def stop(self, name: str) -> None:
+        if self.entry(name) is None:
+            return  # without its line init runs nothing of it
         pid = self.main_pid(name)
         self.disable(name)
         self.reload()  # init sends TERM, then KILL after 5 s, to an entry that went off
@@ -323,6 +326,8 @@ class OpenRC(ServiceManager):
         self.host.run(["rc-service", name, "start"])
 
     def stop(self, name: str) -> None:
+        if not os.path.exists(self.host.path(self.definition_path(name))):
+            return  # its script is gone (an admin, a revert cut short): OpenRC cannot run it either
         pid = self.main_pid(name)
         self.host.run(["rc-service", name, "stop"])
         _wait_gone(pid)

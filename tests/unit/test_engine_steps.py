@@ -321,3 +321,15 @@ def test_a_v2_manifest_migrates(fake) -> None:
                                                   "service:deepflow-agent"]
     assert isinstance(found.steps()[0][0], ServiceDefinition)
 
+
+
+def test_stopping_a_service_whose_definition_is_gone_is_a_no_op(tmp_path) -> None:
+    """An uninstall finishing a cut-short one, or after an admin removed the line or the script."""
+    for init in ("sysvinit", "openrc"):
+        root = tmp_path / init
+        h, runner = make_host(root, init=init)
+        (root / "etc/inittab").write_text("id:2:initdefault:\n")
+        with using(h):
+            h.services.stop("deepflow-agent")
+            h.services.disable("deepflow-agent")
+        assert runner.calls == [] and (root / "etc/inittab").read_text() == "id:2:initdefault:\n"

@@ -98,6 +98,32 @@ def restarts_without_cache(host, times: int = 2) -> list[str]:
         host.run("chmod g-w /var/cache/hostagent").check()
 
 
+def after_the_switch(host, first: dict, old_manifest: dict, status, install: str = INSTALL) -> None:
+    """hostagent replaced under a running agent (the file, a package): the agent is untouched and the
+    new hostagent reads the old manifest; a restart goes through the new launcher; the next install
+    changes at most the service and writes the manifest in the current schema."""
+    from hostagent import manifest
+
+    assert status()["drift"] == []
+    assert host.run("pgrep -x deepflow-agent").stdout.split() == [str(first["pid"])]
+
+    host.run("systemctl restart deepflow-agent").check()
+    after = wait_agent(host)
+    assert after["pid"] != first["pid"]
+    check_double(host, after)
+    assert_clean_env(after)  # the new launcher started it
+    assert status()["drift"] == []
+
+    rc, report, err = hostagent(host, install)
+    assert (rc, report["ok"]) == (0, True), (report, err)
+    applied = {s["id"].split(":")[0] for s in report["steps"] if s["status"] == "applied"}
+    assert applied <= {"service-definition", "service"}, report["steps"]
+    migrated = json.loads(host.get("/var/lib/hostagent/manifest.json"))
+    assert (old_manifest["version"], migrated["version"]) == (2, manifest.VERSION), "v0.1.0 wrote manifest v2"
+    check_double(host, wait_agent(host))
+    assert status()["drift"] == []
+
+
 def test_hostagent_upgrade_from_the_previous_release(host, single_file):
     before = snap(host)
     rc, report, err = hostagent(host, INSTALL)
@@ -117,27 +143,7 @@ def test_hostagent_upgrade_from_the_previous_release(host, single_file):
 
     replace_hostagent(host, single_file)
     assert host.run(f"sha256sum {HOSTAGENT}").stdout.split()[0] == hashlib.sha256(single_file.read_bytes()).hexdigest()
-    # The switch itself: the running agent is untouched, and the new file reads the old manifest.
-    assert status(host)["drift"] == []
-    assert host.run("pgrep -x deepflow-agent").stdout.split() == [str(first["pid"])]
-
-    host.run("systemctl restart deepflow-agent").check()
-    after = wait_agent(host)
-    assert after["pid"] != first["pid"]
-    check_double(host, after)
-    assert_clean_env(after)
-    assert status(host)["drift"] == []
-
-    rc, report, err = hostagent(host, INSTALL)
-    assert (rc, report["ok"]) == (0, True), (report, err)
-    applied = {s["id"].split(":")[0] for s in report["steps"] if s["status"] == "applied"}
-    assert applied <= {"service-definition", "service"}, report["steps"]
-    from hostagent import manifest
-
-    migrated = json.loads(host.get("/var/lib/hostagent/manifest.json"))
-    assert (old_manifest["version"], migrated["version"]) == (2, manifest.VERSION), "v0.1.0 wrote manifest v2"
-    check_double(host, wait_agent(host))
-    assert status(host)["drift"] == []
+    after_the_switch(host, first, old_manifest, lambda: status(host))
 
     rc, report, err = hostagent(host, UNINSTALL)
     assert (rc, report["ok"]) == (0, True), (report, err)

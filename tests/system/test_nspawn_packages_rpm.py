@@ -79,13 +79,12 @@ def test_hostagent_rpm_upgrade(rpm_host, dist):
     `rpm -U` to this one's: status clean, the agent untouched, a restart runs it through the new launcher,
     the next install migrates the manifest changing at most the unit; uninstall + erase leave the host as
     before. This host's venv hostagent (/usr/local/bin) is not used: the package's /usr/sbin/hostagent is."""
-    from hostagent import manifest
     from tests.dist import previous_release, single_file_in, version
     from tests.fixtures.build import build_agent_double
     from tests.hostsnap import diff as snapshot_diff
     from tests.system.conftest import comparable
     from tests.system.hostcmd import DOUBLE, INSTALL
-    from tests.system.test_nspawn_day2 import assert_clean_env
+    from tests.system.test_nspawn_day2 import after_the_switch
     from tests.system.test_nspawn_e2e import check_double, wait_agent
 
     host = rpm_host
@@ -119,23 +118,7 @@ def test_hostagent_rpm_upgrade(rpm_host, dist):
     assert host.run("rpm -q hostagent").check().stdout.strip() == f"hostagent-{version()}-1.x86_64"
     new = hashlib.sha256(single_file_in(dist).read_bytes()).hexdigest()
     assert host.run(f"sha256sum {packaged}").check().stdout.split()[0] == new
-    assert status()["drift"] == []
-    assert host.run("pgrep -x deepflow-agent").stdout.split() == [str(first["pid"])]
-    host.run("systemctl restart deepflow-agent").check()
-    after = wait_agent(host)
-    assert after["pid"] != first["pid"]
-    check_double(host, after)
-    assert_clean_env(after)  # the new launcher started it
-    assert status()["drift"] == []
-
-    rc, report, err = hostagent(host, install)
-    assert (rc, report["ok"]) == (0, True), (report, err)
-    applied = {s["id"].split(":")[0] for s in report["steps"] if s["status"] == "applied"}
-    assert applied <= {"service-definition", "service"}, report["steps"]
-    migrated = json.loads(host.get("/var/lib/hostagent/manifest.json"))
-    assert (old_manifest["version"], migrated["version"]) == (2, manifest.VERSION), "v0.1.0 wrote manifest v2"
-    check_double(host, wait_agent(host))
-    assert status()["drift"] == []
+    after_the_switch(host, first, old_manifest, status, install)
     verify = host.run("rpm -V --nodeps hostagent")
     assert (verify.rc, verify.stdout) == (0, ""), verify
 

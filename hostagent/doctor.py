@@ -104,6 +104,48 @@ def limits_report(layout: CgroupLayout, opts: dict[str, Any], timeout: float) ->
     return report, problems
 
 
+def _sync_time(text: Any) -> Optional[float]:
+    """SYNCED_CONTROLLER_AT ("2006-01-02 15:04:05", the server's clock; UTC unless it names a zone) as epoch seconds."""
+    import datetime
+
+    try:
+        when = datetime.datetime.fromisoformat(str(text).strip())
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)).timestamp()
+
+
+def server_view(opts: dict[str, Any], timeout: float) -> tuple[dict[str, Any], list[str]]:
+    """This host's agent as deepflow-server lists it (GET /v1/vtaps/): registered, in the group install
+    named (None without --agent-group), the exception codes it reports, its last sync with a controller."""
+    from hostagent import server as deepflow
+    from hostagent.errors import ServerError
+
+    view: dict[str, Any] = {"reachable": False, "registered": None, "in_group": None, "group_id": opts.get("agent_group"),
+                            "exceptions": [], "last_sync": None, "state": None, "name": None}
+    try:
+        client = deepflow.Client.for_server(opts["server"], timeout, opts.get("org_id") or 1)
+        agent = deepflow.find_host_agent(client)
+        view["reachable"], view["registered"] = True, agent is not None
+        if agent is None:
+            return view, [f"this host's agent is not registered on {opts['server']}"]
+        view.update(name=agent.get("NAME"), state=agent.get("STATE"), exceptions=list(agent.get("EXCEPTIONS") or []),
+                    last_sync=_sync_time(agent.get("SYNCED_CONTROLLER_AT")))
+        if opts.get("agent_group"):
+            _, lcuuid, _ = deepflow.group_short_id(client, opts["agent_group"])
+            view["in_group"] = agent.get("VTAP_GROUP_LCUUID") == lcuuid
+    except ServerError as e:
+        view["error"] = str(e)
+        return view, [f"cannot ask {opts['server']} about this host's agent: {e}"]
+    problems = []
+    if view["in_group"] is False:
+        problems.append(f"the server has this host's agent in group {agent.get('VTAP_GROUP_NAME') or '?'}, "
+                        f"not {opts['agent_group']}")
+    if view["exceptions"]:
+        problems.append(f"the server reports exceptions {', '.join(map(str, view['exceptions']))} for this host's agent")
+    return view, problems
+
+
 def _show(limits: dict[str, Any]) -> str:
     cpu, mem = limits.get("max_millicpus"), limits.get("max_memory")
     return f"({cpu if cpu is not None else 'unlimited'}m CPU, {mem if mem is not None else 'unlimited'} MiB)"
@@ -153,6 +195,7 @@ def examine(timeout: float = 2.0, config_path: str = paths.CONFIG_FILE) -> dict[
 
     want_user = opts.get("user")
     want_caps = _installed_caps(manifest)
+    report["user"], report["caps"] = want_user, caps.names_of(want_caps) if want_caps is not None else None
 
     procs = agent_processes()
     if not procs:
@@ -172,22 +215,28 @@ def examine(timeout: float = 2.0, config_path: str = paths.CONFIG_FILE) -> dict[
             "CapBnd": caps.names_of(pc.get("CapBnd", 0)), "cgroups": cg_lines, "limits": _limits_for(cg_lines, layout),
         }
         report["processes"].append(entry)
+        # Each check's verdict is kept beside its problem line: --prometheus exports these (None: not known).
         if uid == 0:
             problems.append(f"pid {proc.pid} runs as root")
+        entry["as_user"] = None
         if want_user:
             account = accounts.user(want_user)
+            entry["as_user"] = account is not None and uid == account.uid
             if account and uid != account.uid:
                 problems.append(f"pid {proc.pid} runs as uid {uid}, not {want_user} ({account.uid})")
+        entry["caps_as_installed"] = None
         if want_caps is not None:
+            entry["caps_as_installed"] = True
             for key in ("CapEff", "CapPrm", "CapBnd"):
                 if pc.get(key) != want_caps:
+                    entry["caps_as_installed"] = False
                     problems.append(f"pid {proc.pid} {key} is {','.join(caps.names_of(pc.get(key, 0))) or 'empty'}, "
                                     f"want {','.join(caps.names_of(want_caps))}")
         if manifest is not None:
             problems.extend(_config_problem(proc, config_path))
         problems.extend(_env_problems(proc.pid))
-        in_agent_cgroup = any(line.endswith("/" + paths.CGROUP_NAME) for line in cg_lines)
-        if not in_agent_cgroup:
+        entry["in_agent_cgroup"] = any(line.endswith("/" + paths.CGROUP_NAME) for line in cg_lines)
+        if not entry["in_agent_cgroup"]:
             problems.append(f"pid {proc.pid} is not in a {paths.CGROUP_NAME} cgroup (limits not enforced by cgroups)")
 
     try:
@@ -221,6 +270,10 @@ def examine(timeout: float = 2.0, config_path: str = paths.CONFIG_FILE) -> dict[
         problems.extend(limit_problems)
         found = status()
         report["drift"], report["notes"] = found["drift"], found["notes"]
+        report["steps"] = [{"id": s["id"], "ok": s["ok"]} for s in found["steps"]]
         problems.extend(found["drift"])
+        if opts.get("server"):
+            report["server"], server_problems = server_view(opts, timeout)
+            problems.extend(server_problems)
     return report
 

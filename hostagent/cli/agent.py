@@ -3,6 +3,7 @@ typer, for a fast agent start). Parse, call the library, hand a Report to the on
 modules are imported inside commands so that a no-op `install` starts fast."""
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, Callable, List, Optional
 
@@ -205,16 +206,25 @@ def print_status(r: Report, what: str = "") -> None:
 
 def doctor(
     timeout: float = typer.Option(2.0, help="Seconds per controller TCP check."),
+    prometheus: Optional[str] = typer.Option(
+        None, "--prometheus", metavar="FILE", help="Also write the findings as node_exporter textfile metrics to FILE "
+        "(*.prom, replaced atomically); exit 0 once written: the problems are in the metrics."),
     as_json: bool = JSON, quiet: bool = QUIET, verbose: bool = VERBOSE, debug: bool = DEBUG,
 ) -> None:
     """Inspect the running agent: user, capabilities, cgroups, limits, config, controller reachability."""
     style = options(as_json, quiet, verbose, debug)
 
     def body() -> Report:
+        from hostagent import metrics
         from hostagent.doctor import examine
 
+        if prometheus is not None:
+            metrics.check_dir(os.path.dirname(os.path.abspath(prometheus)), "--prometheus's directory")
         data = examine(timeout)
         problems = data["problems"]
+        if prometheus is not None:
+            metrics.write(os.path.abspath(prometheus), metrics.render(data))
+            return Report("doctor", data=data)
         return Report("doctor", data=data, exit_code=1 if problems else 0,
                       error=f"{len(problems)} problem(s) found" if problems else None)
 

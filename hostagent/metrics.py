@@ -31,6 +31,8 @@ class _Family:
         self.samples.append(f"{self.name}{{{shown}}} {_number(value)}" if shown else f"{self.name} {_number(value)}")
 
     def text(self) -> str:
+        if not self.samples:
+            return ""  # nothing known: no family at all, so absent() sees it
         return f"# HELP {self.name} {self.help}\n# TYPE {self.name} gauge\n" + "".join(s + "\n" for s in self.samples)
 
 
@@ -59,8 +61,8 @@ def render(report: dict[str, Any], now: Optional[float] = None) -> str:
     """The textfile for one doctor report."""
     families: dict[str, _Family] = {}
 
-    def gauge(name: str, help_text: str, value: Any, **labels: Any) -> None:
-        families.setdefault(name, _Family(name, help_text)).add(value, **labels)
+    def gauge(metric: str, help_text: str, value: Any, **labels: Any) -> None:
+        families.setdefault(metric, _Family(metric, help_text)).add(value, **labels)
 
     procs = report.get("processes") or []
     installed = bool(report.get("installed"))

@@ -61,6 +61,9 @@ INSTALL_SETTINGS: tuple[Setting, ...] = (
     Setting("remote_upgrade", "--remote-upgrade", "str", "deny",
             f"allow: the server can upgrade the agent (its binary is {paths.AGENT_UPGRADABLE}, in a dir its user may "
             f"write); deny: the binary stays read-only at {paths.AGENT_BINARY} and remote upgrades fail."),
+    Setting("metrics_textfile", "--metrics-textfile", "str", None,
+            "node_exporter textfile-collector directory: a systemd timer writes hostagent.prom there every minute "
+            "(`hostagent doctor --prometheus`)."),
 )
 REMOTE_UPGRADE = ("allow", "deny")
 SETTINGS = {s.name: s for s in INSTALL_SETTINGS}
@@ -87,6 +90,7 @@ class InstallOptions:
     memory_mib: int = default("memory_mib")
     domain_timeout: float = default("domain_timeout")
     remote_upgrade: str = default("remote_upgrade")
+    metrics_textfile: Optional[str] = None
 
     @property
     def running_binary(self) -> str:
@@ -351,12 +355,17 @@ def validate(v: dict[str, Any]) -> InstallOptions:
     remote_upgrade = as_str("--remote-upgrade", v.get("remote_upgrade", default("remote_upgrade")))
     if remote_upgrade not in REMOTE_UPGRADE:
         raise InputError(f"--remote-upgrade must be allow or deny, got {remote_upgrade!r}")
+    metrics_textfile = v.get("metrics_textfile")
+    if metrics_textfile is not None:
+        metrics_textfile = as_str("--metrics-textfile", metrics_textfile)
+        if not metrics_textfile.startswith("/"):
+            raise InputError(f"--metrics-textfile must be an absolute path: {metrics_textfile!r}")
     return InstallOptions(
         controller_ips=tuple(ips), controller_port=controller_port, agent_binary=binary,
         cluster_id=cluster_id, watcher_domain=watcher_domain, server=server, agent_group=agent_group,
         team_id=team_id, org_id=org_id,
         user=user, caps=caps_spec, cpu_millicores=cpu, memory_mib=mem, domain_timeout=timeout,
-        remote_upgrade=remote_upgrade,
+        remote_upgrade=remote_upgrade, metrics_textfile=metrics_textfile,
     )
 
 

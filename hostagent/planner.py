@@ -115,6 +115,24 @@ def check_service_paths(init: str, service: str) -> None:
                              "would merge into hostagent's unit; move them away first")
 
 
+def check_metrics_textfile(init: str, directory: str) -> None:
+    """Only where a systemd timer can run doctor: SysV init has no timers, and a cron.d entry would need
+    a cron that reads /etc/cron.d (busybox's crond does not), outside any service manager's view. The
+    dir must be a real directory, and its hostagent.prom nobody else's."""
+    from hostagent.metrics import FILE_NAME, check_dir
+
+    if init != "systemd":
+        raise InputError(f"--metrics-textfile needs systemd's timers; on {init} run `hostagent doctor --prometheus "
+                         f"{directory.rstrip('/')}/{FILE_NAME}` from your own scheduler (see README, Metrics)")
+    h = current_host()
+    check_dir(h.path(directory), "--metrics-textfile")
+    for name in (paths.METRICS_SERVICE, paths.METRICS_TIMER):
+        check_service_paths(init, name)
+    target = f"{directory.rstrip('/')}/{FILE_NAME}"
+    if lstat_or_none(h.path(target)) is not None and not _recorded(f"textfile:{h.path(target)}"):
+        raise InputError(f"{target} exists and hostagent did not install it; move it away first")
+
+
 def preflight(opts: InstallOptions, host: HostFacts, resolve_remote: bool = True) -> Resolved:
     if not host.is_root:
         raise InputError("hostagent install must run as root")
@@ -149,6 +167,8 @@ def preflight(opts: InstallOptions, host: HostFacts, resolve_remote: bool = True
     if st is not None and not stat.S_ISREG(st.st_mode):
         raise InputError(f"{paths.CONFIG_FILE} exists and is not a regular file (symlink?); refusing to replace it")
     check_service_paths(host.init, paths.SERVICE)
+    if opts.metrics_textfile:
+        check_metrics_textfile(host.init, opts.metrics_textfile)
 
     group = service_group(opts.user, "the agent", _recorded_as_created(f"group:{opts.user}"))
 
@@ -191,12 +211,21 @@ def service_group(user: str, what: str, group_is_ours: bool) -> str:
     return user
 
 
-def _recorded_as_created(step_id: str, manifest_path: str = paths.MANIFEST) -> bool:
-    """Whether the manifest (of a run that was killed, say) records this as hostagent's own creation."""
+def _record_of(step_id: str, manifest_path: str = paths.MANIFEST) -> Optional[dict[str, Any]]:
+    """What the manifest (of a run that was killed, say) records for a step, None when nothing."""
     from hostagent import manifest
 
     found = manifest.load(manifest_path)
-    record = found.record_of(step_id) if found else None
+    return found.record_of(step_id) if found else None
+
+
+def _recorded(step_id: str) -> bool:
+    return _record_of(step_id) is not None
+
+
+def _recorded_as_created(step_id: str, manifest_path: str = paths.MANIFEST) -> bool:
+    """Whether the manifest (of a run that was killed, say) records this as hostagent's own creation."""
+    record = _record_of(step_id, manifest_path)
     return bool(record and record.get("created"))
 
 
@@ -231,6 +260,20 @@ def service_steps(init: str, user: str, caps: tuple[str, ...], cpu_millicores: i
         else:
             definition = [ServiceDefinition(path=where, content=content, mode=0o644, owner="root", group="root")]
     return [*definition, Service(name=paths.SERVICE, user=user, binary=h.path(binary))]
+
+
+def metrics_steps(directory: str) -> list[Step]:
+    """install --metrics-textfile: the oneshot service and its timer, the file it writes, the timer on."""
+    from hostagent.metrics import FILE_NAME
+    from hostagent.steps.metrics import Textfile, Timer
+
+    h = current_host()
+    service, timer = unit.render_metrics(directory)
+    where = h.services.definition_path
+    return [ServiceDefinition(path=h.path(where(paths.METRICS_SERVICE)), content=service, mode=0o644, owner="root", group="root"),
+            ServiceDefinition(path=h.path(where(paths.METRICS_TIMER)), content=timer, mode=0o644, owner="root", group="root"),
+            Textfile(path=h.path(f"{directory.rstrip('/')}/{FILE_NAME}")),
+            Timer(name=paths.METRICS_TIMER, service=paths.METRICS_SERVICE)]
 
 
 def read_text(path: str) -> str:
@@ -268,4 +311,5 @@ def plan(opts: InstallOptions, host: HostFacts, r: Resolved) -> list[Step]:
         # Last change to the binary: chown clears capabilities.
         FileCaps(path=h.path(binary), caps=list(r.caps)),
         *service_steps(host.init, user, r.caps, opts.cpu_millicores, opts.memory_mib, cg, binary),
+        *(metrics_steps(opts.metrics_textfile) if opts.metrics_textfile else []),
     ] + membership

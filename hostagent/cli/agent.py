@@ -54,6 +54,7 @@ def install(
     cpu_millicores: Optional[str] = _setting("cpu_millicores"),
     memory_mib: Optional[str] = _setting("memory_mib"),
     remote_upgrade: Optional[str] = _setting("remote_upgrade"),
+    metrics_textfile: Optional[str] = _setting("metrics_textfile"),
     config_file: Optional[str] = typer.Option(None, help="YAML file with the same keys as these flags; flags win."),
     detect: bool = typer.Option(False, "--detect", help="Print the NIC layout and recommended group config first."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan with file diffs; change nothing."),
@@ -72,6 +73,7 @@ def install(
             cluster_id=cluster_id, watcher_domain=watcher_domain, server=server, domain_timeout=domain_timeout,
             agent_group=agent_group, team_id=team_id, org_id=org_id, user=user, caps=caps,
             cpu_millicores=cpu_millicores, memory_mib=memory_mib, remote_upgrade=remote_upgrade,
+            metrics_textfile=metrics_textfile,
         ), file_values, installed_options())
         host = facts.gather()
         if detect:

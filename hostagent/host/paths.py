@@ -24,6 +24,9 @@ SYSV_SCRIPT = CONFIG_DIR + "/hostagent-exec"  # what the agent's inittab line ru
 STATE_DIR = os.environ.get("HOSTAGENT_STATE_DIR", "/var/lib/hostagent")
 MANIFEST = STATE_DIR + "/manifest.json"
 BACKUP_DIR = STATE_DIR + "/backup"
+# install --metrics-textfile: a timer runs this oneshot service, which writes the textfile.
+METRICS_SERVICE = "hostagent-metrics.service"
+METRICS_TIMER = "hostagent-metrics.timer"
 # `hostagent k8s-sync install`: its own service, user, files and manifest beside the agent's.
 K8S_SYNC_SERVICE = "hostagent-k8s-sync"
 K8S_SYNC_CONFIG_DIR = "/etc/hostagent-k8s-sync"
@@ -39,4 +42,5 @@ WRITTEN_DIRS = (os.path.dirname(AGENT_BINARY), CONFIG_DIR, SYSTEMD_UNIT_DIR, INI
                 os.path.dirname(STATE_DIR), STATE_DIR, BACKUP_DIR, K8S_SYNC_CONFIG_DIR)
 # What install creates, for a manifest that cannot be read any more.
 INSTALLED_PATHS = (AGENT_BINARY, AGENT_UPGRADE_DIR, CONFIG_FILE, LOG_DIR, SYSTEMD_UNIT_DIR + "/" + SERVICE + ".service",
-                   INITD_DIR + "/" + SERVICE, STATE_DIR)
+                   INITD_DIR + "/" + SERVICE, SYSTEMD_UNIT_DIR + "/" + METRICS_SERVICE,
+                   SYSTEMD_UNIT_DIR + "/" + METRICS_TIMER, STATE_DIR)

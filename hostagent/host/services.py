@@ -82,7 +82,7 @@ class Systemd(ServiceManager):
 
     @staticmethod
     def unit(name: str) -> str:
-        return name if name.endswith(".service") else name + ".service"
+        return name if name.endswith((".service", ".timer")) else name + ".service"
 
     def definition_path(self, name: str) -> str:
         return f"{paths.SYSTEMD_UNIT_DIR}/{self.unit(name)}"

@@ -91,3 +91,19 @@ def render_sysv_script(user: str, caps: tuple[str, ...], cpu_millicores: int, me
                         "--log-dir", paths.LOG_DIR, "--", *agent_argv(binary)])
     return ("#!/bin/sh\n# Installed by hostagent: /etc/inittab runs it (SysV init); `hostagent uninstall` removes it.\n"
             f"exec {command}\n")
+
+
+METRICS_INTERVAL = 60  # seconds between two runs of doctor --prometheus
+
+
+def render_metrics(directory: str) -> tuple[str, str]:
+    """install --metrics-textfile: the oneshot service that writes DIR/hostagent.prom, and its timer."""
+    from hostagent.metrics import FILE_NAME
+    from hostagent.render import render_template
+
+    path = f"{directory.rstrip('/')}/{FILE_NAME}"
+    service = render_template("hostagent-metrics.service.j2", agent_unit=f"{paths.SERVICE}.service",
+                              launcher=launcher_command(), file=path, timeout=2, timeout_start=METRICS_INTERVAL - 10)
+    timer = render_template("hostagent-metrics.timer.j2", file=path, interval=METRICS_INTERVAL,
+                            service=paths.METRICS_SERVICE)
+    return service, timer

@@ -9,12 +9,13 @@ from hostagent.steps.base import Record, Step
 from hostagent.steps.cgroup import AgentCgroups
 from hostagent.steps.dropin import UnitDropIn
 from hostagent.steps.files import Binary, Directory, File, FileCaps, ServiceDefinition
+from hostagent.steps.metrics import Textfile, Timer
 from hostagent.steps.server import AgentGroupMembership
 from hostagent.steps.service import InittabLine, Service
 
 KINDS: dict[str, type[Step]] = {cls.kind: cls for cls in (Group, User, Binary, Directory, File, AgentCgroups, FileCaps,
                                                           ServiceDefinition, UnitDropIn, InittabLine, Service,
-                                                          AgentGroupMembership)}
+                                                          AgentGroupMembership, Timer, Textfile)}
 
 
 def from_dict(entry: dict[str, Any]) -> Step:

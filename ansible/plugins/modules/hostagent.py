@@ -79,6 +79,11 @@ options:
     description: C(allow) lets the server upgrade the agent, C(deny) keeps its binary read-only (C(--remote-upgrade)).
     type: str
     choices: [allow, deny]
+  metrics_textfile:
+    description:
+      - node_exporter textfile-collector directory on the target; a systemd timer writes C(hostagent.prom) there
+        every minute (C(--metrics-textfile)). Uninstall removes the timer and the file.
+    type: path
   keep_logs:
     description: For uninstall, leave /var/log/deepflow-agent in place (C(--keep-logs)).
     type: bool
@@ -148,6 +153,7 @@ ARGUMENT_SPEC = dict(
     memory_mib=dict(type="int"),
     agent_binary=dict(type="path"),
     remote_upgrade=dict(type="str", choices=["allow", "deny"]),
+    metrics_textfile=dict(type="path"),
     keep_logs=dict(type="bool", default=False),
     deregister=dict(type="bool", default=False),
 )
@@ -168,6 +174,7 @@ INSTALL_FLAGS = (
     ("memory_mib", "--memory-mib"),
     ("agent_binary", "--agent-binary"),
     ("remote_upgrade", "--remote-upgrade"),
+    ("metrics_textfile", "--metrics-textfile"),
 )
 
 

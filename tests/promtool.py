@@ -40,7 +40,11 @@ def promtool() -> str:
     return str(CACHED)
 
 
-def check(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    """`promtool check ARGS`; its output (stdout and stderr) is the assertion message."""
-    return subprocess.run([promtool(), "check", *args], check=False, input=stdin, stdout=subprocess.PIPE,
+def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    """`promtool ARGS`; its output (stdout and stderr) is the assertion message."""
+    return subprocess.run([promtool(), *args], check=False, input=stdin, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=60)
+
+
+def check(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    return run("check", *args, stdin=stdin)

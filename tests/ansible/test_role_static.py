@@ -78,7 +78,7 @@ def test_module_builds_the_cli_argv():
                   controller_port=30035, cluster_id="", watcher_domain="dom", server="srv:30417",
                   domain_timeout=30.0, agent_group="", team_id="", org_id=None, user="deepflow", caps="ebpf",
                   cpu_millicores=500,
-                  memory_mib=512, agent_binary="/x/deepflow-agent", remote_upgrade="allow", keep_logs=False)
+                  memory_mib=512, agent_binary="/x/deepflow-agent", remote_upgrade="allow", metrics_textfile="", keep_logs=False)
     assert mod.build_argv(params, dry_run=True) == [
         "/opt/hostagent/bin/hostagent", "install", "--controller-ip", "10.0.0.1", "--controller-ip", "10.0.0.2",
         "--controller-port", "30035", "--watcher-domain", "dom", "--server", "srv:30417", "--domain-timeout", "30.0",

@@ -153,3 +153,76 @@ def lifecycle(host, tmp_path: Path, take_snapshot, *, suite_has_python: bool = T
 def test_install_reboot_upgrade_uninstall(host, tmp_path):
     timings = lifecycle(host, tmp_path, lambda: snapshot(host))
     print(f"\ne2e timings: {timings}")
+
+
+TEXTFILE_DIR = "/var/lib/node_exporter/textfile"
+PROM = f"{TEXTFILE_DIR}/hostagent.prom"
+
+
+def read_metrics(host, newer_than: float = 0, timeout: float = 60) -> dict:
+    """The textfile's unlabelled samples once doctor wrote it after newer_than (host's Unix time)."""
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = host.run(f"cat {PROM}").stdout
+        found = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                key, value = line.rsplit(" ", 1)
+                found[key.split("{")[0]] = float(value)
+        if found.get("hostagent_doctor_last_run_timestamp_seconds", 0) > newer_than:
+            return found
+        time.sleep(0.5)
+    pytest.fail(f"{PROM} not written after {timeout}s:\n{text}\n"
+                f"{host.run('systemctl status hostagent-metrics.timer hostagent-metrics.service').stdout}")
+
+
+def run_doctor_now(host) -> dict:
+    """What the timer starts, started now: the metrics of this moment."""
+    since = float(host.run("date +%s.%N").check().stdout)
+    host.run("systemctl start hostagent-metrics.service").check()
+    return read_metrics(host, since)
+
+
+def test_metrics_timer_writes_flips_and_goes_with_uninstall(host):
+    """install --metrics-textfile: the timer writes the textfile (root's, 0644) without being asked; the
+    values flip when the agent stops or runs with other caps; uninstall removes timer, service and file."""
+    host.run(f"mkdir -p {TEXTFILE_DIR}").check()  # node_exporter's dir: the admin's, before hostagent
+    before = comparable(snapshot(host))
+    rc, report, err = hostagent(host, f"{INSTALL} --metrics-textfile {TEXTFILE_DIR}")
+    assert (rc, report["ok"]) == (0, True), (report, err, host.journal())
+    assert host.run("systemctl is-enabled hostagent-metrics.timer").stdout.strip() == "enabled"
+    check_double(host, wait_agent(host))
+
+    healthy = read_metrics(host)  # the timer's first run, on its own
+    assert host.run(f"stat -c '%U:%G %a' {PROM}").stdout.split() == ["root:root", "644"]
+    assert healthy["hostagent_agent_up"] == 1 and healthy["hostagent_agent_running_as_root"] == 0, healthy
+    for name in ("hostagent_agent_running_as_user", "hostagent_agent_capabilities_as_profile", "hostagent_agent_in_cgroup",
+                 "hostagent_service_definition_as_installed"):
+        assert healthy[name] == 1, (name, healthy)
+    assert healthy["hostagent_drift_problems"] == 0, healthy
+
+    host.run("systemctl stop deepflow-agent").check()
+    stopped = run_doctor_now(host)
+    assert stopped["hostagent_agent_up"] == 0 and stopped["hostagent_drift_problems"] >= 1, stopped
+
+    # Other caps than the profile's: the unit edited to start the agent with cap_net_raw alone.
+    unit = "/etc/systemd/system/deepflow-agent.service"
+    host.run(f"sed -i 's/--caps [a-z_,]*/--caps cap_net_raw/' {unit} && systemctl daemon-reload && "
+             "systemctl start deepflow-agent").check()
+    wait_agent(host)
+    edited = run_doctor_now(host)
+    assert edited["hostagent_agent_up"] == 1 and edited["hostagent_agent_capabilities_as_profile"] == 0, edited
+    assert edited["hostagent_service_definition_as_installed"] == 0, edited
+
+    rc, report, err = hostagent(host, f"{INSTALL} --metrics-textfile {TEXTFILE_DIR}")  # puts it all back
+    assert (rc, report["ok"]) == (0, True), (report, err)
+    check_double(host, wait_agent(host))
+    assert run_doctor_now(host)["hostagent_agent_capabilities_as_profile"] == 1
+
+    rc, report, err = hostagent(host, UNINSTALL)
+    assert (rc, report["ok"]) == (0, True), (report, err)
+    assert host.run(f"ls -A {TEXTFILE_DIR}").stdout.split() == []
+    assert "hostagent-metrics" not in host.run("systemctl list-unit-files 'hostagent-metrics*'").stdout
+    host.run(f"rmdir {TEXTFILE_DIR}").check()
+    assert snapshot_diff(before, comparable(snapshot(host))) == []

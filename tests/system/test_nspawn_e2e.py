@@ -11,6 +11,7 @@ wheelhouse, the README's way.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -206,9 +207,9 @@ def test_metrics_timer_writes_flips_and_goes_with_uninstall(host):
     stopped = run_doctor_now(host)
     assert stopped["hostagent_agent_up"] == 0 and stopped["hostagent_drift_problems"] >= 1, stopped
 
-    # Other caps than the profile's: the unit edited to start the agent with cap_net_raw alone.
+    # Other caps than the profile's: the unit edited to give the agent one more (one its bounding set has).
     unit = "/etc/systemd/system/deepflow-agent.service"
-    host.run(f"sed -i 's/--caps [a-z_,]*/--caps cap_net_raw/' {unit} && systemctl daemon-reload && "
+    host.run(f"sed -i 's/--caps \\([a-z_,]*\\)/--caps \\1,cap_setuid/' {unit} && systemctl daemon-reload && "
              "systemctl start deepflow-agent").check()
     wait_agent(host)
     edited = run_doctor_now(host)
@@ -224,5 +225,5 @@ def test_metrics_timer_writes_flips_and_goes_with_uninstall(host):
     assert (rc, report["ok"]) == (0, True), (report, err)
     assert host.run(f"ls -A {TEXTFILE_DIR}").stdout.split() == []
     assert "hostagent-metrics" not in host.run("systemctl list-unit-files 'hostagent-metrics*'").stdout
-    host.run(f"rmdir {TEXTFILE_DIR}").check()
     assert snapshot_diff(before, comparable(snapshot(host))) == []
+    host.run(f"rmdir {TEXTFILE_DIR} {os.path.dirname(TEXTFILE_DIR)}").check()

@@ -31,7 +31,11 @@ def promtool() -> str:
             raise AssertionError("CI needs promtool: Debian's apt-get download prometheus")
         pytest.skip("promtool is taken from Debian's prometheus package: no apt-get here")
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(["apt-get", "download", "-q", "prometheus"], cwd=tmp, check=True, capture_output=True, timeout=300)
+        download = ["apt-get", "download", "-q", "prometheus"]
+        if subprocess.run(download, cwd=tmp, check=False, capture_output=True, timeout=300).returncode != 0:
+            # A fresh machine whose package lists are missing or stale: once more after an update.
+            subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True, timeout=300)
+            subprocess.run(download, cwd=tmp, check=True, capture_output=True, timeout=300)
         deb = next(Path(tmp).glob("prometheus_*.deb"))
         tar = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], check=True, capture_output=True, timeout=120).stdout
         subprocess.run(["tar", "-x", "-C", tmp, "./usr/bin/promtool"], input=tar, check=True, timeout=120)

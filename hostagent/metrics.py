@@ -84,7 +84,8 @@ def render(report: dict[str, Any], now: Optional[float] = None) -> str:
               _all(p.get("in_agent_cgroup") for p in procs) if procs else False)
         steps = [s for s in report.get("steps") or [] if s["id"].startswith(DEFINITION_KINDS)]
         gauge("service_definition_as_installed", "1 when the service definitions hostagent wrote (the agent's unit "
-              "or drop-in, init script, inittab line; the metrics timer's units) are as it wrote them.", all(s["ok"] for s in steps) if steps else None)
+              "or drop-in, init script, inittab line; the metrics timer's units) are as it wrote them.",
+              all(s["ok"] for s in steps) if steps else None)
         gauge("drift_problems", "How the host drifted from what hostagent installed (`hostagent status`), in problems.",
               len(report.get("drift") or []))
     for p in procs:

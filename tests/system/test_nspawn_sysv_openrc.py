@@ -66,6 +66,12 @@ def test_lifecycle(host) -> None:
     rc, report, _ = hostagent(host, "hostagent doctor --json")
     assert report["data"]["init"] == init
     assert not [p for p in report["data"]["problems"] if "controller" not in p], report["data"]["problems"]
+    # No timer here (install --metrics-textfile is refused), but doctor writes the metrics from any scheduler.
+    host.run("hostagent doctor --quiet --prometheus /var/tmp/hostagent.prom").check()
+    metrics = host.run("cat /var/tmp/hostagent.prom && rm /var/tmp/hostagent.prom").check().stdout
+    for line in ("hostagent_agent_up 1", "hostagent_agent_capabilities_as_profile 1", "hostagent_agent_in_cgroup 1",
+                 'hostagent_agent_running_as_user{user="deepflow"} 1', "hostagent_service_definition_as_installed 1"):
+        assert line in metrics.splitlines(), metrics
 
     # The init brings back an agent that exits (a crash; exit 3 after a self-upgrade).
     host.run(f"kill {status['pid']}").check()
@@ -94,3 +100,10 @@ def test_lifecycle(host) -> None:
 def test_k8s_sync_install_is_refused_with_one_line(host) -> None:
     rc, out, err = host.run("hostagent k8s-sync install --controller-ip 127.0.0.1 --kubeconfig /nonexistent --dry-run")
     assert rc == 2 and err.strip().splitlines() == [err.strip()] and "needs systemd" in err, err
+
+
+def test_metrics_textfile_is_refused_with_one_line(host) -> None:
+    before = comparable(snapshot(host))
+    rc, out, err = host.run(INSTALL.replace(" --json", "") + " --metrics-textfile /var/tmp")
+    assert rc == 2 and err.strip().splitlines() == [err.strip()] and "needs systemd's timers" in err, err
+    assert snapshot_diff(before, comparable(snapshot(host))) == []

@@ -55,8 +55,10 @@ class Pod:
     """One container of the Deployment, as crun runs it: start(), pid(), stop(), or run() to the end."""
 
     def __init__(self, work: Path, archive: Path, deployment: dict[str, Any], files: dict[str, dict[str, bytes]],
-                 env: dict[str, str], args: Optional[list[str]] = None, drop_volumes: tuple[str, ...] = ()) -> None:
-        """files: volume name -> {file name: content} for the configMap and the service account."""
+                 env: dict[str, str], command: Optional[list[str]] = None, args: Optional[list[str]] = None,
+                 drop_volumes: tuple[str, ...] = ()) -> None:
+        """files: volume name -> {file name: content} for the configMap and the service account;
+        command/args: as a container's (replace the image's entrypoint / the Deployment's args)."""
         if shutil.which("crun") is None or shutil.which("umoci") is None:
             pytest.fail("crun and umoci are needed (.ci/apt-packages.txt)")
         self.id = f"hostagent-oci-{uuid.uuid4().hex[:8]}"
@@ -75,7 +77,8 @@ class Pod:
         proc = config["process"]
         proc["terminal"] = False
         # Kubernetes: command replaces the entrypoint, args the image's Cmd (none here).
-        proc["args"] = container.get("command", proc["args"]) + (args if args is not None else container.get("args", []))
+        entry = command if command is not None else container.get("command", proc["args"])
+        proc["args"] = entry + (args if args is not None else container.get("args", []))
         proc["env"] = proc["env"] + [f"{k}={v}" for k, v in env.items()]
         proc["user"] = {"uid": sc["runAsUser"], "gid": sc["runAsGroup"]}
         caps: list[str] = [] if "ALL" in sc["capabilities"]["drop"] else proc["capabilities"]["bounding"]
@@ -97,7 +100,7 @@ class Pod:
                 mounts.append({"destination": vm["mountPath"], "type": "tmpfs", "source": "tmpfs",
                                "options": ["nosuid", "nodev", "mode=1777", f"size={size}k"]})
             else:
-                mounts.append(self._bind(work, vm["name"], files[vm["name"]], vm["mountPath"], vm.get("readOnly", False)))
+                mounts.append(self._bind(work, vm["name"], files.get(vm["name"], {}), vm["mountPath"], vm.get("readOnly", False)))
         if spec.get("automountServiceAccountToken", True) and "serviceaccount" in files:
             mounts.append(self._bind(work, "serviceaccount", files["serviceaccount"], SA_DIR, True))
         config["mounts"] = mounts

@@ -99,6 +99,8 @@ def layer(single: bytes, epoch: int) -> bytes:
 
 def build(single_file: Path, out_dir: Path, epoch: Optional[int] = None, ver: Optional[str] = None) -> Path:
     """Write the oci-archive and its .digest into out_dir; returns the archive's path."""
+    if not single_file.is_file():
+        raise SystemExit(f"oci: no single file at {single_file}: build it first (build.sh --only single)")
     ver = ver or version()
     epoch = default_epoch() if epoch is None else epoch
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

@@ -97,8 +97,9 @@ class Pod:
             volume = volumes[vm["name"]]
             if "emptyDir" in volume:
                 size = quantity(volume["emptyDir"].get("sizeLimit", "64Mi")) // 1024
+                # The kubelet makes an emptyDir root-owned 0777, no sticky bit.
                 mounts.append({"destination": vm["mountPath"], "type": "tmpfs", "source": "tmpfs",
-                               "options": ["nosuid", "nodev", "mode=1777", f"size={size}k"]})
+                               "options": ["nosuid", "nodev", "mode=0777", f"size={size}k"]})
             else:
                 mounts.append(self._bind(work, vm["name"], files.get(vm["name"], {}), vm["mountPath"], vm.get("readOnly", False)))
         if spec.get("automountServiceAccountToken", True) and "serviceaccount" in files:

@@ -50,7 +50,7 @@ def test_image_content(dist: Path, oci_archive: Path) -> None:
     # The manifest digest is stated beside it, and both files are in SHA256SUMS.
     digest_file = oci_archive.with_name(oci_archive.name.replace(".tar", ".digest"))
     assert digest_file.read_text() == f"{image['manifest_digest']}  {ref}\n"
-    sums = dict(reversed(line.split("  ", 1)) for line in (dist / "SHA256SUMS").read_text().splitlines())
+    sums = {name: digest for digest, name in (line.split("  ", 1) for line in (dist / "SHA256SUMS").read_text().splitlines())}
     for f in (oci_archive, digest_file):
         assert sums[f.name] == hashlib.sha256(f.read_bytes()).hexdigest()
 

@@ -4,26 +4,27 @@ is reproducible and listed in SHA256SUMS, and that it runs under crun as the Dep
 puts it."""
 from __future__ import annotations
 
+import calendar
 import hashlib
 import io
 import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
 from typing import Any
 
 from tests.dist import single_file_in, version
-from tests.oci.conftest import REPO, docs, find
+from tests.oci.conftest import docs, find, oci
 
-sys.path.insert(0, str(REPO / "packaging"))
-import oci  # noqa: E402
+
+def _epoch(image: dict[str, Any]) -> int:
+    """The build's epoch, from the config's `created` (UTC)."""
+    return calendar.timegm(time.strptime(image["config"]["created"], "%Y-%m-%dT%H:%M:%SZ"))
 
 
 def test_image_content(dist: Path, oci_archive: Path) -> None:
     image = oci.read_layout(oci_archive)  # every blob checked against its digest
-    created = image["config"]["created"]
-    epoch = int(time.mktime(time.strptime(created, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone)
+    epoch = _epoch(image)
     # The outer tar: sorted, owned by 0:0, every time the epoch.
     names = [m.name for m in image["members"]]
     assert names == sorted(names) and names[-2:] == ["index.json", "oci-layout"]
@@ -57,8 +58,7 @@ def test_image_content(dist: Path, oci_archive: Path) -> None:
 
 def test_image_is_reproducible(dist: Path, oci_archive: Path, tmp_path: Path) -> None:
     """The same single file and epoch give the same bytes (so the same manifest digest)."""
-    created = oci.read_layout(oci_archive)["config"]["created"]
-    epoch = int(time.mktime(time.strptime(created, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone)
+    epoch = _epoch(oci.read_layout(oci_archive))
     again = oci.build(single_file_in(dist), tmp_path, epoch=epoch)
     assert again.read_bytes() == oci_archive.read_bytes()
 

@@ -4,17 +4,13 @@ hostagent's own option parser."""
 from __future__ import annotations
 
 import copy
-import sys
 from typing import Any, Callable
 
 import pytest
 
 from hostagent.options import build_k8s_sync
 from tests.dist import version
-from tests.oci.conftest import REPO, docs, find, quantity
-
-sys.path.insert(0, str(REPO / "packaging"))
-import oci  # noqa: E402
+from tests.oci.conftest import docs, find, oci, quantity
 
 FILES = ("k8s-sync.yaml", "k8s-sync-rbac.yaml", "k8s-sync-token.yaml")
 VERSIONS = [f"1.{minor}.0" for minor in range(27, 34)]

@@ -119,6 +119,7 @@ class Pod:
             mounts.append(self._bind(work, "serviceaccount", files["serviceaccount"], SA_DIR, True))
         config["mounts"] = mounts
         (self.bundle / "config.json").write_text(json.dumps(config, indent=1))
+        self.volumes = work / "volumes"  # each volume's files on the host, by name (as the kubelet updates them)
         self.proc: Optional[subprocess.Popen[str]] = None
         self.log = work / "container.log"
 

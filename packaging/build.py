@@ -4,6 +4,7 @@
 
 dist/hostagent-V-linux-x86_64         the single file (frozen in the bookworm build chroot)
 dist/hostagent_V_amd64.deb, dist/hostagent-V-1.x86_64.rpm   it, as /usr/sbin/hostagent (nfpm)
+dist/hostagent-k8s-sync-V.oci.tar     k8s-sync's image (oci-archive; packaging/oci.py), .oci.digest its manifest digest
 dist/hostagent-deepflow-V.tar.gz      the Ansible role as a collection
 dist/wheelhouse-py3.X/                wheels for pip users (bullseye 3.9, bookworm 3.11, trixie 3.13)
 dist/SHA256SUMS
@@ -166,7 +167,7 @@ def main(argv: list[str]) -> int:
     global DIST
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", default="runstub", help="comma-separated; the first is shipped")
-    parser.add_argument("--only", action="append", choices=("single", "packages", "collection", "wheels"))
+    parser.add_argument("--only", action="append", choices=("single", "oci", "packages", "collection", "wheels"))
     parser.add_argument("--dist", type=Path, default=DIST, help="output directory [default: dist/]")
     args = parser.parse_args(argv)
     DIST = args.dist.resolve()
@@ -176,9 +177,13 @@ def main(argv: list[str]) -> int:
     # A SIGTERM unwinds like ^C: the chroot's mounts and overlay are taken down.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ver = version()
-    steps = args.only or ["single", "packages", "collection", "wheels"]
+    steps = args.only or ["single", "oci", "packages", "collection", "wheels"]
     if "single" in steps:
         single_file(ver, args.variants.split(","))
+    if "oci" in steps:
+        import oci
+
+        oci.build(DIST / f"hostagent-{ver}-linux-x86_64", DIST, ver=ver)
     if "packages" in steps:
         packages(ver)
     if "collection" in steps:

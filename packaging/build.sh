@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The release build: bash packaging/build.sh, as root on Debian 12, reaching only PyPI and Debian's
-# mirrors. Writes dist/: the single file, .deb, .rpm, the Ansible collection, the per-Python
-# wheelhouses and SHA256SUMS. Extra args go to packaging/build.py (--only single, --variants ...).
+# mirrors. Writes dist/: the single file, k8s-sync's OCI image, .deb, .rpm, the Ansible collection, the
+# per-Python wheelhouses and SHA256SUMS. Extra args go to packaging/build.py (--only single, --variants ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "build.sh: run as root" >&2; exit 2; }

@@ -21,7 +21,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE_DIR = Path(os.environ.get("HOSTAGENT_TEST_CACHE", "/var/cache/hostagent-tests"))
-BUILT = ("single", "packages", "collection")
+BUILT = ("single", "oci", "packages", "collection")
 
 
 def _build_module():
@@ -39,7 +39,7 @@ def version() -> str:
 def _complete(d: Path, digest: str) -> bool:
     ver = version()
     names = (f"hostagent-{ver}-linux-x86_64", f"hostagent_{ver}_amd64.deb", f"hostagent-{ver}-1.x86_64.rpm",
-             f"hostagent-deepflow-{ver}.tar.gz", "SHA256SUMS")
+             f"hostagent-deepflow-{ver}.tar.gz", f"hostagent-k8s-sync-{ver}.oci.tar", "SHA256SUMS")
     marker = d / ".inputs"
     return marker.exists() and marker.read_text().strip() == digest and all((d / n).exists() for n in names)
 

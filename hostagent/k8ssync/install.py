@@ -107,12 +107,22 @@ def config_yaml(opts: K8sSyncOptions) -> str:
         yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
 
 
-def render_unit(user: str, group: str, python: str = sys.executable) -> str:
+def render_unit(user: str, group: str, launcher: Optional[str] = None) -> str:
     from hostagent.render import render_template
+    from hostagent.render.unit import launcher_command
 
     return render_template(
-        TEMPLATE, user=user, group=group, python=python, config=CONFIG_FILE, memory_max=MEMORY_MAX_MIB,
+        TEMPLATE, user=user, group=group, launcher=launcher or launcher_command(), config=CONFIG_FILE, memory_max=MEMORY_MAX_MIB,
         protect_home="read-only" if sys.prefix.startswith(("/root", "/home")) else "yes")
+
+
+def service_program() -> str:
+    """The executable the service's main process runs: the venv's interpreter; from the single file, the
+    unpacked program this process runs too (the stub execs its copy in /var/cache/hostagent/<sha>/, which
+    the service trusts as well: PrivateUsers= maps root to root)."""
+    if getattr(sys, "frozen", False):
+        return os.path.realpath("/proc/self/exe")
+    return os.path.realpath(sys.executable)
 
 
 def preflight(opts: K8sSyncOptions, host: HostFacts) -> tuple[str, str]:
@@ -165,6 +175,6 @@ def plan(opts: K8sSyncOptions, group: str, kubeconfig: str) -> list[Step]:
         File(path=h.path(CONFIG_FILE), content=config_yaml(opts), mode=0o640, owner="root", group=group),
         ServiceDefinition(path=h.path(h.services.definition_path(paths.K8S_SYNC_SERVICE)),
                           content=render_unit(user, group), mode=0o644, owner="root", group="root"),
-        Service(name=paths.K8S_SYNC_SERVICE, user=user, binary=os.path.realpath(sys.executable)),
+        Service(name=paths.K8S_SYNC_SERVICE, user=user, binary=service_program()),
     ]
     return steps

@@ -10,6 +10,12 @@ def main() -> None:
         from hostagent.launcher import main as launcher_main
 
         raise SystemExit(launcher_main(sys.argv[2:]))
+    # `--version` pays for nothing else (typer and the command tree cost ~0.05 s).
+    if sys.argv[1:] == ["--version"]:
+        from hostagent import __version__
+
+        print(f"hostagent {__version__}")
+        raise SystemExit(0)
     from hostagent.cli.app import main as app_main
 
     app_main()

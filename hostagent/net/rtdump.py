@@ -3,14 +3,17 @@
 pyroute2 builds the requests and frames the replies (``Marshal.parse``); a full
 pyroute2 decode of every attribute costs ~48x ``ip``'s time at 10k links, so each
 RTM_NEWLINK body is read here with ``struct`` and everything else is skipped.
-pyroute2 is imported inside functions: ``hostagent`` must start fast.
+pyroute2 is imported inside functions, and without its package ``__init__`` (``_light_pyroute2``):
+``hostagent`` must start fast.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import struct
+import sys
 from typing import Any, Iterator, NamedTuple
 
 from hostagent.net.model import Link
@@ -220,6 +223,30 @@ def _link_from(data: Any, offset: int, found: dict[int, tuple[int, int]]) -> Lin
     )
 
 
+def _light_pyroute2() -> None:
+    """Let ``pyroute2.<submodule>`` imports skip the package's ``__init__``: it imports every
+    protocol (ndb, ipdb, conntrack, ...), 3/4 of detect's import time. The package's own names still
+    load on first use, so ``from pyroute2 import IPRoute`` elsewhere in the process keeps working."""
+    if "pyroute2" in sys.modules:
+        return
+    spec = importlib.util.find_spec("pyroute2")
+    if spec is None or spec.loader is None:
+        return  # the import that follows fails as it would have
+    package = importlib.util.module_from_spec(spec)  # __path__ set, __init__ not run
+    loader = spec.loader
+
+    def attribute(name: str) -> Any:
+        # A submodule (`from pyroute2 import config`, as pyroute2's own modules say): import just it.
+        if not name.startswith("__") and importlib.util.find_spec(f"pyroute2.{name}") is not None:
+            return importlib.import_module(f"pyroute2.{name}")
+        del package.__dict__["__getattr__"]
+        loader.exec_module(package)
+        return object.__getattribute__(package, name)
+
+    package.__dict__["__getattr__"] = attribute
+    sys.modules["pyroute2"] = package
+
+
 class _Parsed(dict):  # type: ignore[type-arg,unused-ignore]
     """What pyroute2's Marshal.parse expects back from a parser: a mapping with a header."""
 
@@ -228,6 +255,7 @@ class _Parsed(dict):  # type: ignore[type-arg,unused-ignore]
 
 def _marshal(handlers: dict[int, Any]) -> Any:
     """A pyroute2 Marshal whose parser for the given message types is a fast decoder."""
+    _light_pyroute2()
     from pyroute2.netlink.marshal import Marshal
 
     def wrap(key: int, handler: Any) -> Any:
@@ -264,6 +292,7 @@ def open_route_socket(netns_path: str | None = None) -> socket.socket:
     """
     if netns_path is None:
         return _route_socket()
+    _light_pyroute2()
     from pyroute2.netns import setns
 
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -313,6 +342,7 @@ def _stream(sock: socket.socket, marshal: Any, seq: int) -> Iterator[Any]:
 
 def dump_links(sock: socket.socket, seq: int = 1) -> Iterator[Link]:
     """Stream every link of the socket's netns as a Link (RTM_GETLINK dump)."""
+    _light_pyroute2()
     from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
     msg = ifinfmsg()
@@ -337,6 +367,7 @@ def parse_default_route_oif(data: Any, offset: int, length: int) -> int | None:
 
 def default_route_ifindexes(sock: socket.socket, seq: int = 2) -> list[int]:
     """Ifindexes of the default routes (IPv4 first, then IPv6), without duplicates."""
+    _light_pyroute2()
     from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
     found: list[int] = []
@@ -356,6 +387,7 @@ def peer_nsid(sock: socket.socket, target_ns_path: str, seq: int = 9) -> int | N
 
     A link whose IFLA_LINK_NETNSID equals this id has its peer or lower device there.
     """
+    _light_pyroute2()
     from pyroute2.netlink.rtnl.nsidmsg import nsidmsg
 
     fd = os.open(target_ns_path, os.O_RDONLY | os.O_CLOEXEC)
@@ -375,6 +407,7 @@ def peer_nsid(sock: socket.socket, target_ns_path: str, seq: int = 9) -> int | N
 
 
 def _parse_plain(data: bytes) -> list[Any]:
+    _light_pyroute2()
     from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
     return [m for m in MarshalRtnl().parse(data) if m["header"]["type"] == RTM_NEWNSID]

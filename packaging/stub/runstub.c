@@ -521,8 +521,10 @@ static int tree_state(int dirfd, char out[65]) {
 
 /* Root's cache: every component from / down is root's (trusted_chain). The user's: every component
  * is a real dir owned by root or the user, not writable by others unless sticky (in /tmp only its
- * owner can rename or remove the user's dir), and the cache dir itself is the user's. */
-static int user_chain(const char *path) {
+ * owner can rename or remove the user's dir), and the cache dir itself is the user's. With `create`,
+ * a missing component is made (0700) once all above it passed: nothing is made through a symlink or
+ * in a dir that fails. */
+static int user_chain(const char *path, int create) {
     char buf[PATH_MAX];
     struct stat st;
     if (strlen(path) >= sizeof buf || path[0] != '/') return 0;
@@ -532,7 +534,9 @@ static int user_chain(const char *path) {
         if (*p == '/' || *p == 0) {
             char saved = *p;
             *p = 0;
-            if (lstat(buf, &st) != 0 || !S_ISDIR(st.st_mode) || (st.st_uid != 0 && st.st_uid != owner) ||
+            if (lstat(buf, &st) != 0 && !(create && errno == ENOENT && mkdir(buf, 0700) == 0 && lstat(buf, &st) == 0))
+                return 0;
+            if (!S_ISDIR(st.st_mode) || (st.st_uid != 0 && st.st_uid != owner) ||
                 ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)))
                 return 0;
             *p = saved;
@@ -543,7 +547,7 @@ static int user_chain(const char *path) {
 }
 
 static int chain_trusted(const char *path) {
-    return owner == 0 ? trusted_chain(path) : user_chain(path);
+    return owner == 0 ? trusted_chain(path) : user_chain(path, 0);
 }
 
 static int cache_usable(const char *dir) {
@@ -744,17 +748,17 @@ static void tidy_cache(const char *own) {
 }
 
 /* ---- unpacking ------------------------------------------------------------------------------- */
-/* mkdir -p (a bare chroot may lack even /var). */
-static void mkdir_parents(const char *path, mode_t mode) {
+/* mkdir -p, 0755 (a bare chroot may lack even /var). */
+static void mkdir_parents(const char *path) {
     char buf[PATH_MAX];
     snprintf(buf, sizeof buf, "%s", path);
     for (char *p = buf + 1; *p; p++) {
         if (*p != '/') continue;
         *p = 0;
-        mkdir(buf, mode);
+        mkdir(buf, 0755);
         *p = '/';
     }
-    mkdir(buf, mode);
+    mkdir(buf, 0755);
 }
 
 /* Unpack into CACHE/.partial-XXXXXX and rename it to `dir` when complete; 0 if `dir` now exists. */
@@ -808,8 +812,7 @@ static int user_cache(void) {
     if ((n >= 2 && !strcmp(base + n - 2, "/.")) || (n >= 3 && !strcmp(base + n - 3, "/.."))) return 0;
     snprintf(cache_root, sizeof cache_root, "%s/hostagent", base);
     owner = geteuid();
-    mkdir_parents(cache_root, 0700);
-    return user_chain(cache_root);
+    return user_chain(cache_root, 1);
 }
 
 /* The user's copy `name` that failed cache_usable: renamed to a .partial-* and removed, unless a run
@@ -937,7 +940,7 @@ int main(int argc, char **argv) {
     run_cached(dir, argv, self_path);
 
     if (root && access(dir, F_OK) != 0) {
-        mkdir_parents(CACHE_ROOT, 0755);
+        mkdir_parents(CACHE_ROOT);
         if (trusted_chain(CACHE_ROOT) && unpack_to_cache(self, &t, dir) == 0) run_cached(dir, argv, self_path);
     }
     return run_private(self, &t, argv, self_path);

@@ -13,7 +13,10 @@
  *      check the SHA-256 of the compressed bundle as it is read, point the program's PT_INTERP and
  *      DT_RPATH at the bundled loader and libraries, rename into place (atomic; a concurrent
  *      unpacker's result is used instead), then 1.
- *   3. Else (not root, or CACHE not writable or not trusted): unpack into a private dir under
+ *   Not root: the same with the user's own cache ($XDG_CACHE_HOME/hostagent or ~/.cache/hostagent, every
+ *      component root's or the user's, not writable by others unless sticky; all of it the user's) and
+ *      a marker that also records the tree's state: a copy changed since its unpack is made again.
+ *   3. Else (no usable cache, or CACHE not writable or not trusted): unpack into a private dir under
  *      $TMPDIR (or /tmp), run the program as a child and remove the dir when it exits. For `exec` that
  *      starts the agent (no root parent may stay behind it) the program is exec'd directly and named
  *      its dir in HOSTAGENT_UNPACKED: it removes the dir just before it execs the agent. Root does this only where

@@ -934,8 +934,10 @@ int main(int argc, char **argv) {
     if (!root && user_cache() && (size_t)snprintf(dir, sizeof dir, "%s/%s", cache_root, t.sha) < sizeof dir) {
         tidy_cache(t.sha);
         run_cached(dir, argv, self_path);
-        /* Not usable (changed since it was unpacked, or half removed): the user's own, so replaced. */
-        if (set_aside(t.sha) && unpack_to_cache(self, &t, dir) == 0) run_cached(dir, argv, self_path);
+        /* Missing, or changed since it was unpacked: the user's own, so replaced. (One that passes but
+         * cannot be executed, on a noexec mount, stays: the per-run copy below is used instead.) */
+        if ((access(dir, F_OK) != 0 || !cache_usable(dir)) && set_aside(t.sha) && unpack_to_cache(self, &t, dir) == 0)
+            run_cached(dir, argv, self_path);
         return run_private(self, &t, argv, self_path);
     }
     snprintf(dir, sizeof dir, CACHE_ROOT "/%s", t.sha);

@@ -531,3 +531,21 @@ def test_a_user_removes_its_older_versions_copy(with_proc: Path):
     assert os.listdir(cache) == [old]
     assert run(bare, "--version", user=NOBODY, env=env).returncode == 0
     assert os.listdir(cache) == [bundle_sha(bare / "hostagent")]
+
+
+def test_a_cache_on_a_noexec_mount_is_kept_and_each_start_runs_a_per_run_copy(bare: Path):
+    """It passes its checks but cannot be executed: not unpacked again at every start."""
+    home, tmp, env = user_home(bare)
+    cache_mount = user_dir(bare, "home/u/.cache", mode=0o700)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"noexec,mode=0700,uid={NOBODY},gid={NOBODY}", "tmpfs",
+                    str(cache_mount)], check=True)
+    try:
+        trees = []
+        for _ in range(2):
+            r = run(bare, "--version", user=NOBODY, env=env)
+            assert (r.returncode, r.stdout, r.stderr) == (0, f"hostagent {version()}\n", ""), r
+            assert os.listdir(tmp) == []
+            trees.append(tree(cache_mount / "hostagent"))
+        assert trees[0] == trees[1] and len(trees[0]) > 50
+    finally:
+        subprocess.run(["umount", str(cache_mount)], check=True)

@@ -39,9 +39,10 @@ USER_VENV = Path("/var/tmp/hostagent-bench-venv")
 TAB = {"_HOSTAGENT_COMPLETE": "bash_complete", "COMP_WORDS": "hostagent inst", "COMP_CWORD": "1"}
 GOALS = {"--version": "<= 0.1 s", "TAB": "<= 0.1 s", "detect (small host)": "<= 0.2 s",
          "detect (this host)": "-", "detect (N links)": "<= 2x ip"}
-# A small host: a fresh net and pid namespace (so /proc lists no other netns) with lo and a veth pair.
+# A small host: a fresh net and pid namespace (so /proc lists no other netns; an empty /run/netns)
+# with lo and a veth pair.
 SMALL_HOST = ["unshare", "--net", "--pid", "--fork", "--mount-proc", "sh", "-c",
-              'ip link add name v0 type veth peer name v1 && exec "$0" "$@"']
+              'mount -t tmpfs tmpfs /run/netns 2>/dev/null; ip link add name v0 type veth peer name v1 && exec "$0" "$@"']
 
 
 def _env(user_home: Path | None, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -104,12 +105,11 @@ def find_single(arg: str | None) -> Path | None:
         return None
 
 
-def make_netns(links: int) -> tuple[str, str]:
+def make_netns(links: int, name: str) -> tuple[str, str]:
     """A netns with `links` dummy links (veth pairs where the kernel has no dummy driver)."""
     from pyroute2 import NetNS
     from pyroute2.netlink.exceptions import NetlinkError
 
-    name = f"hostagent-bench-{uuid.uuid4().hex[:8]}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         with NetNS(name) as ns:
@@ -153,10 +153,8 @@ def main() -> int:
         single = copy
     venv_root = REPO / ".venv" / "bin" / "hostagent"
     venv_user = user_venv()
-    print(f"building a netns with {args.links} dummy links ...", file=sys.stderr)
-    t0 = time.perf_counter()
-    ns, kind = make_netns(args.links)
-    print(f"... {kind} links, {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    ns, kind = f"hostagent-bench-{uuid.uuid4().hex[:8]}", "-"  # made before its row: the rows before
+    # it (this host, as root, looks into every netns) must not see it
 
     columns = [("ip", "root"), ("venv", "root"), ("venv", "user"), ("single", "root"), ("single", "user")]
     programs = {("venv", "root"): venv_root, ("venv", "user"): venv_user,
@@ -179,6 +177,11 @@ def main() -> int:
                 except RuntimeError as e:
                     first[who] = f"n/a ({e})"
         for row, (ip_argv, hargs, extra) in rows.items():
+            if row == "detect (N links)":
+                print(f"building a netns with {args.links} dummy links ...", file=sys.stderr)
+                t0 = time.perf_counter()
+                _, kind = make_netns(args.links, ns)
+                print(f"... {kind} links, {time.perf_counter() - t0:.1f} s", file=sys.stderr)
             results[row] = {}
             for prog, who in columns:
                 key = f"{prog} {who}"
@@ -194,7 +197,7 @@ def main() -> int:
                 results[row][key] = median([*wrap, str(exe), *hargs], _env(home if user else None, extra), user,
                                            args.rounds)
     finally:
-        subprocess.run(["ip", "netns", "del", ns], check=False)
+        subprocess.run(["ip", "netns", "del", ns], check=False, stderr=subprocess.DEVNULL)
         shutil.rmtree(home, ignore_errors=True)
 
     def fmt(v: tuple[float, float] | float | str) -> str:

@@ -13,7 +13,10 @@
  *      check the SHA-256 of the compressed bundle as it is read, point the program's PT_INTERP and
  *      DT_RPATH at the bundled loader and libraries, rename into place (atomic; a concurrent
  *      unpacker's result is used instead), then 1.
- *   3. Else (not root, or CACHE not writable or not trusted): unpack into a private dir under
+ *   Not root: the same with the user's own cache ($XDG_CACHE_HOME/hostagent or ~/.cache/hostagent, every
+ *      component root's or the user's, not writable by others unless sticky; all of it the user's) and
+ *      a marker that also records the tree's state: a copy changed since its unpack is made again.
+ *   3. Else (no usable cache, or CACHE not writable or not trusted): unpack into a private dir under
  *      $TMPDIR (or /tmp), run the program as a child and remove the dir when it exits. For `exec` that
  *      starts the agent (no root parent may stay behind it) the program is exec'd directly and named
  *      its dir in HOSTAGENT_UNPACKED: it removes the dir just before it execs the agent. Root does this only where
@@ -62,6 +65,10 @@ struct trailer {
 };
 
 static const char *self_name = "hostagent";
+/* The cache in use: root's, or (not root) the user's own under $XDG_CACHE_HOME or ~/.cache. Everything
+ * in it must belong to `owner`. */
+static char cache_root[PATH_MAX] = CACHE_ROOT;
+static uid_t owner = 0;
 /* The dir being unpacked (name in the dir `parent`), removed if we die or are signalled. */
 static struct { int parent, fd; char name[32]; } partial = {-1, -1, ""};
 static void drop_partial(void);
@@ -427,7 +434,7 @@ static int fresh_dir(int parent, const char *prefix) {
 
 /* ---- trust ----------------------------------------------------------------------------------- */
 static int trusted_stat(const struct stat *st) {
-    return st->st_uid == 0 && (S_ISLNK(st->st_mode) || !(st->st_mode & (S_IWGRP | S_IWOTH)));
+    return st->st_uid == owner && (S_ISLNK(st->st_mode) || !(st->st_mode & (S_IWGRP | S_IWOTH)));
 }
 
 /* Every component of the absolute `path` is a real dir, root-owned, not group/other writable. */
@@ -448,19 +455,55 @@ static int trusted_chain(const char *path) {
     return lstat("/", &st) == 0 && trusted_stat(&st);
 }
 
-/* Everything below the dir fd is root-owned and not group/other writable (symlinks: root-owned). */
-static int trusted_tree(int dirfd, int depth) {
+/* The user's cache records the state of its tree in its marker: a digest of every entry's name, type,
+ * mode, owner, size, inode, mtime and ctime (no one can set a ctime back), so a file changed, replaced,
+ * added or removed since the unpack shows. Entry digests are sorted: readdir order does not matter. */
+struct state { uint8_t (*entry)[32]; size_t n, cap; };
+
+static void state_add(struct state *s, const char *rel, const struct stat *st) {
+    sha256_ctx c;
+    char hex[65];
+    uint64_t f[8] = {st->st_mode, st->st_uid, (uint64_t)st->st_size, st->st_ino, (uint64_t)st->st_mtim.tv_sec,
+                     (uint64_t)st->st_mtim.tv_nsec, (uint64_t)st->st_ctim.tv_sec, (uint64_t)st->st_ctim.tv_nsec};
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 1024;
+        if (!(s->entry = realloc(s->entry, s->cap * sizeof *s->entry))) die("out of memory", 0);
+    }
+    sha256_init(&c);
+    sha256_update(&c, (const uint8_t *)rel, strlen(rel) + 1);
+    sha256_update(&c, (const uint8_t *)f, sizeof f);
+    sha256_hex(&c, hex);
+    for (int i = 0; i < 32; i++) sscanf(hex + 2 * i, "%2hhx", &s->entry[s->n][i]);
+    s->n++;
+}
+
+static int by_bytes(const void *a, const void *b) { return memcmp(a, b, 32); }
+
+static void state_hex(struct state *s, char out[65]) {
+    sha256_ctx c;
+    qsort(s->entry, s->n, 32, by_bytes);
+    sha256_init(&c);
+    sha256_update(&c, (const uint8_t *)s->entry, s->n * 32);
+    sha256_hex(&c, out);
+}
+
+/* Everything below the dir fd belongs to `owner` and is not group/other writable (symlinks: only
+ * owned). With `state`, also records every entry (the marker excepted) for the digest. */
+static int trusted_tree(int dirfd, int depth, const char *rel, struct state *state) {
     DIR *d = fdopendir(dirfd);
     struct dirent *e;
     struct stat st;
+    char path[PATH_MAX];
     int ok = 1;
     if (!d) return 0;
     while (ok && (e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
         if (fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !trusted_stat(&st)) { ok = 0; break; }
+        snprintf(path, sizeof path, "%s%s%s", rel, *rel ? "/" : "", e->d_name);
+        if (state && strcmp(path, MARKER)) state_add(state, path, &st);
         if (S_ISDIR(st.st_mode)) {
             int sub = depth < 32 ? openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
-            ok = sub >= 0 && trusted_tree(sub, depth + 1);
+            ok = sub >= 0 && trusted_tree(sub, depth + 1, path, state);
         } else if (!S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
             ok = 0;
         }
@@ -469,14 +512,63 @@ static int trusted_tree(int dirfd, int depth) {
     return ok;
 }
 
-static int cache_usable(const char *dir) {
-    char marker[PATH_MAX];
+/* The digest of the tree in `dirfd` (not closed), or 0 if it is not trusted. */
+static int tree_state(int dirfd, char out[65]) {
+    struct state s = {0};
+    int fd = dup(dirfd);
+    int ok = fd >= 0 && lseek(fd, 0, SEEK_SET) == 0 && trusted_tree(fd, 0, "", &s);
+    if (ok) state_hex(&s, out);
+    free(s.entry);
+    return ok;
+}
+
+/* Root's cache: every component from / down is root's (trusted_chain). The user's: every component
+ * is a real dir owned by root or the user, not writable by others unless sticky (in /tmp only its
+ * owner can rename or remove the user's dir), and the cache dir itself is the user's. With `create`,
+ * a missing component is made (0700) once all above it passed: nothing is made through a symlink or
+ * in a dir that fails. */
+static int user_chain(const char *path, int create) {
+    char buf[PATH_MAX];
     struct stat st;
-    if (!trusted_chain(dir)) return 0;
+    if (strlen(path) >= sizeof buf || path[0] != '/') return 0;
+    strcpy(buf, path);
+    if (lstat("/", &st) != 0 || st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH))) return 0;
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == 0) {
+            char saved = *p;
+            *p = 0;
+            if (lstat(buf, &st) != 0 && !(create && errno == ENOENT && mkdir(buf, 0700) == 0 && lstat(buf, &st) == 0))
+                return 0;
+            if (!S_ISDIR(st.st_mode) || (st.st_uid != 0 && st.st_uid != owner) ||
+                ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)))
+                return 0;
+            *p = saved;
+            if (!saved) break;
+        }
+    }
+    return st.st_uid == owner && !(st.st_mode & (S_IWGRP | S_IWOTH));
+}
+
+static int chain_trusted(const char *path) {
+    return owner == 0 ? trusted_chain(path) : user_chain(path, 0);
+}
+
+static int cache_usable(const char *dir) {
+    char marker[PATH_MAX], text[160], state[65];
+    struct stat st;
+    if (!chain_trusted(dir)) return 0;
     snprintf(marker, sizeof marker, "%s/" MARKER, dir);
     if (lstat(marker, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    return fd >= 0 && trusted_tree(fd, 0);
+    if (fd < 0) return 0;
+    if (owner == 0) return trusted_tree(fd, 0, "", NULL);
+    /* The user's: the marker names the bundle and the tree's state as unpacked. */
+    int mfd = openat(fd, MARKER, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    ssize_t n = mfd >= 0 ? read(mfd, text, sizeof text) : -1;
+    if (mfd >= 0) close(mfd);
+    int ok = n == 129 && text[64] == '\n' && tree_state(fd, state) && memcmp(text + 65, state, 64) == 0;
+    close(fd);
+    return ok;
 }
 
 /* Root's private copy goes under `path` only if, from "/" down, every component is a real dir (no
@@ -598,7 +690,7 @@ static void remove_abandoned(int cache, const char *name, int min_age) {
     struct stat st, now;
     int fd = openat(cache, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return;
-    if (fstat(fd, &st) == 0 && st.st_uid == 0 && (!min_age || time(NULL) - st.st_mtime > min_age) &&
+    if (fstat(fd, &st) == 0 && st.st_uid == owner && (!min_age || time(NULL) - st.st_mtime > min_age) &&
         flock(fd, LOCK_EX | LOCK_NB) == 0 && fstatat(cache, name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
         now.st_ino == st.st_ino && now.st_dev == st.st_dev)
         remove_dir_at(cache, name, fd);
@@ -611,14 +703,15 @@ static void remove_abandoned(int cache, const char *name, int min_age) {
  * keeps its copy until it ends). It is renamed to a .partial-* first: a stub that looks for it after
  * that unpacks afresh, and a removal cut short is finished by the next run. */
 static void remove_other_version(int cache, const char *name) {
-    char path[PATH_MAX], text[65], gone[32];
+    char path[PATH_MAX], text[160], gone[32];
     struct stat st, mst;
     int fd = openat(cache, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return;
     int mfd = openat(fd, MARKER, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    snprintf(path, sizeof path, CACHE_ROOT "/%s", name);
-    if (mfd >= 0 && fstat(fd, &st) == 0 && trusted_stat(&st) && fstat(mfd, &mst) == 0 && S_ISREG(mst.st_mode) &&
-        mst.st_uid == 0 && read(mfd, text, sizeof text) == 64 && memcmp(text, name, 64) == 0 &&
+    ssize_t n;
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", cache_root, name) < sizeof path && mfd >= 0 && fstat(fd, &st) == 0 && trusted_stat(&st) && fstat(mfd, &mst) == 0 && S_ISREG(mst.st_mode) &&
+        mst.st_uid == owner && (n = read(mfd, text, sizeof text)) >= 64 && memcmp(text, name, 64) == 0 &&
+        (n == 64 || text[64] == '\n') &&
         flock(mfd, LOCK_EX | LOCK_NB) == 0 && flock(fd, LOCK_EX | LOCK_NB) == 0 && !in_use(path)) {
         for (int tries = 0; tries < 100; tries++) {
             random_name(".partial-", gone);
@@ -633,10 +726,10 @@ static void remove_other_version(int cache, const char *name) {
     close(fd);
 }
 
-/* Root, at every start (a readdir of the cache; more only when something is there to remove). */
+/* At every start from a trusted cache (a readdir of the cache; more only when something is there to remove). */
 static void tidy_cache(const char *own) {
     char names[32][72];
-    int n = 0, cache = open(CACHE_ROOT, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int n = 0, cache = open(cache_root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (cache < 0) return;
     int listfd = dup(cache);
     DIR *d = listfd >= 0 ? fdopendir(listfd) : NULL;
@@ -673,7 +766,7 @@ static void mkdir_parents(const char *path) {
 
 /* Unpack into CACHE/.partial-XXXXXX and rename it to `dir` when complete; 0 if `dir` now exists. */
 static int unpack_to_cache(int self, const struct trailer *t, const char *dir) {
-    int cache = open(CACHE_ROOT, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int cache = open(cache_root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (cache < 0) return -1;
     hold_signals();
     int fd = fresh_dir(cache, ".partial-");
@@ -684,8 +777,13 @@ static int unpack_to_cache(int self, const struct trailer *t, const char *dir) {
     }
     unpack(self, t, fd);
     patch_program(fd, dir);
+    /* Root's marker names the bundle; the user's also records the tree's state (cache_usable). */
+    char text[130], state[65];
+    int len = owner == 0 ? 64 : 129;
+    if (owner != 0 && !tree_state(fd, state)) die("cache: unpacked tree not as expected", 0);
+    snprintf(text, sizeof text, "%s\n%s", t->sha, owner == 0 ? "" : state);
     int mfd = openat(fd, MARKER, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (mfd < 0 || write(mfd, t->sha, 64) != 64 || close(mfd) != 0) die("marker", errno);
+    if (mfd < 0 || write(mfd, text, (size_t)len) != len || close(mfd) != 0) die("marker", errno);
     syncfs(fd);
     if (fchmod(fd, 0755) != 0) die("cache", errno);
     check_signals();
@@ -698,6 +796,56 @@ static int unpack_to_cache(int self, const struct trailer *t, const char *dir) {
     close(cache);
     release_signals(); /* one that came after the rename acts now: the copy is complete */
     return 0;
+}
+
+/* Not root: the user's own cache, $XDG_CACHE_HOME/hostagent or else $HOME/.cache/hostagent (relative
+ * values ignored, as XDG says), made 0700 if missing. 0 if there is none that passes user_chain (no
+ * HOME, a read-only home, a path through a symlink or someone else's dir): then a per-run copy. */
+static int user_cache(void) {
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    char base[PATH_MAX];
+    if (xdg && xdg[0] == '/')
+        snprintf(base, sizeof base, "%s", xdg);
+    else if (home && home[0] == '/')
+        snprintf(base, sizeof base, "%s/.cache", home);
+    else
+        return 0;
+    if (strlen(base) > PATH_MAX / 2 || strstr(base, "/./") || strstr(base, "/../")) return 0;
+    size_t n = strlen(base);
+    if ((n >= 2 && !strcmp(base + n - 2, "/.")) || (n >= 3 && !strcmp(base + n - 3, "/.."))) return 0;
+    snprintf(cache_root, sizeof cache_root, "%s/hostagent", base);
+    owner = geteuid();
+    return user_chain(cache_root, 1);
+}
+
+/* The user's copy `name` that failed cache_usable: renamed to a .partial-* and removed, unless a run
+ * holds its marker's lock (between its check and its exec). 1 if `name` is gone. */
+static int set_aside(const char *name) {
+    char gone[32];
+    int ok = 0, cache = open(cache_root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (cache < 0) return 0;
+    int fd = openat(cache, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        ok = errno == ENOENT;
+        close(cache);
+        return ok;
+    }
+    int mfd = openat(fd, MARKER, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if ((mfd < 0 || flock(mfd, LOCK_EX | LOCK_NB) == 0) && flock(fd, LOCK_EX | LOCK_NB) == 0) {
+        for (int tries = 0; tries < 100 && !ok; tries++) {
+            random_name(".partial-", gone);
+            if (renameat2(cache, name, cache, gone, RENAME_NOREPLACE) == 0) {
+                remove_dir_at(cache, gone, fd);
+                ok = 1;
+            } else if (errno != EEXIST) {
+                break;
+            }
+        }
+    }
+    if (mfd >= 0) close(mfd);
+    close(fd);
+    close(cache);
+    return ok;
 }
 
 static pid_t child;
@@ -737,7 +885,7 @@ static int run_private(int self, const struct trailer *t, char **argv, const cha
      * its copy (HOSTAGENT_UNPACKED) to remove just before it execs the agent. `exec --prepare-only` and
      * `exec --cleanup` (ExecStartPre=+/ExecStopPost=+, outside PrivateTmp) run as a child like any other
      * command: their copy goes when they end. */
-    int exec_only = argv[1] && strcmp(argv[1], "exec") == 0;
+    int exec_only = geteuid() == 0 && argv[1] && strcmp(argv[1], "exec") == 0; /* not root: a child */
     for (int i = 2; exec_only && argv[i] && strcmp(argv[i], "--"); i++)
         if (!strcmp(argv[i], "--prepare-only") || !strcmp(argv[i], "--cleanup")) exec_only = 0;
     if (exec_only) setenv("HOSTAGENT_UNPACKED", dir, 1);
@@ -782,8 +930,17 @@ int main(int argc, char **argv) {
     if (self < 0) die(self_path, errno);
     if (read_trailer(self, &t) != 0) die("no bundle in this file", 0);
 
-    snprintf(dir, sizeof dir, CACHE_ROOT "/%s", t.sha);
     int root = geteuid() == 0;
+    if (!root && user_cache() && (size_t)snprintf(dir, sizeof dir, "%s/%s", cache_root, t.sha) < sizeof dir) {
+        tidy_cache(t.sha);
+        run_cached(dir, argv, self_path);
+        /* Missing, or changed since it was unpacked: the user's own, so replaced. (One that passes but
+         * cannot be executed, on a noexec mount, stays: the per-run copy below is used instead.) */
+        if ((access(dir, F_OK) != 0 || !cache_usable(dir)) && set_aside(t.sha) && unpack_to_cache(self, &t, dir) == 0)
+            run_cached(dir, argv, self_path);
+        return run_private(self, &t, argv, self_path);
+    }
+    snprintf(dir, sizeof dir, CACHE_ROOT "/%s", t.sha);
     if (root && trusted_chain(CACHE_ROOT)) tidy_cache(t.sha);
     run_cached(dir, argv, self_path);
 

@@ -372,3 +372,180 @@ def test_an_older_stubs_abandoned_unpack_is_removed_and_a_recent_one_kept(bare: 
     assert run(bare, "--version").returncode == 0
     assert not old.exists()
     assert (recent / "_internal" / "libpython3.11.so.1.0").exists()
+
+
+# ---- issue 18: an unprivileged user's own cache --------------------------------------------------
+
+def bundle_sha(single: Path) -> str:
+    """The bundle digest in the file's trailer: the name of its copy in any cache."""
+    data = single.read_bytes()
+    assert data[-96:-80] == MAGIC
+    return data[-64:].decode()
+
+
+def user_home(root: Path, uid: int = NOBODY) -> tuple[Path, Path, dict[str, str]]:
+    """A user's home and own TMPDIR in the chroot, and the environment naming them."""
+    home = user_dir(root, "home/u", owner=uid)
+    tmp = user_dir(root, "home/u/tmp", owner=uid)
+    return home, tmp, {"HOME": "/home/u", "TMPDIR": "/home/u/tmp"}
+
+
+def tree(d: Path) -> dict[str, tuple[int, int, int]]:
+    """Every entry under d: (owner, mode, mtime_ns)."""
+    out = {}
+    for p in sorted(d.rglob("*")):
+        st = p.lstat()
+        out[str(p.relative_to(d))] = (st.st_uid, st.st_mode, st.st_mtime_ns)
+    return out
+
+
+def test_a_user_unpacks_once_into_its_own_cache_and_reuses_it(bare: Path):
+    home, tmp, env = user_home(bare)
+    r = run(bare, "--version", user=NOBODY, env=env)
+    assert (r.returncode, r.stdout, r.stderr) == (0, f"hostagent {version()}\n", ""), r
+    cache = home / ".cache/hostagent"
+    copy = cache / bundle_sha(bare / "hostagent")
+    assert sorted(os.listdir(cache)) == [copy.name]
+    assert (cache.stat().st_mode & 0o777, home.joinpath(".cache").stat().st_mode & 0o777) == (0o700, 0o700)
+    assert {owner for owner, _, _ in tree(cache).values()} == {NOBODY}
+    assert os.listdir(tmp) == []
+    before = tree(cache)
+    # The second start cannot unpack anywhere else: its TMPDIR is now root's.
+    os.chown(tmp, 0, 0)
+    tab = {"_HOSTAGENT_COMPLETE": "bash_complete", "COMP_WORDS": "hostagent inst", "COMP_CWORD": "1"}
+    for args, extra, out in (["--version"], {}, f"hostagent {version()}\n"), ([], tab, "plain,install\n"):
+        r = run(bare, *args, user=NOBODY, env={**env, **extra})
+        assert (r.returncode, r.stdout, r.stderr) == (0, out, ""), r
+    assert tree(cache) == before  # the same copy, not made again
+    assert os.listdir(tmp) == []
+
+
+def test_an_image_running_as_65532_with_a_read_only_root_caches_under_tmp(bare: Path):
+    """The OCI image: uid 65532 can write only /tmp (sticky, root's); no home; TMPDIR=/tmp and
+    XDG_CACHE_HOME=/tmp/cache."""
+    tmp = user_dir(bare, "tmp", owner=0, mode=0o1777)
+    env = {"HOME": "/home/nonroot", "TMPDIR": "/tmp", "XDG_CACHE_HOME": "/tmp/cache"}
+    for _ in range(2):
+        r = run(bare, "--version", user=65532, env=env)
+        assert (r.returncode, r.stdout, r.stderr) == (0, f"hostagent {version()}\n", ""), r
+        assert os.listdir(tmp) == ["cache"]
+        assert os.listdir(tmp / "cache/hostagent") == [bundle_sha(bare / "hostagent")]
+    assert (tmp / "cache").stat().st_uid == 65532 and (tmp / "cache").stat().st_mode & 0o777 == 0o700
+
+
+def _tamper(copy: Path, how: str) -> Path:
+    lib = next(p for p in sorted((copy / "_internal").rglob("*.so*")) if p.is_file() and not p.is_symlink())
+    if how == "a library changed":
+        with open(lib, "ab") as f:
+            f.write(b"x")
+    elif how == "a library replaced by a same-size copy":
+        data = lib.read_bytes()
+        lib.unlink()
+        lib.write_bytes(data[:-1] + b"x")
+        lib.chmod(0o755)
+        os.chown(lib, NOBODY, NOBODY)
+    elif how == "a file added":
+        lib = copy / "_internal" / "sitecustomize.py"
+        lib.write_text("print('injected')\n")
+        os.chown(lib, NOBODY, NOBODY)
+    elif how == "group-writable":
+        lib.chmod(0o775)
+    elif how == "another owner's file":
+        os.chown(lib, 1234, 1234)
+    elif how == "the marker rewritten":
+        marker = copy / ".complete"
+        marker.write_text(marker.read_text()[:65] + "0" * 64)
+    return lib
+
+
+@pytest.mark.parametrize("how", ["a library changed", "a library replaced by a same-size copy", "a file added",
+                                 "group-writable", "another owner's file", "the marker rewritten"])
+def test_a_changed_cache_is_rejected_and_made_again(bare: Path, how: str):
+    home, tmp, env = user_home(bare)
+    assert run(bare, "--version", user=NOBODY, env=env).returncode == 0
+    cache = home / ".cache/hostagent"
+    copy = cache / bundle_sha(bare / "hostagent")
+    def files() -> dict[Path, bytes]:  # the marker records the state of each copy: not compared
+        return {p: p.read_bytes() for p in copy.rglob("*") if p.is_file() and not p.is_symlink() and p.name != ".complete"}
+
+    pristine = files()
+    touched = _tamper(copy, how)
+    r = run(bare, "--version", user=NOBODY, env=env)
+    assert (r.returncode, r.stdout, r.stderr) == (0, f"hostagent {version()}\n", ""), r
+    assert os.listdir(cache) == [copy.name]  # the changed one gone, no partial copy left
+    assert files() == pristine
+    assert {owner for owner, _, _ in tree(cache).values()} == {NOBODY}
+    assert not (touched.name == "sitecustomize.py" and touched.exists())
+    assert os.listdir(tmp) == []
+
+
+@pytest.mark.parametrize("case", ["another user's cache dir", "cache dir is a symlink", "~/.cache is a symlink",
+                                  "home writable by others", "no HOME", "read-only home"])
+def test_no_usable_cache_unpacks_per_run_and_leaves_nothing(bare: Path, case: str):
+    """Never someone else's dir or a path through a symlink; without a usable place the copy is per
+    run and removed when it ends."""
+    home, tmp, env = user_home(bare)
+    other = user_dir(bare, "home/u/elsewhere", owner=NOBODY, mode=0o700)
+    if case == "another user's cache dir":
+        user_dir(bare, "home/u/.cache", mode=0o700)
+        user_dir(bare, "home/u/.cache/hostagent", owner=1234, mode=0o777)
+    elif case == "cache dir is a symlink":
+        user_dir(bare, "home/u/.cache", mode=0o700)
+        (home / ".cache/hostagent").symlink_to(other)
+        os.chown(home / ".cache/hostagent", NOBODY, NOBODY, follow_symlinks=False)
+    elif case == "~/.cache is a symlink":
+        (home / ".cache").symlink_to(other)
+        os.chown(home / ".cache", NOBODY, NOBODY, follow_symlinks=False)
+    elif case == "home writable by others":
+        home.chmod(0o777)
+    elif case == "no HOME":
+        del env["HOME"]
+    else:
+        os.chown(home, 0, 0)
+    before = tree(bare / "home")
+    del before["u/tmp"]  # its mtime: the per-run copy came and went
+    r = run(bare, "--version", user=NOBODY, env=env)
+    assert (r.returncode, r.stdout, r.stderr) == (0, f"hostagent {version()}\n", ""), r
+    assert os.listdir(tmp) == []
+    assert os.listdir(other) == []
+    after = tree(bare / "home")
+    del after["u/tmp"]
+    assert after == before
+
+
+def test_a_users_exec_runs_as_a_child_and_leaves_nothing(bare: Path):
+    """`exec` as non-root (it refuses: it must start as root) from a per-run copy: the copy goes."""
+    home, tmp, env = user_home(bare)
+    os.chown(home, 0, 0)  # no cache
+    r = run(bare, "exec", "--user", "nobody", "--", "/hostagent", user=NOBODY, env=env)
+    assert r.returncode == 1 and "must start as root" in r.stderr, r
+    assert os.listdir(tmp) == []
+
+
+def test_a_user_removes_its_older_versions_copy(with_proc: Path):
+    bare = with_proc
+    home, tmp, env = user_home(bare)
+    old = another_version(bare / "hostagent", bare / "old")
+    assert run(bare, "--version", user=NOBODY, env=env, program="/old").returncode == 0
+    cache = home / ".cache/hostagent"
+    assert os.listdir(cache) == [old]
+    assert run(bare, "--version", user=NOBODY, env=env).returncode == 0
+    assert os.listdir(cache) == [bundle_sha(bare / "hostagent")]
+
+
+def test_a_cache_on_a_noexec_mount_is_kept_and_each_start_runs_a_per_run_copy(bare: Path):
+    """It passes its checks but cannot be executed: not unpacked again at every start."""
+    home, tmp, env = user_home(bare)
+    cache_mount = user_dir(bare, "home/u/.cache", mode=0o700)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"noexec,mode=0700,uid={NOBODY},gid={NOBODY}", "tmpfs",
+                    str(cache_mount)], check=True)
+    try:
+        trees = []
+        for _ in range(2):
+            r = run(bare, "--version", user=NOBODY, env=env)
+            assert (r.returncode, r.stdout, r.stderr) == (0, f"hostagent {version()}\n", ""), r
+            assert os.listdir(tmp) == []
+            trees.append(tree(cache_mount / "hostagent"))
+        assert trees[0] == trees[1] and len(trees[0]) > 50
+    finally:
+        subprocess.run(["umount", str(cache_mount)], check=True)

@@ -193,8 +193,10 @@ def python_dists(ver: str) -> list[Path]:
     with tempfile.TemporaryDirectory(prefix="hostagent-sdist-") as tmp:
         src = Path(tmp) / "src"
         shutil.copytree(REPO, src, ignore=COPY_IGNORE, symlinks=True)
-        subprocess.run([python_with("build"), "-m", "build", "--sdist", "--wheel", "--outdir", str(DIST), str(src)],
-                       check=True, stdout=subprocess.DEVNULL)
+        built = subprocess.run([python_with("build"), "-m", "build", "--sdist", "--wheel", "--outdir", str(DIST), str(src)],
+                               capture_output=True, text=True, check=False)
+        if built.returncode != 0:  # its chatter (setuptools' warnings) only when it failed
+            raise SystemExit(f"build: python -m build failed:\n{built.stdout}{built.stderr}")
     sdist = DIST / f"hostagent-{ver}.tar.gz"
     normalize_tarball(sdist, int(os.environ["SOURCE_DATE_EPOCH"]))
     return [sdist, DIST / f"hostagent-{ver}-py3-none-any.whl"]

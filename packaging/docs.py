@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import click
 import typer
@@ -31,7 +32,7 @@ def verbatim(line: str) -> str:
     return "\\&" + line if line[:1] in (".", "'") else line
 
 
-def _commands(group: click.Group, path: tuple[str, ...] = ()):
+def _commands(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
     for name, cmd in sorted(group.commands.items()):
         if cmd.hidden:
             continue

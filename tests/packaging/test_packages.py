@@ -18,6 +18,10 @@ from tests.system.hostcmd import INSTALL, snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 SNAP_ROOTS = "/etc /usr /var/lib /var/log /var/cache /sys/fs/cgroup"
+# apt as users run it, minus what it changes under /var/cache (the snapshot compares that dir): its
+# package caches, and the owner of archives/partial (its download sandbox user).
+APT_REMOVE = ("apt-get -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= -o APT::Sandbox::User=root "
+              "remove -y hostagent")
 
 
 def _rpm(dist: Path, *args: str) -> str:
@@ -164,10 +168,10 @@ def test_deb_lifecycle(deb_host):
     agent_pid = host.run("systemctl show -p MainPID --value deepflow-agent").check().stdout.strip()
     assert host.run(f"stat -c %U /proc/{agent_pid}").check().stdout.strip() == "deepflow"
 
-    # An admin removing the package at a terminal (script(1) gives dpkg one) is refused, and the
-    # manifest and the agent stay as they were.
+    # An admin removing the package at a terminal (script(1) gives apt one; apt hands dpkg a pty) is
+    # refused, and the manifest and the agent stay as they were.
     manifest = host.get("/var/lib/hostagent/manifest.json")
-    r = host.run("script -qec 'dpkg -r hostagent' /dev/null")
+    r = host.run(f"script -qec '{APT_REMOVE}' /dev/null")
     assert r.rc != 0 and "hostagent uninstall" in (r.stdout + r.stderr), r
     # Still installed (dpkg records the wish to remove it: "deinstall ok installed").
     assert " ok installed\n" in host.run("dpkg -s hostagent").stdout
@@ -177,8 +181,8 @@ def test_deb_lifecycle(deb_host):
 
     # A non-interactive removal (apt in a script, a dist-upgrade) is not failed: the package goes, the
     # agent keeps running untouched, and dpkg's output says how to finish.
-    r = host.run("dpkg -r hostagent </dev/null")
-    assert r.rc == 0 and "warning: an agent is installed" in r.stderr, r
+    r = host.run(f"{APT_REMOVE} </dev/null")
+    assert r.rc == 0 and "warning: an agent is installed" in (r.stdout + r.stderr), r
     assert host.run("test -e /usr/sbin/hostagent").rc != 0
     assert host.get("/var/lib/hostagent/manifest.json") == manifest
     assert host.run("systemctl show -p MainPID --value deepflow-agent").stdout.strip() == agent_pid

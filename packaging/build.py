@@ -98,6 +98,8 @@ def single_file(ver: str, variants: list[str]) -> Path:
     """Freeze in a throwaway overlay of the build chroot; the shipped variant is the first one."""
     with buildenv.overlay() as root:
         shutil.copytree(REPO, root / "src", ignore=COPY_IGNORE, symlinks=True)
+        copyright_file = root / "src" / "packaging" / "debian" / "copyright"  # frozen into the file
+        copyright_file.write_text(copyright_file.read_text().replace("@MAINTAINER@", maintainer()))
         (root / "out").mkdir()
         buildenv.run(root, (
             # Runtime dependencies pinned; python-prctl is compiled here, never taken from a wheel cache

@@ -167,6 +167,23 @@ def test_python_dists_carry_license_and_metadata(dist: Path):
     assert {m.mtime for m in members} == {members[0].mtime} and members[0].mtime >= NOT_BEFORE
 
 
+def test_single_file_carries_its_licences(dist: Path):
+    """The file alone (downloaded without a package) carries LICENSE and the DEP-5 copyright, unpacked
+    beside its libraries; the bundle is zlib-compressed, so look for them in the stub's payload."""
+    import zlib
+
+    from tests.dist import single_file_in
+
+    data = single_file_in(dist).read_bytes()
+    trailer = data[-(16 + 16 + 64):]
+    assert trailer[:16] == b"HOSTAGENT-RUN-1\n"
+    head, size = int.from_bytes(trailer[16:24], "little"), int.from_bytes(trailer[24:32], "little")
+    bundle = zlib.decompress(data[head:head + size])
+    for name in (b"_internal/licenses/LICENSE", b"_internal/licenses/copyright"):
+        assert name in bundle, name
+    assert b"Files: _internal/libssl.so.3" in bundle and b"@MAINTAINER@" not in bundle
+
+
 def test_collection_carries_license_and_changelog_dated_by_the_commit(dist: Path):
     import yaml
 

@@ -45,9 +45,10 @@ def test_rpm_metadata(dist: Path):
     assert "/usr/sbin/hostagent -rwxr-xr-x root root" in modes.splitlines(), modes
 
 
-RPM_FILES = ["/usr/sbin/hostagent", "/usr/share/bash-completion/completions/hostagent",
-             "/usr/share/doc/hostagent/README.md", "/usr/share/licenses/hostagent/LICENSE",
-             "/usr/share/man/man8/hostagent.8.gz", "/usr/share/zsh/site-functions/_hostagent"]
+# The files, and the dirs the .rpm owns (its own, and zsh's completion dir: packaging/nfpm.yaml).
+RPM_FILES = ["/usr/sbin/hostagent", "/usr/share/bash-completion/completions/hostagent", "/usr/share/doc/hostagent",
+             "/usr/share/doc/hostagent/README.md", "/usr/share/licenses/hostagent", "/usr/share/licenses/hostagent/LICENSE",
+             "/usr/share/man/man8/hostagent.8.gz", "/usr/share/zsh/site-functions", "/usr/share/zsh/site-functions/_hostagent"]
 
 
 def _prerm(body: str, arg: str, interactive: bool, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -6,8 +6,8 @@ cd "$(dirname "$0")"
 PREFIX=${HOSTAGENT_PREFIX:-/opt/hostagent}
 if [ "$(id -u)" != 0 ]; then echo "install.sh: run as root" >&2; exit 2; fi
 if command -v apt-get >/dev/null; then
-    pkgs="gcc python3-dev python3-venv libcap-dev"
-    dpkg -s $pkgs >/dev/null 2>&1 || { apt-get update -q >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -q $pkgs >/dev/null; }
+    pkgs=(gcc python3-dev python3-venv libcap-dev)
+    dpkg -s "${pkgs[@]}" >/dev/null 2>&1 || { apt-get update -q >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkgs[@]}" >/dev/null; }
 elif command -v dnf >/dev/null; then
     dnf install -y -q gcc python3-devel libcap-devel
 fi

@@ -6,12 +6,14 @@ dist/hostagent-V-linux-x86_64         the single file (frozen in the bookworm bu
 dist/hostagent_V_amd64.deb, dist/hostagent-V-1.x86_64.rpm   it, as /usr/sbin/hostagent (nfpm)
 dist/hostagent-k8s-sync-V.oci.tar     k8s-sync's image (oci-archive; packaging/oci.py), .oci.digest its manifest digest
 dist/hostagent-deepflow-V.tar.gz      the Ansible role as a collection
+dist/hostagent-V.tar.gz, dist/hostagent-V-py3-none-any.whl   the sdist and hostagent's wheel
 dist/wheelhouse-py3.X/                wheels for pip users (bullseye 3.9, bookworm 3.11, trixie 3.13)
 dist/SHA256SUMS
 """
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import os
 import re
@@ -20,7 +22,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -30,7 +35,8 @@ import buildenv  # noqa: E402
 
 DIST = REPO / "dist"
 # What the artifacts are made of: a change here is a new build (tests/packaging caches by this digest).
-INPUTS = ("pyproject.toml", "hostagent", "systemd", "packaging", "ansible", "tests/images/rootfs.py")
+INPUTS = ("pyproject.toml", "LICENSE", "CHANGELOG.md", "README.md", "hostagent", "systemd", "packaging", "ansible",
+          "tests/images/rootfs.py")
 COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.pyc", "build", "dist", "*.egg-info",
                                      ".pytest_cache", ".cache")
 
@@ -55,6 +61,36 @@ def inputs_digest() -> str:
     return h.hexdigest()[:16]
 
 
+def source_date_epoch() -> int:
+    """The build's date: $SOURCE_DATE_EPOCH, else the commit's date (a `git archive` export without .git:
+    its files' mtimes, which are the commit's). Every file in the packages, tarballs and wheels carries it."""
+    if os.environ.get("SOURCE_DATE_EPOCH"):
+        return int(os.environ["SOURCE_DATE_EPOCH"])
+    git = subprocess.run(["git", "log", "-1", "--format=%ct"], cwd=REPO, capture_output=True, text=True, check=False)
+    if git.returncode == 0 and git.stdout.strip():
+        return int(git.stdout)
+    return int(max((REPO / top).stat().st_mtime for top in INPUTS))
+
+
+def project() -> dict:
+    """pyproject's [project]: the one place for the maintainer and the URLs."""
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+
+
+def maintainer() -> str:
+    author = project()["authors"][0]
+    return f"{author['name']} <{author['email']}>"
+
+
+def python_with(module: str) -> str:
+    """A Python that imports `module` (hostagent's CLI for docs.py, pypa/build): this one, else .venv's
+    (tests/setup.sh and build.sh put them there)."""
+    for exe in (sys.executable, str(REPO / ".venv" / "bin" / "python")):
+        if subprocess.run([exe, "-c", f"import {module}"], cwd=REPO, capture_output=True, check=False).returncode == 0:
+            return exe
+    raise SystemExit(f"build: no Python here imports {module} (bash tests/setup.sh makes .venv)")
+
+
 def log(msg: str) -> None:
     print(f"build: {msg}", file=sys.stderr, flush=True)
 
@@ -63,6 +99,8 @@ def single_file(ver: str, variants: list[str]) -> Path:
     """Freeze in a throwaway overlay of the build chroot; the shipped variant is the first one."""
     with buildenv.overlay() as root:
         shutil.copytree(REPO, root / "src", ignore=COPY_IGNORE, symlinks=True)
+        copyright_file = root / "src" / "packaging" / "debian" / "copyright"  # frozen into the file
+        copyright_file.write_text(copyright_file.read_text().replace("@MAINTAINER@", maintainer()))
         (root / "out").mkdir()
         buildenv.run(root, (
             # Runtime dependencies pinned; python-prctl is compiled here, never taken from a wheel cache
@@ -89,25 +127,82 @@ def single_file(ver: str, variants: list[str]) -> Path:
     return shipped
 
 
+def package_docs(stage: Path, ver: str) -> None:
+    """What the packages ship beside the file: the man page and completions (from the CLI), the
+    changelog (from CHANGELOG.md), the licence and the Debian copyright, the lintian overrides."""
+    epoch = int(os.environ["SOURCE_DATE_EPOCH"])
+    gen = stage / "gen"
+    subprocess.run([python_with("hostagent.cli.app"), str(REPO / "packaging" / "docs.py"), str(gen)], cwd=REPO, check=True)
+    (stage / "hostagent.8.gz").write_bytes(gzip.compress((gen / "hostagent.8").read_bytes(), 9, mtime=epoch))
+    shutil.copy2(gen / "hostagent.bash", stage / "hostagent.bash")
+    shutil.copy2(gen / "_hostagent", stage / "_hostagent")
+    subprocess.run([sys.executable, str(REPO / "packaging" / "changelog.py"), "chglog", str(REPO / "CHANGELOG.md"), ver,
+                    maintainer(), str(stage / "changelog.yaml")], check=True)
+    shutil.copy2(REPO / "LICENSE", stage / "LICENSE")
+    shutil.copy2(REPO / "README.md", stage / "README.md")
+    # Debian compresses documentation over 4 kB (policy 12.3).
+    (stage / "README.md.gz").write_bytes(gzip.compress((REPO / "README.md").read_bytes(), 9, mtime=epoch))
+    copyright_text = (REPO / "packaging" / "debian" / "copyright").read_text().replace("@MAINTAINER@", maintainer())
+    (stage / "copyright").write_text(copyright_text)
+    shutil.copy2(REPO / "packaging" / "debian" / "lintian-overrides", stage / "lintian-overrides")
+
+
 def packages(ver: str) -> list[Path]:
     """.deb and .rpm of the single file, made by nfpm (from the build chroot's pinned venv)."""
     single = DIST / f"hostagent-{ver}-linux-x86_64"
-    config = (REPO / "packaging" / "nfpm.yaml").read_text().replace("@VERSION@", ver)
+    epoch = int(os.environ["SOURCE_DATE_EPOCH"])
+    config = ((REPO / "packaging" / "nfpm.yaml").read_text().replace("@VERSION@", ver)
+              .replace("@MAINTAINER@", maintainer()).replace("@HOMEPAGE@", project()["urls"]["Homepage"])
+              .replace("@MTIME@", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))))
     with buildenv.overlay() as root:
         (root / "pkg").mkdir()
         shutil.copy2(single, root / "pkg" / "hostagent")
         for script in (REPO / "packaging" / "scripts").iterdir():
             shutil.copy2(script, root / "pkg" / script.name)
-        os.utime(root / "pkg" / "hostagent", (0, 0))
+        package_docs(root / "pkg", ver)
         (root / "pkg" / "nfpm.yaml").write_text(config)
         names = {"deb": f"hostagent_{ver}_amd64.deb", "rpm": f"hostagent-{ver}-1.x86_64.rpm"}
         buildenv.run(root, " && ".join(f"nfpm package -f /pkg/nfpm.yaml -p {kind} -t /pkg/{name} >/dev/null"
-                                       for kind, name in names.items()), cwd="/pkg")
+                                       for kind, name in names.items()), cwd="/pkg",
+                     env={"SOURCE_DATE_EPOCH": str(epoch)})
         out = []
         for name in names.values():
             shutil.copy2(root / "pkg" / name, DIST / name)
             out.append(DIST / name)
     return out
+
+
+def normalize_tarball(path: Path, epoch: int) -> None:
+    """Rewrite a .tar.gz with every entry dated `epoch`, no owners, and no time in the gzip header:
+    ansible-galaxy and setuptools keep the files' own mtimes (the checkout's)."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(path) as src, tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as dst:
+        for member in src.getmembers():
+            member.mtime = epoch
+            member.uid = member.gid = 0
+            member.uname = member.gname = ""
+            member.pax_headers = {}
+            dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+    with open(path.with_suffix(".tmp"), "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=epoch) as gz:
+        gz.write(buf.getvalue())
+    path.with_suffix(".tmp").rename(path)
+
+
+def python_dists(ver: str) -> list[Path]:
+    """The sdist and hostagent's own wheel (pure Python), built by pypa/build from a clean copy of the tree."""
+    with tempfile.TemporaryDirectory(prefix="hostagent-sdist-") as tmp:
+        src = Path(tmp) / "src"
+        shutil.copytree(REPO, src, ignore=COPY_IGNORE, symlinks=True)
+        built = subprocess.run([python_with("build"), "-m", "build", "--sdist", "--wheel", "--outdir", str(DIST), str(src)],
+                               capture_output=True, text=True, check=False)
+        if built.returncode != 0:  # its chatter (setuptools' warnings) only when it failed
+            raise SystemExit(f"build: python -m build failed:\n{built.stdout}{built.stderr}")
+    sdist = DIST / f"hostagent-{ver}.tar.gz"
+    normalize_tarball(sdist, int(os.environ["SOURCE_DATE_EPOCH"]))
+    return [sdist, DIST / f"hostagent-{ver}-py3-none-any.whl"]
 
 
 def collection(ver: str) -> Path:
@@ -125,9 +220,14 @@ def collection(ver: str) -> Path:
         if n != 1:
             raise SystemExit("ansible/galaxy.yml has no version line")
         galaxy.write_text(text)
+        shutil.copy2(REPO / "LICENSE", src / "LICENSE")
+        subprocess.run([sys.executable, str(REPO / "packaging" / "changelog.py"), "collection",
+                        str(REPO / "ansible" / "CHANGELOG.md"), ver, str(src / "changelogs" / "changelog.yaml")], check=True)
         subprocess.run([exe, "collection", "build", "--force", "--output-path", str(DIST), str(src)],
                        check=True, stdout=subprocess.DEVNULL)
-    return DIST / f"hostagent-deepflow-{ver}.tar.gz"
+    out = DIST / f"hostagent-deepflow-{ver}.tar.gz"
+    normalize_tarball(out, int(os.environ["SOURCE_DATE_EPOCH"]))
+    return out
 
 
 def wheelhouses() -> list[Path]:
@@ -167,7 +267,7 @@ def main(argv: list[str]) -> int:
     global DIST
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", default="runstub", help="comma-separated; the first is shipped")
-    parser.add_argument("--only", action="append", choices=("single", "oci", "packages", "collection", "wheels"))
+    parser.add_argument("--only", action="append", choices=("single", "oci", "packages", "collection", "python", "wheels"))
     parser.add_argument("--dist", type=Path, default=DIST, help="output directory [default: dist/]")
     args = parser.parse_args(argv)
     DIST = args.dist.resolve()
@@ -177,7 +277,9 @@ def main(argv: list[str]) -> int:
     # A SIGTERM unwinds like ^C: the chroot's mounts and overlay are taken down.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ver = version()
-    steps = args.only or ["single", "oci", "packages", "collection", "wheels"]
+    # One date for everything built (tar entries, package files, changelogs, the man page, wheels).
+    os.environ["SOURCE_DATE_EPOCH"] = str(source_date_epoch())
+    steps = args.only or ["single", "oci", "packages", "collection", "python", "wheels"]
     if "single" in steps:
         single_file(ver, args.variants.split(","))
     if "oci" in steps:
@@ -188,6 +290,8 @@ def main(argv: list[str]) -> int:
         packages(ver)
     if "collection" in steps:
         collection(ver)
+    if "python" in steps:
+        python_dists(ver)
     if "wheels" in steps:
         wheelhouses()
     sha256sums()

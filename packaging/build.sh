@@ -15,9 +15,11 @@ for pkg in gcc libc6-dev libcap-dev; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=
 if [ ${#need[@]} -gt 0 ]; then
     apt-get install -y -q "${need[@]}" >/dev/null 2>&1 || { apt-get update -q >/dev/null; apt-get install -y -q "${need[@]}" >/dev/null; }
 fi
-# The controller-side venv: ansible-galaxy for the collection, pip for the wheelhouses.
-if [ ! -x .venv/bin/ansible-galaxy ]; then
+# The controller-side venv: ansible-galaxy for the collection, pip for the wheelhouses, hostagent
+# itself for the man page and completions, pypa/build for the sdist.
+if [ ! -x .venv/bin/ansible-galaxy ] || ! .venv/bin/python -c 'import hostagent.cli.app, build' 2>/dev/null; then
     [ -x .venv/bin/python ] || python3 -m venv .venv
-    .venv/bin/pip install -q -r tests/ansible/requirements.txt
+    .venv/bin/pip install -q --upgrade pip
+    .venv/bin/pip install -q -e . --group release -r tests/ansible/requirements.txt
 fi
 exec python3 packaging/build.py "$@"

@@ -61,6 +61,8 @@ def pyinstaller(mode: str) -> Path:
        "--name", "hostagent", "--distpath", str(dist), "--workpath", str(WORK / f"build-{mode}"),
        "--specpath", str(WORK), "--collect-submodules", "hostagent", "--collect-data", "hostagent",
        "--hidden-import", "prctl", "--hidden-import", "_prctl", *excludes,
+       # The licences travel inside the file: hostagent's and the bundled components' (DEP-5).
+       "--add-data", f"{SRC / 'LICENSE'}:licenses", "--add-data", f"{PKG / 'debian' / 'copyright'}:licenses",
        "--runtime-hook", str(PKG / "pyi_rth_hostagent.py"), str(PKG / "entry.py"))
     return dist / "hostagent"
 

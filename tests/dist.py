@@ -3,7 +3,7 @@ VM lifecycles, the role): fixtures `dist` and `single_file`, registered in tests
 
 Found in dist/ when its .inputs digest matches this checkout, else in the cache
 (HOSTAGENT_TEST_CACHE/dist-<digest>). Missing: in CI (CI=true) they are built into the cache
-(the single file, .deb, .rpm and the collection; about 2 minutes with a cold build image);
+(the single file, .deb, .rpm, the collection, the sdist and wheel; about 2 minutes with a cold build image);
 elsewhere the tests skip and say how to build them.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE_DIR = Path(os.environ.get("HOSTAGENT_TEST_CACHE", "/var/cache/hostagent-tests"))
-BUILT = ("single", "oci", "packages", "collection")
+BUILT = ("single", "oci", "packages", "collection", "python")
 
 
 def _build_module():
@@ -39,7 +39,8 @@ def version() -> str:
 def _complete(d: Path, digest: str) -> bool:
     ver = version()
     names = (f"hostagent-{ver}-linux-x86_64", f"hostagent_{ver}_amd64.deb", f"hostagent-{ver}-1.x86_64.rpm",
-             f"hostagent-deepflow-{ver}.tar.gz", f"hostagent-k8s-sync-{ver}.oci.tar", "SHA256SUMS")
+             f"hostagent-deepflow-{ver}.tar.gz", f"hostagent-k8s-sync-{ver}.oci.tar", f"hostagent-{ver}.tar.gz",
+             f"hostagent-{ver}-py3-none-any.whl", "SHA256SUMS")
     marker = d / ".inputs"
     return marker.exists() and marker.read_text().strip() == digest and all((d / n).exists() for n in names)
 

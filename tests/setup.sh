@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
-packages=.ci/apt-packages.txt extras='.[test]' requirements=(-r tests/ansible/requirements.txt)
+# The lint and release tools are PEP 735 dependency groups (pyproject.toml): pip >= 25.1 (upgraded below).
+packages=.ci/apt-packages.txt extras='.[test]' requirements=(--group lint --group release -r tests/ansible/requirements.txt)
 if [ "${1:-}" = "--demo" ]; then
     packages=.ci/apt-demo.txt extras='.' requirements=()
 fi

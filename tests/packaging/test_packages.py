@@ -18,6 +18,10 @@ from tests.system.hostcmd import INSTALL, snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 SNAP_ROOTS = "/etc /usr /var/lib /var/log /var/cache /sys/fs/cgroup"
+# apt as users run it, minus what it changes under /var/cache (the snapshot compares that dir): its
+# package caches, and the owner of archives/partial (its download sandbox user).
+APT_REMOVE = ("apt-get -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= -o APT::Sandbox::User=root "
+              "remove -y hostagent")
 
 
 def _rpm(dist: Path, *args: str) -> str:
@@ -33,24 +37,53 @@ def test_rpm_metadata(dist: Path):
     assert info["Name"] == "hostagent" and info["Version"] == version() and info["Release"] == "1", info
     assert info["Architecture"] == "x86_64" and info["License"] == "Apache-2.0", info
     assert "DeepFlow agent" in info["Summary"], info
-    assert _rpm(dist, "-qlp").split() == ["/usr/sbin/hostagent"]
-    # Nothing but rpm's own features: the file brings its libraries.
-    assert all(r.startswith("rpmlib(") for r in _rpm(dist, "-qp", "--requires").splitlines())
-    modes = _rpm(dist, "-qp", "--queryformat", "[%{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME}\n]")
-    assert modes.split() == ["-rwxr-xr-x", "root", "root"]
+    assert _rpm(dist, "-qlp").split() == RPM_FILES
+    # Nothing but rpm's own features and the shell for %post: the file brings its libraries.
+    requires = _rpm(dist, "-qp", "--requires").splitlines()
+    assert all(r.startswith("rpmlib(") or r == "/bin/sh" for r in requires), requires
+    modes = _rpm(dist, "-qp", "--queryformat", "[%{FILENAMES} %{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME}\n]")
+    assert "/usr/sbin/hostagent -rwxr-xr-x root root" in modes.splitlines(), modes
 
 
-def test_rpm_scriptlets_refuse_an_erase_while_an_agent_is_installed(dist: Path, tmp_path: Path):
+# The files, and the dirs the .rpm owns (its own, and zsh's completion dir: packaging/nfpm.yaml).
+RPM_FILES = ["/usr/sbin/hostagent", "/usr/share/bash-completion/completions/hostagent", "/usr/share/doc/hostagent",
+             "/usr/share/doc/hostagent/README.md", "/usr/share/licenses/hostagent", "/usr/share/licenses/hostagent/LICENSE",
+             "/usr/share/man/man8/hostagent.8.gz", "/usr/share/zsh/site-functions", "/usr/share/zsh/site-functions/_hostagent"]
+
+
+def _prerm(body: str, arg: str, interactive: bool, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The scriptlet as rpm or dpkg runs it; `interactive`: stdin is a terminal (an admin's shell)."""
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        return subprocess.run(["sh", "-c", body, "prerm", arg], stdin=slave if interactive else subprocess.DEVNULL,
+                              capture_output=True, text=True, check=False, env={"PATH": os.environ["PATH"], **(env or {})})
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_rpm_scriptlets_refuse_an_interactive_erase_while_an_agent_is_installed(dist: Path, tmp_path: Path):
     scripts = _rpm(dist, "-qp", "--scripts")
     assert "preuninstall scriptlet" in scripts and "/var/lib/hostagent/manifest.json" in scripts
     # Run the preuninstall body the way rpm would on an erase ($1 = 0) and an upgrade ($1 = 1).
     body = scripts.split("preuninstall scriptlet (using /bin/sh):\n", 1)[1].split("\npostuninstall", 1)[0]
     fake = body.replace("/var/lib/hostagent/manifest.json", str(tmp_path / "manifest.json"))
-    assert subprocess.run(["sh", "-c", fake, "prerm", "0"]).returncode == 0  # nothing installed
+    assert _prerm(fake, "0", interactive=True).returncode == 0  # nothing installed
     (tmp_path / "manifest.json").write_text("{}")
-    r = subprocess.run(["sh", "-c", fake, "prerm", "0"], capture_output=True, text=True)
+    r = _prerm(fake, "0", interactive=True)
     assert r.returncode != 0 and "hostagent uninstall" in r.stderr, r
-    assert subprocess.run(["sh", "-c", fake, "prerm", "1"]).returncode == 0  # upgrade
+    # Not at a terminal (dnf-automatic, a script): never fails the transaction; says what is left.
+    r = _prerm(fake, "0", interactive=False)
+    assert r.returncode == 0 and "warning: an agent is installed" in r.stderr, r
+    # Debian's way to say "do not ask": the same.
+    r = _prerm(fake, "0", interactive=True, env={"DEBIAN_FRONTEND": "noninteractive"})
+    assert r.returncode == 0 and "warning" in r.stderr, r
+    assert _prerm(fake, "1", interactive=True).returncode == 0  # upgrade
+    # dpkg: a package replacing hostagent takes /usr/sbin/hostagent over.
+    r = subprocess.run(["sh", "-c", fake, "prerm", "remove", "in-favour", "hostagent-ng", "1.0"], capture_output=True, check=False)
+    assert r.returncode == 0
 
 
 def test_deb_metadata(dist: Path):
@@ -61,7 +94,10 @@ def test_deb_metadata(dist: Path):
                       "Section": "admin"}
     listing = subprocess.run(["dpkg-deb", "-c", str(deb)], check=True, capture_output=True, text=True).stdout
     files = [line.split()[-1] for line in listing.splitlines() if not line.startswith("d")]
-    assert files == ["./usr/sbin/hostagent"]
+    assert files == ["./usr/sbin/hostagent", "./usr/share/bash-completion/completions/hostagent",
+                     "./usr/share/doc/hostagent/README.md.gz", "./usr/share/doc/hostagent/changelog.Debian.gz",
+                     "./usr/share/doc/hostagent/copyright", "./usr/share/lintian/overrides/hostagent",
+                     "./usr/share/man/man8/hostagent.8.gz", "./usr/share/zsh/vendor-completions/_hostagent"], files
 
 
 def test_sha256sums_cover_every_artifact(dist: Path):
@@ -133,15 +169,27 @@ def test_deb_lifecycle(deb_host):
     agent_pid = host.run("systemctl show -p MainPID --value deepflow-agent").check().stdout.strip()
     assert host.run(f"stat -c %U /proc/{agent_pid}").check().stdout.strip() == "deepflow"
 
-    # Removing the package now refuses, and leaves the manifest and the agent as they were.
+    # An admin removing the package at a terminal (script(1) gives apt one; apt hands dpkg a pty) is
+    # refused, and the manifest and the agent stay as they were.
     manifest = host.get("/var/lib/hostagent/manifest.json")
-    r = host.run("dpkg -r hostagent")
+    r = host.run(f"script -qec '{APT_REMOVE}' /dev/null")
     assert r.rc != 0 and "hostagent uninstall" in (r.stdout + r.stderr), r
     # Still installed (dpkg records the wish to remove it: "deinstall ok installed").
     assert " ok installed\n" in host.run("dpkg -s hostagent").stdout
     assert host.get("/var/lib/hostagent/manifest.json") == manifest
     assert host.run("systemctl is-active deepflow-agent").stdout.strip() == "active"
     assert host.run("systemctl show -p MainPID --value deepflow-agent").stdout.strip() == agent_pid
+
+    # A non-interactive removal (apt in a script, a dist-upgrade) is not failed: the package goes, the
+    # agent keeps running untouched, and dpkg's output says how to finish.
+    r = host.run(f"{APT_REMOVE} </dev/null")
+    assert r.rc == 0 and "warning: an agent is installed" in (r.stdout + r.stderr), r
+    assert host.run("test -e /usr/sbin/hostagent").rc != 0
+    assert host.get("/var/lib/hostagent/manifest.json") == manifest
+    assert host.run("systemctl show -p MainPID --value deepflow-agent").stdout.strip() == agent_pid
+    # Installing the package again gives the agent its hostagent back.
+    host.run("dpkg -i /root/hostagent.deb").check()
+    assert host.run("hostagent status").rc == 0
 
     # hostagent uninstall first; then remove and purge: the host is as it was before the package.
     host.run("hostagent uninstall --yes").check()

@@ -105,6 +105,9 @@ def test_hostagent_rpm_upgrade(rpm_host, dist):
         assert rc == 0 and report["ok"], (report, err)
         return report["data"]
 
+    # What an RPM distribution's filesystem package owns, which this Debian-based rpm host lacks: the
+    # package puts files there and must not own (and so remove) the dirs.
+    host.run("mkdir -p /usr/share/man/man8 /usr/share/licenses").check()
     before = snap()
     host.run(f"{rpm} -i /root/hostagent-old.rpm").check()
     rc, report, err = hostagent(host, install)

@@ -21,7 +21,7 @@ def _tool(name: str) -> list[str]:
     if importlib.util.find_spec(name) is not None:  # the venv's packages on another interpreter's path
         return [sys.executable, "-m", name]
     if os.environ.get("CI"):
-        pytest.fail(f"{name} is not installed (pip install -e '.[test]')")
+        pytest.fail(f"{name} is not installed (pip install --group lint)")
     pytest.skip(f"{name} is not installed")
 
 

@@ -193,7 +193,10 @@ def test_role_tasks_pass_only_options_the_module_documents():
 
 def test_module_documentation_matches_its_argument_spec():
     mod = _module()
-    documented = yaml.safe_load(mod.DOCUMENTATION)["options"]
+    doc = yaml.safe_load(mod.DOCUMENTATION)
+    # An unquoted ": " turns a line into a mapping, and ansible-doc fails for every user.
+    assert all(isinstance(line, str) for line in doc["description"]), doc["description"]
+    documented = doc["options"]
     assert set(documented) == set(mod.ARGUMENT_SPEC)
     for name, spec in mod.ARGUMENT_SPEC.items():
         doc = documented[name]

@@ -1,7 +1,13 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
+# Copyright: hostagent maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# SPDX-License-Identifier: Apache-2.0
 """Run `hostagent install|uninstall --json` on the target and hand its report to Ansible."""
-from __future__ import annotations
+# Ansible's module boilerplate: this file runs in the target's Python, 2.7 or 3.6+ with ansible-core 2.16.
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
@@ -10,7 +16,7 @@ short_description: Install or remove the non-root DeepFlow agent by running the 
 description:
   - Runs C(hostagent install --json) or C(hostagent uninstall --json) once and reports
     C(changed) from the CLI's own JSON, so the role and the CLI never disagree.
-  - In check mode it adds C(--dry-run): the CLI plans and reports what would change, and nothing changes.
+  - In check mode it adds C(--dry-run), so the CLI plans and reports what would change, and nothing changes.
   - In diff mode the config and unit diffs come from the CLI's plan (C(--dry-run)). Outside check mode
     the module asks for that plan first, then runs the real command.
   - The module does no host work of its own.
@@ -89,10 +95,12 @@ options:
     default: false
 attributes:
   check_mode:
+    description: Runs C(hostagent ... --dry-run), which plans every step and changes nothing.
     support: full
   diff_mode:
+    description: Shows the unified diffs of the agent config and the systemd unit, and one line for every other planned step.
     support: full
-author: hostagent maintainers
+author: hostagent maintainers (@hostagent)
 """
 
 EXAMPLES = r"""

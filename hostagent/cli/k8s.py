@@ -88,13 +88,14 @@ def run_command(
 
 
 def _need_runtime() -> None:
-    """k8s-sync's libraries; the single file does not carry them (yet): say so, not a traceback."""
+    """k8s-sync's libraries: the single file carries them, a pip install only with the k8s extra.
+    Without them, one line naming the extra, not a traceback."""
     import importlib.util
 
     missing = [m for m in ("kubernetes", "grpc") if importlib.util.find_spec(m) is None]
     if missing:
-        raise InputError(f"k8s-sync needs the Python packages {', '.join(missing)}, which this hostagent build "
-                         "does not carry: run k8s-sync from a pip (wheelhouse) install of hostagent")
+        raise InputError(f"k8s-sync needs the Python packages {', '.join(missing)}, which this install lacks: "
+                         "pip install 'hostagent[k8s]' (or use the single file, .deb or .rpm, which carry them)")
 
 
 def _failed(message: str) -> Exception:

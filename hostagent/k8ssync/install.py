@@ -107,11 +107,12 @@ def config_yaml(opts: K8sSyncOptions) -> str:
         yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
 
 
-def render_unit(user: str, group: str, python: str = sys.executable) -> str:
+def render_unit(user: str, group: str, launcher: Optional[str] = None) -> str:
     from hostagent.render import render_template
+    from hostagent.render.unit import launcher_command
 
     return render_template(
-        TEMPLATE, user=user, group=group, python=python, config=CONFIG_FILE, memory_max=MEMORY_MAX_MIB,
+        TEMPLATE, user=user, group=group, launcher=launcher or launcher_command(), config=CONFIG_FILE, memory_max=MEMORY_MAX_MIB,
         protect_home="read-only" if sys.prefix.startswith(("/root", "/home")) else "yes")
 
 

@@ -263,12 +263,19 @@ contexts:
 
 
 def test_unit_has_no_capabilities() -> None:
-    text = render_unit("deepflow-k8s", "deepflow-k8s", python="/opt/hostagent/bin/python3")
+    text = render_unit("deepflow-k8s", "deepflow-k8s", launcher="/opt/hostagent/bin/python3 -I -m hostagent")
     lines = text.splitlines()
     assert "CapabilityBoundingSet=" in lines and "AmbientCapabilities=" in lines and "NoNewPrivileges=yes" in lines
     assert "User=deepflow-k8s" in lines and "ProtectSystem=strict" in lines
     assert "ExecStart=/opt/hostagent/bin/python3 -I -m hostagent k8s-sync run --config-file /etc/hostagent-k8s-sync/config.yaml" in lines
     assert not any(line.startswith("ExecStartPre") for line in lines)
+
+
+def test_unit_from_the_single_file_calls_the_file(monkeypatch) -> None:
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", "/usr/sbin/hostagent")
+    lines = render_unit("deepflow-k8s", "deepflow-k8s").splitlines()
+    assert "ExecStart=/usr/sbin/hostagent k8s-sync run --config-file /etc/hostagent-k8s-sync/config.yaml" in lines
 
 
 def test_rbac_covers_every_watched_resource() -> None:

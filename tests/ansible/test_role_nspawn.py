@@ -33,7 +33,10 @@ pytestmark = [pytest.mark.nspawn, pytest.mark.slow, pytest.mark.root]
 REPO = Path(__file__).resolve().parents[2]
 NAME = "h1"
 SECOND_VENV = "/opt/hostagent-role"
-FILE_ON_HOST = "/usr/local/sbin/hostagent"
+FILE_ON_HOST = "/usr/sbin/hostagent"  # the packages' path, the role's default
+# Where the role (v0.1.0) shipped it before.
+FORMER_FILE = "/usr/local/sbin/hostagent"
+REMOVE_FORMER = "hostagent.deepflow.deepflow_agent : Remove the single file from the role's former path"
 SHIP_FILE = "hostagent.deepflow.deepflow_agent : Ship the hostagent single file"
 UNIT = "/etc/systemd/system/deepflow-agent.service"
 CONFIG = "/etc/deepflow-agent/deepflow-agent.yaml"
@@ -293,10 +296,12 @@ def test_role_upgrades_hostagent_from_the_previous_release(env, tmp_path):
     check_double(host, first)
     installed = snapshot(host)
 
-    # Check mode: the file would change, and the old hostagent's plan (nothing to do) is not the new one's.
+    # Check mode: the file would be shipped to the packages' path (v0.1.0 used another), and the old
+    # copy removed once the unit calls the new one; the old hostagent's plan is not the new one's.
+    assert host.run(f"test -x {FORMER_FILE}").rc == 0
     r = play(inventory, base, "--check", "--diff", collections=collections)
-    assert r.changed_tasks(NAME) == [SHIP_FILE, CONVERGE], r.changed_tasks(NAME)
-    assert r.task(CONVERGE)["result"]["msg"] == f"{FILE_ON_HOST} is replaced by this run; no plan to show"
+    assert r.changed_tasks(NAME) == [SHIP_FILE, CONVERGE, REMOVE_FORMER], r.changed_tasks(NAME)
+    assert r.task(CONVERGE)["result"]["msg"] == f"{FILE_ON_HOST} is not on the host yet; no plan to show"
     assert snapshot_diff(installed, snapshot(host)) == []
     assert wait_agent(host)["pid"] == first["pid"]
 
@@ -306,6 +311,8 @@ def test_role_upgrades_hostagent_from_the_previous_release(env, tmp_path):
     applied = unit_only(r)
     print(f"the converge with the new file applied {sorted(applied)}; agent pid {first['pid']} -> {wait_agent(host)['pid']}")
     assert {s.split(":")[0] for s in applied} <= {"service-definition", "service"}, applied
+    assert host.run(f"test -e {FORMER_FILE}").rc == 1 and r.task(REMOVE_FORMER)["result"]["changed"] is True
+    assert f"ExecStart={FILE_ON_HOST} exec --prepared " in host.get(UNIT)
     new = hashlib.sha256(Path(base["deepflow_agent_hostagent_file"]).read_bytes()).hexdigest()
     assert host.run(f"sha256sum {FILE_ON_HOST}").check().stdout.split()[0] == new
     rc, out, err = host.run(f"{FILE_ON_HOST} status --json")

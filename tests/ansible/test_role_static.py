@@ -1,9 +1,11 @@
 """The role without a test host: lint, variables documented and in sync, the module's CLI contract."""
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -176,6 +178,31 @@ def test_role_refuses_to_remove_hostagent_under_an_installed_k8s_sync(tmp_path: 
         assert run.rc == 0 and refusal["status"] == "skipped", run.log
     # Keeping hostagent is never a reason to stop.
     assert run_playbook(inventory, dict(extra, deepflow_agent_hostagent_remove=False), *only_preflight).rc == 0
+
+
+def test_role_refuses_to_replace_a_packaged_hostagent(tmp_path: Path):
+    """The role's default path is the packages' (/usr/sbin/hostagent): a file a package owns there is not
+    replaced by a different single file. Here /usr/bin/dpkg (dpkg's) stands for it, in check mode."""
+    from tests.ansible.runner import run_playbook
+
+    _need("ansible-playbook")
+    if shutil.which("dpkg-query") is None:
+        pytest.skip("needs dpkg")
+    single = tmp_path / "hostagent-0.1.0-linux-x86_64"
+    single.write_bytes(b"not dpkg")
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(f"[agents]\nh1 ansible_connection=local ansible_python_interpreter={sys.executable}\n")
+    extra = {"deepflow_agent_controller_ips": ["127.0.0.1"], "deepflow_agent_hostagent_file": str(single),
+             "deepflow_agent_hostagent_sha256": hashlib.sha256(single.read_bytes()).hexdigest(),
+             "deepflow_agent_hostagent_path": "/usr/bin/dpkg"}
+    run = run_playbook(inventory, extra, "--check", "--tags", "hostagent")
+    refusal = run.task("deepflow_agent : Refuse to replace a packaged hostagent")
+    assert run.rc != 0 and refusal["status"] == "failed", run.log
+    assert refusal["result"]["msg"].startswith("/usr/bin/dpkg belongs to the package dpkg and differs from"), refusal
+    # The package's own file (same SHA-256) is no reason to stop.
+    same = dict(extra, deepflow_agent_hostagent_sha256=hashlib.sha256(Path("/usr/bin/dpkg").read_bytes()).hexdigest())
+    run = run_playbook(inventory, same, "--check", "--tags", "hostagent")
+    assert run.task("deepflow_agent : Refuse to replace a packaged hostagent")["status"] == "skipped", run.log
 
 
 def test_role_tasks_pass_only_options_the_module_documents():

@@ -30,7 +30,7 @@ options:
   executable:
     description: Path of the hostagent CLI on the target.
     type: path
-    default: /opt/hostagent/bin/hostagent
+    default: /usr/sbin/hostagent
   executable_replaced:
     description:
       - An earlier task of this run replaces I(executable) (a newer hostagent). In check mode the one on the
@@ -139,7 +139,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 ARGUMENT_SPEC = dict(
     command=dict(type="str", required=True, choices=["install", "uninstall"]),
-    executable=dict(type="path", default="/opt/hostagent/bin/hostagent"),
+    executable=dict(type="path", default="/usr/sbin/hostagent"),
     executable_replaced=dict(type="bool", default=False),
     controller_ips=dict(type="list", elements="str", default=[]),
     controller_port=dict(type="int"),

@@ -215,7 +215,7 @@ def test_role_tasks_pass_only_options_the_module_documents():
                 calls.append(path.name)
                 unknown = set(task[FQCN]) - documented
                 assert not unknown, f"{path.name}: {task['name']}: unknown options {sorted(unknown)}"
-    assert calls == ["converge.yml", "uninstall.yml"], calls
+    assert calls == ["converge.yml", "k8s_sync.yml", "k8s_sync.yml", "uninstall.yml"], calls
 
 
 def test_module_documentation_matches_its_argument_spec():
@@ -244,3 +244,30 @@ def test_module_options_follow_the_cli_settings_table():
         assert "default" not in spec or spec["default"] in ([], None), f"{s.name}: the CLI owns the default"
         if s.type != "list":
             assert flags[s.name] == s.flag, s.name
+
+
+def test_module_k8s_sync_options_follow_the_cli_settings_table():
+    """Each k8s-sync install setting is a module option passed by its own flag (switches both ways)."""
+    from hostagent.options import K8S_SYNC_SETTINGS
+
+    mod = _module()
+    types = {"list": ("list",), "int": ("int",), "float": ("float",), "str": ("str", "path"), "bool": ("bool",)}
+    flags = dict(mod.K8S_SYNC_FLAGS)
+    switches = {name: (on, off) for name, on, off in mod.K8S_SYNC_SWITCHES}
+    for s in K8S_SYNC_SETTINGS:
+        spec = mod.ARGUMENT_SPEC[s.name]
+        assert spec["type"] in types[s.type], (s.name, spec)
+        assert "default" not in spec or spec["default"] in ([], None), f"{s.name}: the CLI owns the default"
+        if s.type == "bool":
+            assert switches[s.name] == (s.flag, "--no-" + s.flag[2:]), s.name
+        elif s.type != "list":
+            assert flags[s.name] == s.flag, s.name
+    params = {name: spec.get("default") for name, spec in mod.ARGUMENT_SPEC.items()}
+    params.update(component="k8s-sync", command="install", controller_ips=["10.0.0.1"], kubeconfig="/k", tls=False,
+                  cluster_id="", caps="ebpf", memory_mib=512)
+    # Agent flags never leak into k8s-sync, and an unset switch is left to the CLI.
+    assert mod.build_argv(params, dry_run=True) == [
+        "/usr/sbin/hostagent", "k8s-sync", "install", "--controller-ip", "10.0.0.1", "--no-tls", "--kubeconfig", "/k",
+        "--dry-run", "--yes", "--json"]
+    assert mod.build_argv(dict(params, command="uninstall", keep_logs=True), dry_run=False) == [
+        "/usr/sbin/hostagent", "k8s-sync", "uninstall", "--yes", "--json"]

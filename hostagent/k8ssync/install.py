@@ -116,6 +116,15 @@ def render_unit(user: str, group: str, launcher: Optional[str] = None) -> str:
         protect_home="read-only" if sys.prefix.startswith(("/root", "/home")) else "yes")
 
 
+def service_program() -> str:
+    """The executable the service's main process runs: the venv's interpreter; from the single file, the
+    unpacked program this process runs too (the stub execs its copy in /var/cache/hostagent/<sha>/, which
+    the service trusts as well: PrivateUsers= maps root to root)."""
+    if getattr(sys, "frozen", False):
+        return os.path.realpath("/proc/self/exe")
+    return os.path.realpath(sys.executable)
+
+
 def preflight(opts: K8sSyncOptions, host: HostFacts) -> tuple[str, str]:
     """Read-only refusals; (the service user's primary group, the flattened kubeconfig)."""
     if host.init != "systemd":
@@ -166,6 +175,6 @@ def plan(opts: K8sSyncOptions, group: str, kubeconfig: str) -> list[Step]:
         File(path=h.path(CONFIG_FILE), content=config_yaml(opts), mode=0o640, owner="root", group=group),
         ServiceDefinition(path=h.path(h.services.definition_path(paths.K8S_SYNC_SERVICE)),
                           content=render_unit(user, group), mode=0o644, owner="root", group="root"),
-        Service(name=paths.K8S_SYNC_SERVICE, user=user, binary=os.path.realpath(sys.executable)),
+        Service(name=paths.K8S_SYNC_SERVICE, user=user, binary=service_program()),
     ]
     return steps

@@ -360,10 +360,11 @@ class NspawnHost:
         self.boot()
         if self.install_hostagent:
             t0 = time.monotonic()
-            # The README's way of putting hostagent on a host without internet.
+            # The README's way of putting hostagent on a host without internet (with the k8s extra:
+            # the k8s-sync tests run it from this venv).
             self.run(
                 f"python3 -m venv {HOSTAGENT_VENV} && {HOSTAGENT_VENV}/bin/pip install -q --no-index "
-                f"--disable-pip-version-check --find-links /var/tmp/hostagent-wheelhouse hostagent && "
+                f"--disable-pip-version-check --find-links /var/tmp/hostagent-wheelhouse 'hostagent[k8s]' && "
                 f"ln -sf {HOSTAGENT_VENV}/bin/hostagent /usr/local/bin/hostagent && "
                 "rm -rf /var/tmp/hostagent-wheelhouse",
                 timeout=300,

@@ -2,7 +2,7 @@
 
 Test hosts install hostagent the README's way, from this directory:
     python3 -m venv /opt/hostagent
-    /opt/hostagent/bin/pip install --no-index --find-links WHEELHOUSE hostagent
+    /opt/hostagent/bin/pip install --no-index --find-links WHEELHOUSE 'hostagent[k8s]'   # or without [k8s]
 
 The wheels are built with the python given (default: this checkout's .venv,
 CPython 3.11). python-prctl is a C extension compiled here, and PyYAML ships
@@ -72,8 +72,9 @@ def _deps_wheelhouse(python: Path, version: str, cache_dir: Path) -> Path:
         work = Path(tempfile.mkdtemp(prefix=".wheels-", dir=cache_dir))
         try:
             out = work / "wheels"
-            # Building hostagent with its deps resolves exactly pyproject's requirements.
-            _pip_wheel(python, [str(_source_copy(work))], out)
+            # Building hostagent with its deps resolves exactly pyproject's requirements; the k8s extra's
+            # too, so `pip install 'hostagent[k8s]'` works offline from the same directory.
+            _pip_wheel(python, [f"{_source_copy(work)}[k8s]"], out)
             for wheel in out.glob("hostagent-*.whl"):
                 wheel.unlink()
             (out / ".complete").write_text(version + "\n")

@@ -14,8 +14,11 @@ lifecycle tests' to check).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from tests.hostsnap import diff as snapshot_diff
 from tests.system.test_nspawn_e2e import lifecycle
 
 pytestmark = [pytest.mark.nspawn, pytest.mark.slow, pytest.mark.root]
@@ -48,3 +51,48 @@ def test_single_file_lifecycle_without_python(host, tmp_path):
 
     timings = lifecycle(host, tmp_path, host.snapshot, suite_has_python=False, after_install=unit_calls_the_file)
     print(f"\nsingle-file e2e timings: {timings}")
+
+
+@pytest.mark.parametrize("host", ["systemd"], indirect=True)
+def test_k8s_sync_service_from_the_file(host, tmp_path):
+    """`k8s-sync install` from the file on the host without Python: its unit calls the file, the service
+    (its own user, no capabilities, PrivateUsers: it unpacks privately, as the cache's root owner is not
+    root inside its user namespace) reports to the fake deepflow-server; uninstall leaves the host as it was."""
+    import json
+
+    from tests.fixtures.fake_apiserver import FakeApiserver, small_cluster
+    from tests.fixtures.fake_deepflow_grpc import FakeDeepflowGrpc
+    from tests.system.conftest import comparable
+    from tests.system.test_nspawn_e2e import hostagent
+
+    unit = "hostagent-k8s-sync.service"
+    api = FakeApiserver(tls_dir=str(tmp_path / "tls")).start()
+    small_cluster(api, 2)
+    df = FakeDeepflowGrpc().start()
+    try:
+        before = comparable(host.snapshot())
+        assert api.tls
+        host.put("/root/k8s/ca.crt", Path(api.tls["ca"]).read_bytes(), 0o600)
+        host.put("/root/k8s/kubeconfig", f"""apiVersion: v1
+kind: Config
+current-context: fake
+clusters: [{{name: fake, cluster: {{server: "{api.url}", certificate-authority: ca.crt}}}}]
+users: [{{name: sa, user: {{token: test-token}}}}]
+contexts: [{{name: fake, context: {{cluster: fake, user: sa}}}}]
+""", 0o600)
+        rc, report, err = hostagent(host, f"hostagent k8s-sync install --controller-ip 127.0.0.1 --controller-port {df.port} "
+                                          "--cluster-id d-file0001 --kubeconfig /root/k8s/kubeconfig --yes --json")
+        assert rc == 0 and report["changed"], (report, err, host.journal(unit))
+        assert "ExecStart=/usr/sbin/hostagent k8s-sync run --config-file " in host.get(f"/etc/systemd/system/{unit}")
+        reports = df.wait(lambda rs: len(rs) >= 1, timeout=60)
+        assert reports[0]["cluster_id"] == "d-file0001" and len(reports[0]["objects"]["*v1.Pod"]) == 2, host.journal(unit)
+        assert df.violations == []
+        rc, st, _ = hostagent(host, "hostagent k8s-sync status --json")
+        assert rc == 0 and st["data"]["installed"] and st["data"]["drift"] == [], json.dumps(st)
+        rc, report, err = hostagent(host, "hostagent k8s-sync uninstall --yes --json")
+        assert rc == 0 and report["changed"], (report, err)
+        host.run("rm -rf /root/k8s").check()
+        assert snapshot_diff(before, comparable(host.snapshot())) == []
+    finally:
+        df.stop()
+        api.close()

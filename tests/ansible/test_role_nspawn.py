@@ -321,6 +321,7 @@ contexts: [{{name: fake, context: {{cluster: fake, user: sa}}}}]
         on_host = dict(k8s, deepflow_agent_k8s_sync_kubeconfig_src="", deepflow_agent_k8s_sync_kubeconfig="/root/k8s/kubeconfig")
         r = run(on_host, "--diff")
         assert r.task(K8S_CONVERGE)["status"] == "ok", r.log
+        assert host.run("test -e /var/lib/hostagent-ansible-k8s-sync").rc == 1  # no stale copy of the credentials
         host.run("systemctl is-active --quiet hostagent-k8s-sync").check()
         seen = len(df.reports)
         df.wait(lambda rs: len(rs) > seen, timeout=90)

@@ -8,9 +8,12 @@ snapshot → --check on the fresh host (would change, nothing changes) → conve
 checked against SHA256SUMS on the host) → testinfra host suite (tests/system/test_host_state.py) →
 converge again (changed=0) → --check (changed=0) → --check with another memory limit and controller
 (would change, unit and config diffs shown, nothing changes) → the host's copy altered: a file that
-does not match its SHA-256 is refused on the host, the right one repairs the copy → the wheelhouse route (the option): a venv the role installs, only
-the unit changes → back to the file, only the unit changes → state=absent (removing the file) →
-removing the venv → absent again (changed=0) → snapshot equal to the first.
+does not match its SHA-256 is refused on the host, the right one repairs the copy → the wheelhouse
+route (the option): a venv the role installs, only the unit changes → back to the file, only the unit
+changes → state=absent (removing the file) → removing the venv → absent again (changed=0) → snapshot
+equal to the first. Every run ends with the fleet summary (hostagent doctor), checked on the way.
+
+Then k8s-sync through the role on the same host, and the upgrade from the previous release's collection.
 
 The host has python3 (Ansible's modules need it; hostagent does not use it).
 """
@@ -33,12 +36,20 @@ pytestmark = [pytest.mark.nspawn, pytest.mark.slow, pytest.mark.root]
 REPO = Path(__file__).resolve().parents[2]
 NAME = "h1"
 SECOND_VENV = "/opt/hostagent-role"
-FILE_ON_HOST = "/usr/local/sbin/hostagent"
+FILE_ON_HOST = "/usr/sbin/hostagent"  # the packages' path, the role's default
+# Where the role (v0.1.0) shipped it before.
+FORMER_FILE = "/usr/local/sbin/hostagent"
+REMOVE_FORMER = "hostagent.deepflow.deepflow_agent : Remove the single file from the role's former path"
 SHIP_FILE = "hostagent.deepflow.deepflow_agent : Ship the hostagent single file"
 UNIT = "/etc/systemd/system/deepflow-agent.service"
 CONFIG = "/etc/deepflow-agent/deepflow-agent.yaml"
 CONVERGE = "hostagent.deepflow.deepflow_agent : Converge the agent with hostagent"
 UNINSTALL = "hostagent.deepflow.deepflow_agent : Remove the agent with hostagent"
+SUMMARY = "hostagent.deepflow.deepflow_agent : Fleet summary"
+K8S_CONVERGE = "hostagent.deepflow.deepflow_agent : Converge k8s-sync with hostagent"
+K8S_REMOVE = "hostagent.deepflow.deepflow_agent : Remove k8s-sync with hostagent"
+K8S_SHIP = "hostagent.deepflow.deepflow_agent : Ship the kubeconfig for k8s-sync"
+K8S_UNIT = "/etc/systemd/system/hostagent-k8s-sync.service"
 INSTALL_PHASE = (
     "hostagent.deepflow.deepflow_agent : Ship the wheelhouse",
     "hostagent.deepflow.deepflow_agent : Create the hostagent venv",
@@ -87,6 +98,19 @@ def play(inventory: Path, extra: dict, *args: str, collections: Path) -> Run:
     return run
 
 
+def summary(run: Run) -> dict:
+    """The fleet summary's table (one debug task for the play), as {host: {column: cell}}."""
+    lines = run.task(SUMMARY)["result"]["msg"]
+    header = lines[0]
+    names = ["HOST", "STATE", "USER", "CAPS", "CGROUP", "DRIFT", "SERVER GROUP"]
+    starts = [header.index(n) for n in names] + [None]
+    rows = {}
+    for line in lines[1:]:
+        cells = [line[a:b].strip() for a, b in zip(starts, starts[1:])]
+        rows[cells[0]] = dict(zip(names, cells))
+    return rows
+
+
 def snapshot(host) -> dict:
     return comparable(host.snapshot())
 
@@ -126,6 +150,7 @@ def test_converge_check_diff_absent(env):
         SHIP_FILE, "hostagent.deepflow.deepflow_agent : Make the directory the agent binary is shipped into",
         "hostagent.deepflow.deepflow_agent : Ship the agent binary", CONVERGE]
     assert "is not on the host yet" in r.task(CONVERGE)["result"]["msg"]
+    assert summary(r)[NAME]["STATE"] == "hostagent not found", r.task(SUMMARY)
     assert snapshot_diff(before, snapshot(host)) == []
 
     # Converge: the file is shipped (no venv, no pip), and hostagent runs from it.
@@ -136,6 +161,11 @@ def test_converge_check_diff_absent(env):
     assert host.run(f"stat -c '%U:%G %a' {FILE_ON_HOST}").check().stdout.strip() == "root:root 755"
     assert host.run("test -e /opt/hostagent").rc == 1
     assert f"ExecStart={FILE_ON_HOST} exec --prepared " in host.get(UNIT)
+    # The summary, from doctor: running as deepflow in its cgroup, no drift (the controller 127.0.0.1:30035
+    # is not listening: doctor counts it as a problem).
+    row = summary(r)[NAME]
+    assert row["STATE"].startswith("running") and row["USER"] == "deepflow" and row["DRIFT"] == "0", row
+    assert row["CGROUP"].endswith("/deepflow-agent") and row["CAPS"] not in ("", "-"), row
     host_suite(host)
 
     r = run(base)
@@ -147,6 +177,7 @@ def test_converge_check_diff_absent(env):
     r = run(base, "--check", "--diff")
     assert r.changed(NAME) == 0, r.changed_tasks(NAME)
     assert r.task(CONVERGE)["result"]["report"]["dry_run"] is True
+    assert summary(r)[NAME]["USER"] == "deepflow"  # check mode too: doctor only reads
 
     # Another limit and a second controller in check mode: reported with the unit's and the
     # config's diffs, not applied.
@@ -210,12 +241,101 @@ def test_converge_check_diff_absent(env):
 
     r = run(dict(base, deepflow_agent_state="absent"))
     assert r.changed(NAME) == 0, r.changed_tasks(NAME)
+    assert summary(r)[NAME]["STATE"] == "hostagent not found"
     assert snapshot_diff(before, snapshot(host)) == []
     print(f"\nrole converge from the collection with the single file: fresh {figures['fresh']:.1f} s, "
           f"converged {figures['converged']:.1f} s")
 
 
+def kubeconfig_on_host(host, api, token: str) -> None:
+    """/root/k8s/kubeconfig for the fake apiserver, naming its CA and token files beside it (0600)."""
+    host.put("/root/k8s/ca.crt", Path(api.tls["ca"]).read_bytes(), 0o600)
+    host.put("/root/k8s/token", token + "\n", 0o600)
+    host.put("/root/k8s/kubeconfig", f"""apiVersion: v1
+kind: Config
+current-context: fake
+clusters: [{{name: fake, cluster: {{server: "{api.url}", certificate-authority: ca.crt}}}}]
+users: [{{name: sa, user: {{tokenFile: token}}}}]
+contexts: [{{name: fake, context: {{cluster: fake, user: sa}}}}]
+""", 0o600)
+
+
 REFUSE_REMOVE = "hostagent.deepflow.deepflow_agent : Refuse to remove hostagent while k8s-sync runs from it"
+
+
+def test_role_k8s_sync_from_the_single_file(env, tmp_path):
+    """k8s-sync through the role, from the single file the role ships: the kubeconfig from the controller
+    (self-contained, its token never in the play's output, --diff included); check mode on the fresh host
+    changes nothing; converge (reports arrive); again and --check --diff: changed=0; a kubeconfig already
+    on the host (files it names, flattened by hostagent); then absent for k8s-sync, the agent and the file
+    in one run: the host is as it was."""
+    import base64
+
+    from tests.fixtures.fake_apiserver import FakeApiserver, small_cluster
+    from tests.fixtures.fake_deepflow_grpc import FakeDeepflowGrpc
+
+    host, inventory, base, collections, _ = env
+    before = snapshot(host)
+    token = "role-k8s-sync-secret-token-4f1d"
+    api = FakeApiserver(tls_dir=str(tmp_path / "tls"), token=token).start()
+    small_cluster(api, 2)
+    df = FakeDeepflowGrpc().start()
+    try:
+        assert api.tls is not None
+        ca = Path(api.tls["ca"]).read_bytes()
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(f"""apiVersion: v1
+kind: Config
+current-context: fake
+clusters: [{{name: fake, cluster: {{server: "{api.url}", certificate-authority-data: {base64.b64encode(ca).decode()}}}}}]
+users: [{{name: sa, user: {{token: {token}}}}}]
+contexts: [{{name: fake, context: {{cluster: fake, user: sa}}}}]
+""")
+        k8s = dict(base, deepflow_agent_k8s_sync_state="present", deepflow_agent_k8s_sync_kubeconfig_src=str(kubeconfig),
+                   deepflow_agent_k8s_sync_cluster_id="d-role00001", deepflow_agent_k8s_sync_interval=5,
+                   deepflow_agent_controller_port=df.port)
+
+        def run(extra: dict, *args: str) -> Run:
+            r = play(inventory, extra, *args, "-v", collections=collections)
+            assert token not in r.log and token not in json.dumps(r.tasks), "the kubeconfig's token was printed"
+            return r
+
+        r = run(k8s, "--check", "--diff")
+        assert K8S_SHIP in r.changed_tasks(NAME) and K8S_CONVERGE in r.changed_tasks(NAME), r.changed_tasks(NAME)
+        assert snapshot_diff(before, snapshot(host)) == []
+
+        r = run(k8s, "--diff")
+        assert r.task(K8S_CONVERGE)["result"]["changed"] is True
+        assert r.task(K8S_SHIP)["result"].get("censored"), r.task(K8S_SHIP)  # no_log
+        assert f"ExecStart={FILE_ON_HOST} k8s-sync run " in host.get(K8S_UNIT)
+        df.wait(lambda rs: len(rs) >= 1, timeout=90)
+        host.run("systemctl is-active --quiet hostagent-k8s-sync").check()
+
+        r = run(k8s)
+        assert r.changed(NAME) == 0, r.changed_tasks(NAME)
+        r = run(k8s, "--check", "--diff")
+        assert r.changed(NAME) == 0, r.changed_tasks(NAME)
+
+        # Already on the host, naming its CA and token files: hostagent embeds them; the service keeps running.
+        kubeconfig_on_host(host, api, token)
+        on_host = dict(k8s, deepflow_agent_k8s_sync_kubeconfig_src="", deepflow_agent_k8s_sync_kubeconfig="/root/k8s/kubeconfig")
+        r = run(on_host, "--diff")
+        assert r.task(K8S_CONVERGE)["status"] == "ok", r.log
+        assert host.run("test -e /var/lib/hostagent-ansible-k8s-sync").rc == 1  # no stale copy of the credentials
+        host.run("systemctl is-active --quiet hostagent-k8s-sync").check()
+        seen = len(df.reports)
+        df.wait(lambda rs: len(rs) > seen, timeout=90)
+
+        # All of it back in one run: k8s-sync first, then the agent, then the file it ran from.
+        r = run(dict(on_host, deepflow_agent_k8s_sync_state="absent", deepflow_agent_state="absent",
+                     deepflow_agent_hostagent_remove=True))
+        assert r.task(K8S_REMOVE)["result"]["changed"] is True
+        assert r.task(REFUSE_REMOVE)["status"] == "skipped"
+    finally:
+        df.stop()
+        api.close()
+    host.run("rm -rf /root/k8s").check()
+    assert snapshot_diff(before, snapshot(host)) == []
 
 
 def test_hostagent_is_not_removed_from_under_k8s_sync(env, tmp_path):
@@ -239,15 +359,7 @@ def test_hostagent_is_not_removed_from_under_k8s_sync(env, tmp_path):
     df = FakeDeepflowGrpc().start()
     try:
         assert api.tls is not None
-        host.put("/root/k8s/ca.crt", Path(api.tls["ca"]).read_bytes(), 0o600)
-        host.put("/root/k8s/token", "test-token\n", 0o600)
-        host.put("/root/k8s/kubeconfig", f"""apiVersion: v1
-kind: Config
-current-context: fake
-clusters: [{{name: fake, cluster: {{server: "{api.url}", certificate-authority: ca.crt}}}}]
-users: [{{name: sa, user: {{tokenFile: token}}}}]
-contexts: [{{name: fake, context: {{cluster: fake, user: sa}}}}]
-""", 0o600)
+        kubeconfig_on_host(host, api, "test-token")
         host.run(f"{SECOND_VENV}/bin/hostagent k8s-sync install --controller-ip 127.0.0.1 --controller-port {df.port} "
                  "--cluster-id d-role00001 --kubeconfig /root/k8s/kubeconfig --yes --json", timeout=180).check()
         assert f"ExecStart={SECOND_VENV}/bin/python" in host.get("/etc/systemd/system/hostagent-k8s-sync.service")
@@ -293,10 +405,12 @@ def test_role_upgrades_hostagent_from_the_previous_release(env, tmp_path):
     check_double(host, first)
     installed = snapshot(host)
 
-    # Check mode: the file would change, and the old hostagent's plan (nothing to do) is not the new one's.
+    # Check mode: the file would be shipped to the packages' path (v0.1.0 used another), and the old
+    # copy removed once the unit calls the new one; the old hostagent's plan is not the new one's.
+    assert host.run(f"test -x {FORMER_FILE}").rc == 0
     r = play(inventory, base, "--check", "--diff", collections=collections)
-    assert r.changed_tasks(NAME) == [SHIP_FILE, CONVERGE], r.changed_tasks(NAME)
-    assert r.task(CONVERGE)["result"]["msg"] == f"{FILE_ON_HOST} is replaced by this run; no plan to show"
+    assert r.changed_tasks(NAME) == [SHIP_FILE, CONVERGE, REMOVE_FORMER], r.changed_tasks(NAME)
+    assert r.task(CONVERGE)["result"]["msg"] == f"{FILE_ON_HOST} is not on the host yet; no plan to show"
     assert snapshot_diff(installed, snapshot(host)) == []
     assert wait_agent(host)["pid"] == first["pid"]
 
@@ -306,6 +420,8 @@ def test_role_upgrades_hostagent_from_the_previous_release(env, tmp_path):
     applied = unit_only(r)
     print(f"the converge with the new file applied {sorted(applied)}; agent pid {first['pid']} -> {wait_agent(host)['pid']}")
     assert {s.split(":")[0] for s in applied} <= {"service-definition", "service"}, applied
+    assert host.run(f"test -e {FORMER_FILE}").rc == 1 and r.task(REMOVE_FORMER)["result"]["changed"] is True
+    assert f"ExecStart={FILE_ON_HOST} exec --prepared " in host.get(UNIT)
     new = hashlib.sha256(Path(base["deepflow_agent_hostagent_file"]).read_bytes()).hexdigest()
     assert host.run(f"sha256sum {FILE_ON_HOST}").check().stdout.split()[0] == new
     rc, out, err = host.run(f"{FILE_ON_HOST} status --json")

@@ -1,9 +1,11 @@
 """The role without a test host: lint, variables documented and in sync, the module's CLI contract."""
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -178,6 +180,31 @@ def test_role_refuses_to_remove_hostagent_under_an_installed_k8s_sync(tmp_path: 
     assert run_playbook(inventory, dict(extra, deepflow_agent_hostagent_remove=False), *only_preflight).rc == 0
 
 
+def test_role_refuses_to_replace_a_packaged_hostagent(tmp_path: Path):
+    """The role's default path is the packages' (/usr/sbin/hostagent): a file a package owns there is not
+    replaced by a different single file. Here /usr/bin/dpkg (dpkg's) stands for it, in check mode."""
+    from tests.ansible.runner import run_playbook
+
+    _need("ansible-playbook")
+    if shutil.which("dpkg-query") is None:
+        pytest.skip("needs dpkg")
+    single = tmp_path / "hostagent-0.1.0-linux-x86_64"
+    single.write_bytes(b"not dpkg")
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(f"[agents]\nh1 ansible_connection=local ansible_python_interpreter={sys.executable}\n")
+    extra = {"deepflow_agent_controller_ips": ["127.0.0.1"], "deepflow_agent_hostagent_file": str(single),
+             "deepflow_agent_hostagent_sha256": hashlib.sha256(single.read_bytes()).hexdigest(),
+             "deepflow_agent_hostagent_path": "/usr/bin/dpkg"}
+    run = run_playbook(inventory, extra, "--check", "--tags", "hostagent")
+    refusal = run.task("deepflow_agent : Refuse to replace a packaged hostagent")
+    assert run.rc != 0 and refusal["status"] == "failed", run.log
+    assert refusal["result"]["msg"].startswith("/usr/bin/dpkg belongs to the package dpkg and differs from"), refusal
+    # The package's own file (same SHA-256) is no reason to stop.
+    same = dict(extra, deepflow_agent_hostagent_sha256=hashlib.sha256(Path("/usr/bin/dpkg").read_bytes()).hexdigest())
+    run = run_playbook(inventory, same, "--check", "--tags", "hostagent")
+    assert run.task("deepflow_agent : Refuse to replace a packaged hostagent")["status"] == "skipped", run.log
+
+
 def test_role_tasks_pass_only_options_the_module_documents():
     """The role calls the collection's module by its FQCN, with only the options its DOCUMENTATION has."""
     documented = set(yaml.safe_load(_module().DOCUMENTATION)["options"])
@@ -188,12 +215,15 @@ def test_role_tasks_pass_only_options_the_module_documents():
                 calls.append(path.name)
                 unknown = set(task[FQCN]) - documented
                 assert not unknown, f"{path.name}: {task['name']}: unknown options {sorted(unknown)}"
-    assert calls == ["converge.yml", "uninstall.yml"], calls
+    assert calls == ["converge.yml", "k8s_sync.yml", "k8s_sync.yml", "uninstall.yml"], calls
 
 
 def test_module_documentation_matches_its_argument_spec():
     mod = _module()
-    documented = yaml.safe_load(mod.DOCUMENTATION)["options"]
+    doc = yaml.safe_load(mod.DOCUMENTATION)
+    # An unquoted ": " turns a line into a mapping, and ansible-doc fails for every user.
+    assert all(isinstance(line, str) for line in doc["description"]), doc["description"]
+    documented = doc["options"]
     assert set(documented) == set(mod.ARGUMENT_SPEC)
     for name, spec in mod.ARGUMENT_SPEC.items():
         doc = documented[name]
@@ -214,3 +244,30 @@ def test_module_options_follow_the_cli_settings_table():
         assert "default" not in spec or spec["default"] in ([], None), f"{s.name}: the CLI owns the default"
         if s.type != "list":
             assert flags[s.name] == s.flag, s.name
+
+
+def test_module_k8s_sync_options_follow_the_cli_settings_table():
+    """Each k8s-sync install setting is a module option passed by its own flag (switches both ways)."""
+    from hostagent.options import K8S_SYNC_SETTINGS
+
+    mod = _module()
+    types = {"list": ("list",), "int": ("int",), "float": ("float",), "str": ("str", "path"), "bool": ("bool",)}
+    flags = dict(mod.K8S_SYNC_FLAGS)
+    switches = {name: (on, off) for name, on, off in mod.K8S_SYNC_SWITCHES}
+    for s in K8S_SYNC_SETTINGS:
+        spec = mod.ARGUMENT_SPEC[s.name]
+        assert spec["type"] in types[s.type], (s.name, spec)
+        assert "default" not in spec or spec["default"] in ([], None), f"{s.name}: the CLI owns the default"
+        if s.type == "bool":
+            assert switches[s.name] == (s.flag, "--no-" + s.flag[2:]), s.name
+        elif s.type != "list":
+            assert flags[s.name] == s.flag, s.name
+    params = {name: spec.get("default") for name, spec in mod.ARGUMENT_SPEC.items()}
+    params.update(component="k8s-sync", command="install", controller_ips=["10.0.0.1"], kubeconfig="/k", tls=False,
+                  cluster_id="", caps="ebpf", memory_mib=512)
+    # Agent flags never leak into k8s-sync, and an unset switch is left to the CLI.
+    assert mod.build_argv(params, dry_run=True) == [
+        "/usr/sbin/hostagent", "k8s-sync", "install", "--controller-ip", "10.0.0.1", "--no-tls", "--kubeconfig", "/k",
+        "--dry-run", "--yes", "--json"]
+    assert mod.build_argv(dict(params, command="uninstall", keep_logs=True), dry_run=False) == [
+        "/usr/sbin/hostagent", "k8s-sync", "uninstall", "--yes", "--json"]

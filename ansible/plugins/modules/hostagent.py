@@ -1,16 +1,23 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
-"""Run `hostagent install|uninstall --json` on the target and hand its report to Ansible."""
-from __future__ import annotations
+# Copyright: hostagent maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# SPDX-License-Identifier: Apache-2.0
+"""Run `hostagent [k8s-sync] install|uninstall --json` on the target and hand its report to Ansible."""
+# Ansible's module boilerplate: this file runs in the target's Python, 2.7 or 3.6+ with ansible-core 2.16.
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
 module: hostagent
-short_description: Install or remove the non-root DeepFlow agent by running the hostagent CLI
+short_description: Install or remove the non-root DeepFlow agent or k8s-sync by running the hostagent CLI
 description:
-  - Runs C(hostagent install --json) or C(hostagent uninstall --json) once and reports
-    C(changed) from the CLI's own JSON, so the role and the CLI never disagree.
-  - In check mode it adds C(--dry-run): the CLI plans and reports what would change, and nothing changes.
+  - Runs C(hostagent install --json) or C(hostagent uninstall --json) once (with I(component=k8s-sync),
+    C(hostagent k8s-sync install|uninstall --json)) and reports C(changed) from the CLI's own JSON, so the
+    role and the CLI never disagree.
+  - In check mode it adds C(--dry-run), so the CLI plans and reports what would change, and nothing changes.
   - In diff mode the config and unit diffs come from the CLI's plan (C(--dry-run)). Outside check mode
     the module asks for that plan first, then runs the real command.
   - The module does no host work of its own.
@@ -21,14 +28,27 @@ options:
     type: str
     choices: [install, uninstall]
     required: true
+  component:
+    description:
+      - C(agent) runs C(hostagent install|uninstall); C(k8s-sync) runs C(hostagent k8s-sync install|uninstall),
+        the service that reports a cluster's resources to deepflow-server (one per cluster).
+    type: str
+    choices: [agent, k8s-sync]
+    default: agent
   executable:
     description: Path of the hostagent CLI on the target.
     type: path
-    default: /opt/hostagent/bin/hostagent
+    default: /usr/sbin/hostagent
   executable_replaced:
     description:
       - An earlier task of this run replaces I(executable) (a newer hostagent). In check mode the one on the
         target is then not asked for a plan, since the new one (not there yet) may plan otherwise.
+    type: bool
+    default: false
+  inputs_replaced:
+    description:
+      - An earlier task of this run replaces a file the command reads (the agent binary, the kubeconfig).
+        In check mode the CLI is then not asked for a plan, since it would plan from the old file.
     type: bool
     default: false
   controller_ips:
@@ -61,7 +81,7 @@ options:
     description: Organization for API calls, header X-Org-Id, 1-1024 (C(--org-id), needs I(server)).
     type: int
   user:
-    description: System user the agent runs as (C(--user)).
+    description: System user the agent (or k8s-sync) runs as (C(--user)).
     type: str
   caps:
     description: Capability profile or C(cap_a,cap_b) list (C(--caps)).
@@ -84,6 +104,26 @@ options:
       - node_exporter textfile-collector directory on the target; a systemd timer writes C(hostagent.prom) there
         every minute (C(--metrics-textfile)). Uninstall removes the timer and the file.
     type: path
+  kubeconfig:
+    description:
+      - k8s-sync only. kubeconfig file on the target (C(--kubeconfig)); hostagent copies it, flattened,
+        root-owned and readable by the service's group, and never shows its text in a diff.
+    type: path
+  interval:
+    description: k8s-sync only. Seconds between full reports (C(--interval)).
+    type: float
+  tls:
+    description: k8s-sync only. Talk TLS to the controllers (C(--tls) or C(--no-tls)); unset keeps the CLI's default.
+    type: bool
+  tls_ca:
+    description: k8s-sync only. CA file on the target for the controllers' TLS (C(--tls-ca)).
+    type: path
+  configmaps:
+    description: k8s-sync only. Also report ConfigMaps (C(--configmaps) or C(--no-configmaps)); unset keeps the CLI's default.
+    type: bool
+  max_message_mib:
+    description: k8s-sync only. The server's grpc-max-message-length in MiB (C(--max-message-mib)).
+    type: int
   keep_logs:
     description: For uninstall, leave /var/log/deepflow-agent in place (C(--keep-logs)).
     type: bool
@@ -94,10 +134,12 @@ options:
     default: false
 attributes:
   check_mode:
+    description: Runs C(hostagent ... --dry-run), which plans every step and changes nothing.
     support: full
   diff_mode:
+    description: Shows the unified diffs of the agent config and the systemd unit, and one line for every other planned step.
     support: full
-author: hostagent maintainers
+author: hostagent maintainers (@hostagent)
 """
 
 EXAMPLES = r"""
@@ -136,8 +178,10 @@ from ansible.module_utils.basic import AnsibleModule
 
 ARGUMENT_SPEC = dict(
     command=dict(type="str", required=True, choices=["install", "uninstall"]),
-    executable=dict(type="path", default="/opt/hostagent/bin/hostagent"),
+    component=dict(type="str", default="agent", choices=["agent", "k8s-sync"]),
+    executable=dict(type="path", default="/usr/sbin/hostagent"),
     executable_replaced=dict(type="bool", default=False),
+    inputs_replaced=dict(type="bool", default=False),
     controller_ips=dict(type="list", elements="str", default=[]),
     controller_port=dict(type="int"),
     cluster_id=dict(type="str"),
@@ -154,6 +198,12 @@ ARGUMENT_SPEC = dict(
     agent_binary=dict(type="path"),
     remote_upgrade=dict(type="str", choices=["allow", "deny"]),
     metrics_textfile=dict(type="path"),
+    kubeconfig=dict(type="path"),
+    interval=dict(type="float"),
+    tls=dict(type="bool"),
+    tls_ca=dict(type="path"),
+    configmaps=dict(type="bool"),
+    max_message_mib=dict(type="int"),
     keep_logs=dict(type="bool", default=False),
     deregister=dict(type="bool", default=False),
 )
@@ -177,18 +227,36 @@ INSTALL_FLAGS = (
     ("metrics_textfile", "--metrics-textfile"),
 )
 
+# The same for `hostagent k8s-sync install`; its switches are (option, flag when true, flag when false).
+K8S_SYNC_FLAGS = (
+    ("controller_port", "--controller-port"),
+    ("cluster_id", "--cluster-id"),
+    ("team_id", "--team-id"),
+    ("kubeconfig", "--kubeconfig"),
+    ("interval", "--interval"),
+    ("tls_ca", "--tls-ca"),
+    ("max_message_mib", "--max-message-mib"),
+    ("user", "--user"),
+)
+K8S_SYNC_SWITCHES = (("tls", "--tls", "--no-tls"), ("configmaps", "--configmaps", "--no-configmaps"))
+
 
 def build_argv(params, dry_run):
-    argv = [params["executable"], params["command"]]
+    k8s = params.get("component") == "k8s-sync"
+    argv = [params["executable"]] + (["k8s-sync"] if k8s else []) + [params["command"]]
     if params["command"] == "install":
         for ip in params["controller_ips"]:
             argv += ["--controller-ip", ip]
-        for name, flag in INSTALL_FLAGS:
+        if k8s:
+            for name, on, off in K8S_SYNC_SWITCHES:
+                if params[name] is not None:
+                    argv.append(on if params[name] else off)
+        for name, flag in K8S_SYNC_FLAGS if k8s else INSTALL_FLAGS:
             value = params[name]
             # Empty strings mean "not set", so role defaults can stay "" instead of null.
             if value is not None and value != "":
                 argv += [flag, str(value)]
-    else:
+    elif not k8s:
         if params["keep_logs"]:
             argv.append("--keep-logs")
         if params.get("deregister"):
@@ -238,9 +306,11 @@ def main():
         module.fail_json(msg="hostagent not found at %s" % exe)
     if module.check_mode and params["command"] == "install" and params["executable_replaced"]:
         module.exit_json(changed=True, msg="%s is replaced by this run; no plan to show" % exe)
-    binary = params["agent_binary"]
-    if module.check_mode and params["command"] == "install" and binary and not os.path.exists(binary):
-        module.exit_json(changed=True, msg="agent binary %s is not on the host yet; no plan to show" % binary)
+    if module.check_mode and params["command"] == "install" and params["inputs_replaced"]:
+        module.exit_json(changed=True, msg="a file hostagent reads is replaced by this run; no plan to show")
+    for what, path in (("agent binary", params["agent_binary"]), ("kubeconfig", params["kubeconfig"])):
+        if module.check_mode and params["command"] == "install" and path and not os.path.exists(path):
+            module.exit_json(changed=True, msg="%s %s is not on the host yet; no plan to show" % (what, path))
 
     diff = []
     if module.check_mode or module._diff:

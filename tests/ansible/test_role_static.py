@@ -271,3 +271,14 @@ def test_module_k8s_sync_options_follow_the_cli_settings_table():
         "--dry-run", "--yes", "--json"]
     assert mod.build_argv(dict(params, command="uninstall", keep_logs=True), dry_run=False) == [
         "/usr/sbin/hostagent", "k8s-sync", "uninstall", "--yes", "--json"]
+
+
+def test_galaxy_urls_are_the_projects():
+    """One home for every artifact: the collection's URLs are pyproject's (what the wheel and packages carry)."""
+    import tomllib
+
+    urls = tomllib.loads((ANSIBLE_DIR.parent / "pyproject.toml").read_text())["project"]["urls"]
+    galaxy = yaml.safe_load((ANSIBLE_DIR / "galaxy.yml").read_text())
+    assert galaxy["repository"] == galaxy["homepage"] == urls["Source"] == urls["Homepage"]
+    assert galaxy["issues"] == urls["Issues"]
+    assert galaxy["documentation"].startswith(urls["Source"] + "/")

@@ -56,20 +56,16 @@ def test_single_file_lifecycle_without_python(host, tmp_path):
 @pytest.mark.parametrize("host", ["systemd"], indirect=True)
 def test_k8s_sync_service_from_the_file(host, tmp_path):
     """`k8s-sync install` from the file on the host without Python: its unit calls the file, the service
-    (its own user, no capabilities, PrivateUsers: it unpacks privately, as the cache's root owner is not
-    root inside its user namespace) reports to the fake deepflow-server; uninstall leaves the host as it was."""
+    (its own user, no capabilities; it runs the copy in root's cache, as PrivateUsers= maps root to root)
+    reports to the fake deepflow-server; uninstall leaves the host as it was."""
     import json
 
-    from tests.fixtures.fake_apiserver import FakeApiserver, small_cluster
-    from tests.fixtures.fake_deepflow_grpc import FakeDeepflowGrpc
+    from tests.integration.k8s_sync_helpers import fakes
     from tests.system.conftest import comparable
     from tests.system.test_nspawn_e2e import hostagent
 
     unit = "hostagent-k8s-sync.service"
-    api = FakeApiserver(tls_dir=str(tmp_path / "tls")).start()
-    small_cluster(api, 2)
-    df = FakeDeepflowGrpc().start()
-    try:
+    with fakes(tmp_path, pods=2) as (api, df):
         before = comparable(host.snapshot())
         assert api.tls
         host.put("/root/k8s/ca.crt", Path(api.tls["ca"]).read_bytes(), 0o600)
@@ -93,6 +89,3 @@ contexts: [{{name: fake, context: {{cluster: fake, user: sa}}}}]
         assert rc == 0 and report["changed"], (report, err)
         host.run("rm -rf /root/k8s").check()
         assert snapshot_diff(before, comparable(host.snapshot())) == []
-    finally:
-        df.stop()
-        api.close()

@@ -1,5 +1,19 @@
 #!/bin/sh
 # After install or upgrade: drop unpacked copies of earlier versions (the single file unpacks itself
-# into /var/cache/hostagent/<sha256> at its first start). The agent is not installed here.
-rm -rf /var/cache/hostagent
+# into /var/cache/hostagent/<sha256> at its first start), except a copy a process still runs from:
+# a k8s-sync service of the earlier version keeps its code until it restarts (re-run `hostagent
+# k8s-sync install` to move it to this version); a later root start of hostagent removes that copy
+# once unused. The agent is not installed here.
+cache=/var/cache/hostagent
+[ -d "$cache" ] || exit 0
+for dir in "$cache"/* "$cache"/.[!.]*; do
+    [ -e "$dir" ] || continue
+    for exe in /proc/[0-9]*/exe; do
+        case "$(readlink "$exe" 2>/dev/null)" in
+            "$dir"/*) continue 2 ;;
+        esac
+    done
+    rm -rf "$dir"
+done
+rmdir "$cache" 2>/dev/null
 exit 0

@@ -76,12 +76,24 @@ clusters: [{{name: fake, cluster: {{server: "{api.url}", certificate-authority: 
 users: [{{name: sa, user: {{token: test-token}}}}]
 contexts: [{{name: fake, context: {{cluster: fake, user: sa}}}}]
 """, 0o600)
+        # An exec credential plugin is the host's program: it must not get the bundle's LD_LIBRARY_PATH
+        # (its glibc and libssl). This one hands out the token only with the host's environment.
+        host.put("/root/k8s/plugin", """#!/bin/sh
+[ -z "$LD_LIBRARY_PATH" ] && t=test-token || t=leaked
+printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"%s"}}' $t
+""", 0o755)
+        host.put("/root/k8s/kubeconfig-exec", host.get("/root/k8s/kubeconfig").replace(
+            "{token: test-token}", "{exec: {apiVersion: client.authentication.k8s.io/v1, command: /root/k8s/plugin, "
+                                   "interactiveMode: Never}}"), 0o600)
+        rc, report, err = hostagent(host, f"hostagent k8s-sync run --once --json --controller-ip 127.0.0.1 --controller-port "
+                                          f"{df.port} --cluster-id d-file0001 --kubeconfig /root/k8s/kubeconfig-exec")
+        assert rc == 0 and report["data"]["report"]["entries"] == 10, (report, err)
         rc, report, err = hostagent(host, f"hostagent k8s-sync install --controller-ip 127.0.0.1 --controller-port {df.port} "
                                           "--cluster-id d-file0001 --kubeconfig /root/k8s/kubeconfig --yes --json")
         assert rc == 0 and report["changed"], (report, err, host.journal(unit))
         assert "ExecStart=/usr/sbin/hostagent k8s-sync run --config-file " in host.get(f"/etc/systemd/system/{unit}")
-        reports = df.wait(lambda rs: len(rs) >= 1, timeout=60)
-        assert reports[0]["cluster_id"] == "d-file0001" and len(reports[0]["objects"]["*v1.Pod"]) == 2, host.journal(unit)
+        reports = df.wait(lambda rs: len(rs) >= 2, timeout=60)
+        assert reports[1]["cluster_id"] == "d-file0001" and len(reports[1]["objects"]["*v1.Pod"]) == 2, host.journal(unit)
         assert df.violations == []
         rc, st, _ = hostagent(host, "hostagent k8s-sync status --json")
         assert rc == 0 and st["data"]["installed"] and st["data"]["drift"] == [], json.dumps(st)

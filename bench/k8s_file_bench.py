@@ -59,21 +59,12 @@ def unpacked() -> tuple[int, int]:
 
 
 def k8s_run_once(exe: str, tmp: Path) -> float:
-    from tests.fixtures.fake_apiserver import FakeApiserver, small_cluster
-    from tests.fixtures.fake_deepflow_grpc import FakeDeepflowGrpc
-    from tests.integration.k8s_sync_helpers import write_kubeconfig
+    from tests.integration.k8s_sync_helpers import fakes, write_kubeconfig
 
-    api = FakeApiserver(tls_dir=str(tmp / "tls"))
-    small_cluster(api, 3)
-    api.start()
-    df = FakeDeepflowGrpc().start()
-    try:
+    with fakes(tmp) as (api, df):
         kc = write_kubeconfig(tmp / "kubeconfig", api)
         return once([exe, "k8s-sync", "run", "--once", "--quiet", "--controller-ip", "127.0.0.1", "--controller-port",
                      str(df.port), "--cluster-id", "d-abc123", "--kubeconfig", kc], ok=(0,))
-    finally:
-        df.stop()
-        api.close()
 
 
 def measure(builds: dict[str, str], rounds: int) -> dict[str, dict]:

@@ -16,7 +16,19 @@ then dropped, so RSS is what k8s-sync keeps. Reported:
 - report_mib: that request's size; full_json_mib / full_zlib_mib: the same objects untrimmed, as
   JSON and as per-object zlib (what sending the full objects would take).
 The churn run creates a pod, deletes an old one and now and then relabels one (about 100 changes/s,
-the pod count constant) and builds a full report every 60 s, sampling RSS every 10 s."""
+the pod count constant) and builds a full report every 60 s, sampling RSS every 10 s.
+
+    sudo .venv/bin/python bench/k8s_sync_bench.py --exe FILE[,FILE...] [--sizes ...]
+
+--exe: the same clusters through a real `k8s-sync run --once --max-message-mib 256` of each executable
+(the single file; the venv's .venv/bin/hostagent for comparison), run as nobody (the file unpacks
+privately: this machine's /var/cache/hostagent is not touched), against a bench apiserver on loopback
+serving the objects pre-encoded (pages of 500, as k8s-sync asks; it costs next to nothing, so the
+list time is k8s-sync's) and a gRPC sink that accepts 256 MiB and answers at once. Reported per
+executable: peak_rss_mib (the k8s-sync process's VmHWM, read every 0.1 s: all but its last 0.1 s),
+rss_at_report_mib (the last RSS sample before the report is logged), first_list_s (start to the last type listed: start-up,
+/version, every list, trim and encode), build_s (the request built from the store, from --json),
+report_mib (its size), wall_s."""
 from __future__ import annotations
 
 import argparse
@@ -241,12 +253,191 @@ def one_size(nodes: int, pods: int, churn_seconds: float) -> dict[str, Any]:
     return out
 
 
+def serve_cluster(nodes: int, pods: int) -> Any:
+    """An HTTP apiserver for k8s-sync's lists only: every object encoded once, pages by offset; a watch
+    is held open with nothing in it (run --once ends after its report)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlparse
+
+    encoded: dict[str, list[bytes]] = {}
+    for resource, obj in generate(nodes, pods):
+        encoded.setdefault(resource, []).append(json.dumps(obj, separators=(",", ":")).encode())
+    stop = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            url = urlparse(self.path)
+            q = {k: v[0] for k, v in parse_qs(url.query).items()}
+            if url.path == "/version":
+                body = b'{"gitVersion":"v1.29.4","major":"1","minor":"29"}'
+            elif q.get("watch"):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                stop.wait(float(q.get("timeoutSeconds", "300")))
+                return
+            else:
+                items = encoded.get(url.path.rsplit("/", 1)[1], [])
+                offset, limit = int(q.get("continue") or 0), int(q.get("limit") or 0) or len(items)
+                meta = {"resourceVersion": "100"}
+                if offset + limit < len(items):
+                    meta["continue"] = str(offset + limit)
+                body = b'{"kind":"List","apiVersion":"v1","metadata":' + json.dumps(meta).encode() + b',"items":[' + \
+                    b",".join(items[offset:offset + limit]) + b"]}"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, stop
+
+
+def grpc_sink(limit: int) -> Any:
+    """deepflow-server's KubernetesAPISync, accepting `limit` bytes and answering at once."""
+    from concurrent import futures
+
+    import grpc
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), options=[("grpc.max_receive_message_length", limit)])
+    handler = grpc.unary_unary_rpc_method_handler(lambda request, context: b"")
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("agent.Synchronizer", {"KubernetesAPISync": handler})])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, port
+
+
+def one_file_run(exe: str, nodes: int, pods: int) -> dict[str, Any]:
+    """`exe k8s-sync run --once` as nobody against serve_cluster() and grpc_sink()."""
+    import tempfile
+    import threading
+
+    httpd, stop = serve_cluster(nodes, pods)
+    sink, port = grpc_sink(LIMIT)
+    work = tempfile.mkdtemp(prefix="k8s-sync-bench-")
+    os.chmod(work, 0o755)
+    kubeconfig = os.path.join(work, "kubeconfig")
+    with open(kubeconfig, "w") as f:
+        f.write(f"""apiVersion: v1
+kind: Config
+current-context: b
+clusters: [{{name: b, cluster: {{server: "http://127.0.0.1:{httpd.server_address[1]}"}}}}]
+users: [{{name: u, user: {{token: bench}}}}]
+contexts: [{{name: b, context: {{cluster: b, user: u}}}}]
+""")
+    os.chmod(kubeconfig, 0o644)
+    tmpdir = os.path.join(work, "tmp")  # nobody's: the single file unpacks there
+    os.mkdir(tmpdir, 0o700)
+    os.chown(tmpdir, 65534, 65534)
+    argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", exe, "k8s-sync", "run", "--once", "--json",
+            "--controller-ip", "127.0.0.1", "--controller-port", str(port), "--cluster-id", "d-bench00001",
+            "--kubeconfig", kubeconfig, "--max-message-mib", str(LIMIT >> 20)]
+    start = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/",
+                            env={"PATH": "/usr/bin:/bin", "TMPDIR": tmpdir, "HOME": tmpdir, "LANG": "C.UTF-8"})
+    rss: list[float] = [0.0]
+    peak = [0.0, 0.0]  # the highest sample, and when (s after the start)
+    # VmHWM per process: its mm's own peak. Not wait4's maxrss: a child's starts at this process's RSS
+    # at fork (exec keeps it), and this one holds the whole encoded cluster.
+    hwm: dict[int, float] = {}
+    reported_at: list[float] = []
+    at_report: list[float] = []
+    last_listed: list[float] = []
+
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():  # not proc.poll(): it would reap the process before waitpid
+            for pid in [proc.pid, *_children(proc.pid)]:
+                try:
+                    with open(f"/proc/{pid}/status") as f:
+                        fields = {k: int(v.split()[0]) / 1024 for k, _, v in (line.partition(":") for line in f)
+                                  if k in ("VmRSS", "VmHWM")}
+                    now = fields.get("VmRSS", 0.0)
+                    hwm[pid] = max(hwm.get(pid, 0.0), fields.get("VmHWM", 0.0))
+                    rss.append(now)
+                    if now > peak[0]:
+                        peak[:] = [now, time.monotonic() - start]
+                except OSError:
+                    pass
+            time.sleep(0.1)
+
+    def read_err() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if ": listed " in line:
+                last_listed.append(time.monotonic() - start)
+            elif "reported version" in line or "not sent" in line:
+                at_report.append(rss[-1])
+                reported_at.append(time.monotonic() - start)
+            errors.append(line)
+
+    errors: list[str] = []
+    threads = [threading.Thread(target=sample, daemon=True), threading.Thread(target=read_err, daemon=True)]
+    for t in threads:
+        t.start()
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status = os.waitpid(proc.pid, 0)
+    done.set()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.monotonic() - start
+    for t in threads:
+        t.join(5)
+    stop.set()
+    httpd.shutdown()
+    sink.stop(0)
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{exe}: rc={proc.returncode}: {''.join(errors)[-2000:]}")
+    report = json.loads(out)["data"]["report"]
+    return {"exe": exe, "nodes": nodes, "pods": pods, "objects": report["entries"], "peak_rss_mib": round(max(hwm.values()), 1),
+            "rss_at_report_mib": round(at_report[-1], 1) if at_report else None,
+            "first_list_s": round(max(last_listed), 2) if last_listed else None, "build_s": report.get("build_s"),
+            "report_mib": round(report["size"] / 2**20, 1), "wall_s": round(wall, 2),
+            "peak_sampled_mib": round(peak[0], 1), "peak_sampled_at_s": round(peak[1], 2),
+            "reported_at_s": round(reported_at[-1], 2) if reported_at else None}
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--sizes", default="1000x30000,5000x150000")
     p.add_argument("--churn-seconds", type=float, default=0.0, help="churn run length (on the largest size)")
+    p.add_argument("--exe", default="", help="comma-separated executables to run k8s-sync from (the single file, a venv's)")
     p.add_argument("--one", help=argparse.SUPPRESS)
+    p.add_argument("--one-exe", help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.one and a.one_exe:
+        nodes, pods = (int(x) for x in a.one.split("x"))
+        print(json.dumps(one_file_run(a.one_exe, nodes, pods)))
+        return
+    if a.exe:
+        for size in a.sizes.split(","):
+            for exe in a.exe.split(","):
+                proc = subprocess.run([sys.executable, __file__, "--one", size, "--one-exe", os.path.abspath(exe)],
+                                      capture_output=True, text=True, check=False)
+                print(proc.stdout.strip() or proc.stderr[-2000:], flush=True)
+        return
     if a.one:
         nodes, pods = (int(x) for x in a.one.split("x"))
         print(json.dumps(one_size(nodes, pods, a.churn_seconds)))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
@@ -52,7 +54,20 @@ class KubeConfig:
             return hashlib.md5(f.read()).hexdigest()
 
 
+def _host_library_path() -> None:
+    """Exec credential plugins (a kubeconfig's users[].user.exec) are the host's programs, and the client
+    hands them this process's environment: from the single file, without the LD_LIBRARY_PATH that
+    PyInstaller's loader set to the bundle (its glibc and libssl). This process has read it already."""
+    if getattr(sys, "frozen", False):
+        orig = os.environ.pop("LD_LIBRARY_PATH_ORIG", None)
+        if orig:
+            os.environ["LD_LIBRARY_PATH"] = orig
+        else:
+            os.environ.pop("LD_LIBRARY_PATH", None)
+
+
 def load(kubeconfig: Optional[str], context: Optional[str] = None) -> KubeConfig:
+    _host_library_path()
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
 

@@ -43,6 +43,7 @@ class Sent:
     error_msg: str
     counts: dict[str, int] = field(default_factory=dict)
     skipped: Optional[str] = None  # why nothing was sent
+    build_s: float = 0.0  # building the request from the store (bench/k8s_sync_bench.py reads it)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -133,18 +134,22 @@ class Runner:
         snap = self.store.snapshot()
         assert self.cluster_id
         limit = self.opts.max_message_mib << 20
-        request, error_msg, n = build_request(snap, self.cluster_id, self.reporter.source_ip(), self.opts.team_id, limit)
+        source_ip = self.reporter.source_ip()
+        built = time.perf_counter()
+        request, error_msg, n = build_request(snap, self.cluster_id, source_ip, self.opts.team_id, limit)
+        build_s = round(time.perf_counter() - built, 3)
         if request is None:
             log.error("report of version %d not sent: over the server's %d MiB limit even without ConfigMaps "
                       "(raise the server's grpc-max-message-length and --max-message-mib)", snap.version, limit >> 20)
-            sent = Sent(snap.version, "", "", 0, n, error_msg, snap.counts, skipped="over the size limit")
+            sent = Sent(snap.version, "", "", 0, n, error_msg, snap.counts, skipped="over the size limit", build_s=build_s)
         else:
             try:
                 answer, _ = self.reporter.sync(request)
             except ReportError:
                 self.store.unsent(snap)
                 raise
-            sent = Sent(snap.version, answer.controller, answer.service, len(request), n, error_msg, snap.counts)
+            sent = Sent(snap.version, answer.controller, answer.service, len(request), n, error_msg, snap.counts,
+                        build_s=build_s)
             log.info("reported version %d to %s (%s): %d entries, %d bytes%s", snap.version, answer.controller,
                      answer.service, n, len(request), f"; error_msg: {error_msg}" if error_msg else "")
         self.last_sent_error = self.store.reported_errors  # errors as of the snapshot, notes left out

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import socket
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from hostagent.k8ssync.runner import Runner
-from tests.fixtures.fake_apiserver import FakeApiserver
+from tests.fixtures.fake_apiserver import FakeApiserver, small_cluster
+from tests.fixtures.fake_deepflow_grpc import FakeDeepflowGrpc
 
 
 def write_kubeconfig(path: Path, api: FakeApiserver, token: str = "test-token") -> str:
@@ -19,6 +21,21 @@ users: [{{name: u, user: {{token: {token}}}}}]
 contexts: [{{name: fake, context: {{cluster: fake, user: u}}}}]
 """)
     return str(path)
+
+
+@contextmanager
+def fakes(tmp: Path, pods: int = 3) -> Iterator[tuple[FakeApiserver, FakeDeepflowGrpc]]:
+    """The fake apiserver (its own TLS CA in tmp, small_cluster(pods)) and the fake deepflow-server, both
+    on loopback, for a k8s-sync run in another process; stopped on the way out."""
+    api = FakeApiserver(tls_dir=str(tmp / "tls"))
+    small_cluster(api, pods)
+    api.start()
+    df = FakeDeepflowGrpc().start()
+    try:
+        yield api, df
+    finally:
+        df.stop()
+        api.close()
 
 
 def free_port() -> int:

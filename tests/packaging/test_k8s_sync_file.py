@@ -12,20 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.fake_apiserver import FakeApiserver, small_cluster
-from tests.fixtures.fake_deepflow_grpc import FakeDeepflowGrpc
-from tests.integration.k8s_sync_helpers import write_kubeconfig
+from tests.integration.k8s_sync_helpers import fakes, write_kubeconfig
 from tests.packaging.conftest import run
 
 pytestmark = [pytest.mark.root]
 
 
 def test_run_once_reports(bare: Path, tmp_path: Path) -> None:
-    api = FakeApiserver(tls_dir=str(tmp_path / "tls"))
-    small_cluster(api, 3)
-    api.start()
-    df = FakeDeepflowGrpc().start()
-    try:
+    with fakes(tmp_path) as (api, df):
         assert api.tls
         (bare / "dev").mkdir()
         os.mknod(bare / "dev" / "urandom", stat.S_IFCHR | 0o666, os.makedev(1, 9))
@@ -39,9 +33,6 @@ def test_run_once_reports(bare: Path, tmp_path: Path) -> None:
         assert report["entries"] == 11 and report["service"] == "agent.Synchronizer", report
         assert len(df.reports) == 1 and df.violations == []
         assert len(df.reports[0]["objects"]["*v1.Pod"]) == 3
-    finally:
-        df.stop()
-        api.close()
 
 
 def test_status_and_a_bad_kubeconfig(bare: Path) -> None:

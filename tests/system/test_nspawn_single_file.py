@@ -56,20 +56,16 @@ def test_single_file_lifecycle_without_python(host, tmp_path):
 @pytest.mark.parametrize("host", ["systemd"], indirect=True)
 def test_k8s_sync_service_from_the_file(host, tmp_path):
     """`k8s-sync install` from the file on the host without Python: its unit calls the file, the service
-    (its own user, no capabilities, PrivateUsers: it unpacks privately, as the cache's root owner is not
-    root inside its user namespace) reports to the fake deepflow-server; uninstall leaves the host as it was."""
+    (its own user, no capabilities; it runs the copy in root's cache, as PrivateUsers= maps root to root)
+    reports to the fake deepflow-server; uninstall leaves the host as it was."""
     import json
 
-    from tests.fixtures.fake_apiserver import FakeApiserver, small_cluster
-    from tests.fixtures.fake_deepflow_grpc import FakeDeepflowGrpc
+    from tests.integration.k8s_sync_helpers import fakes
     from tests.system.conftest import comparable
     from tests.system.test_nspawn_e2e import hostagent
 
     unit = "hostagent-k8s-sync.service"
-    api = FakeApiserver(tls_dir=str(tmp_path / "tls")).start()
-    small_cluster(api, 2)
-    df = FakeDeepflowGrpc().start()
-    try:
+    with fakes(tmp_path, pods=2) as (api, df):
         before = comparable(host.snapshot())
         assert api.tls
         host.put("/root/k8s/ca.crt", Path(api.tls["ca"]).read_bytes(), 0o600)
@@ -80,12 +76,24 @@ clusters: [{{name: fake, cluster: {{server: "{api.url}", certificate-authority: 
 users: [{{name: sa, user: {{token: test-token}}}}]
 contexts: [{{name: fake, context: {{cluster: fake, user: sa}}}}]
 """, 0o600)
+        # An exec credential plugin is the host's program: it must not get the bundle's LD_LIBRARY_PATH
+        # (its glibc and libssl). This one hands out the token only with the host's environment.
+        host.put("/root/k8s/plugin", """#!/bin/sh
+[ -z "$LD_LIBRARY_PATH" ] && t=test-token || t=leaked
+printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"%s"}}' $t
+""", 0o755)
+        host.put("/root/k8s/kubeconfig-exec", host.get("/root/k8s/kubeconfig").replace(
+            "{token: test-token}", "{exec: {apiVersion: client.authentication.k8s.io/v1, command: /root/k8s/plugin, "
+                                   "interactiveMode: Never}}"), 0o600)
+        rc, report, err = hostagent(host, f"hostagent k8s-sync run --once --json --controller-ip 127.0.0.1 --controller-port "
+                                          f"{df.port} --cluster-id d-file0001 --kubeconfig /root/k8s/kubeconfig-exec")
+        assert rc == 0 and report["data"]["report"]["entries"] == 10, (report, err)
         rc, report, err = hostagent(host, f"hostagent k8s-sync install --controller-ip 127.0.0.1 --controller-port {df.port} "
                                           "--cluster-id d-file0001 --kubeconfig /root/k8s/kubeconfig --yes --json")
         assert rc == 0 and report["changed"], (report, err, host.journal(unit))
         assert "ExecStart=/usr/sbin/hostagent k8s-sync run --config-file " in host.get(f"/etc/systemd/system/{unit}")
-        reports = df.wait(lambda rs: len(rs) >= 1, timeout=60)
-        assert reports[0]["cluster_id"] == "d-file0001" and len(reports[0]["objects"]["*v1.Pod"]) == 2, host.journal(unit)
+        reports = df.wait(lambda rs: len(rs) >= 2, timeout=60)
+        assert reports[1]["cluster_id"] == "d-file0001" and len(reports[1]["objects"]["*v1.Pod"]) == 2, host.journal(unit)
         assert df.violations == []
         rc, st, _ = hostagent(host, "hostagent k8s-sync status --json")
         assert rc == 0 and st["data"]["installed"] and st["data"]["drift"] == [], json.dumps(st)
@@ -93,6 +101,3 @@ contexts: [{{name: fake, context: {{cluster: fake, user: sa}}}}]
         assert rc == 0 and report["changed"], (report, err)
         host.run("rm -rf /root/k8s").check()
         assert snapshot_diff(before, comparable(host.snapshot())) == []
-    finally:
-        df.stop()
-        api.close()

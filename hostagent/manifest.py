@@ -131,6 +131,19 @@ class Manifest:
                 found.add(os.path.basename(str(backup)))
         return found
 
+    def remote_upgrade(self) -> tuple[str, str]:
+        """The remote-upgrade mode in force (allow | deny): where the recorded binary is; and why, as
+        recorded with the facts since --remote-upgrade auto (before: the option as given, or none)."""
+        upgradable = host.current().path(paths.AGENT_UPGRADABLE)
+        mode = "allow" if any(e.get("kind") == "binary" and (e.get("params") or {}).get("path") == upgradable
+                              for e in self.entries) else "deny"
+        found = (self.data.get("facts") or {}).get("remote_upgrade")
+        if isinstance(found, dict) and found.get("mode") == mode:
+            return mode, str(found.get("why") or "")
+        if (self.data.get("options") or {}).get("remote_upgrade") == mode:
+            return mode, f"--remote-upgrade {mode}"
+        return mode, "installed before --remote-upgrade auto (the binary stays where it was installed)"
+
     def update_run(self, options: dict[str, Any], facts: dict[str, Any]) -> None:
         self.data.update(options=options, facts=facts, hostagent=__version__)
 

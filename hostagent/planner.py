@@ -13,6 +13,7 @@ from hostagent.errors import InputError
 from hostagent.facts import HostFacts, accounts
 from hostagent.facts import host as host_facts
 from hostagent.facts.files import lstat_or_none
+from hostagent.facts.packages import owning_package
 from hostagent.host import current as current_host
 from hostagent.host import paths
 from hostagent.options import InstallOptions
@@ -38,6 +39,35 @@ class Resolved:
     group: str  # the user's primary group name
     warnings: tuple[str, ...] = ()
     agent_group_lcuuid: Optional[str] = None  # with --server: the group this host's agent belongs in
+    remote_upgrade: str = "deny"  # the mode in force (allow | deny): --remote-upgrade auto resolved
+    remote_upgrade_why: str = ""
+
+    @property
+    def binary(self) -> str:
+        """Where the service runs the agent from."""
+        return paths.AGENT_UPGRADABLE if self.remote_upgrade == "allow" else paths.AGENT_BINARY
+
+
+def remote_upgrade_mode(opts: InstallOptions, manifest_path: str = paths.MANIFEST) -> tuple[str, str]:
+    """allow | deny, and why. auto (the default): an installed host keeps its mode (another moves the
+    binary: that takes an uninstall); else allow, unless a package owns the binary: a copy the server may
+    replace would no longer get the package's upgrades, so the package's file stays the one that runs."""
+    if opts.remote_upgrade != "auto":
+        return opts.remote_upgrade, f"--remote-upgrade {opts.remote_upgrade}"
+    from hostagent import manifest
+
+    found = manifest.load(manifest_path)
+    if found is not None:
+        mode, why = found.remote_upgrade()
+        return mode, why
+    try:
+        binary = current_host().logical(opts.agent_binary)
+        package = owning_package(binary)
+    except ValueError:  # outside a temp root's host (a test's): none of its packages owns it
+        binary, package = opts.agent_binary, None
+    if package:
+        return "deny", f"auto: DeepFlow's package {package} owns {binary}, and its upgrades must keep reaching the agent"
+    return "allow", f"auto: no dpkg/rpm package owns {binary}"
 
 
 def check_binary(path: str, host: HostFacts) -> None:
@@ -135,7 +165,8 @@ def preflight(opts: InstallOptions, host: HostFacts, resolve_remote: bool = True
     target = lstat_or_none(h.path(paths.AGENT_BINARY))
     if target is not None and not stat.S_ISREG(target.st_mode):
         raise InputError(f"{paths.AGENT_BINARY} exists and is not a regular file (symlink?); refusing to replace it")
-    where = os.path.dirname(opts.running_binary)
+    upgrade, upgrade_why = remote_upgrade_mode(opts)
+    where = os.path.dirname(paths.AGENT_UPGRADABLE if upgrade == "allow" else paths.AGENT_BINARY)
     if not os.path.isdir(h.path(where)):  # the upgrade dir, made by install: its parent's mount counts
         where = os.path.dirname(where)
     reason = host_facts.fs_keeps_file_caps(h.path(where))
@@ -171,7 +202,7 @@ def preflight(opts: InstallOptions, host: HostFacts, resolve_remote: bool = True
         if group_id:
             # By name or id: the group must exist, and its lcuuid is what a move of the agent needs.
             group_id, group_lcuuid, _ = server.group_short_id(server.Client.for_server(opts.server, 10.0, org), group_id)
-    return Resolved(cap_names, cluster_id, group_id, group, tuple(warnings), group_lcuuid)
+    return Resolved(cap_names, cluster_id, group_id, group, tuple(warnings), group_lcuuid, upgrade, upgrade_why)
 
 
 def service_group(user: str, what: str, group_is_ours: bool) -> str:
@@ -250,7 +281,7 @@ def plan(opts: InstallOptions, host: HostFacts, r: Resolved) -> list[Step]:
     if opts.server and r.agent_group_id and r.agent_group_lcuuid:
         membership.append(AgentGroupMembership(server=opts.server, group_id=r.agent_group_id,
                                                group_lcuuid=r.agent_group_lcuuid, org_id=opts.org_id or 1))
-    binary = opts.running_binary
+    binary = r.binary
     upgradable: list[Step] = []
     if binary == paths.AGENT_UPGRADABLE:
         # The agent's own upgrade replaces its binary here: its group may write the dir, nothing else.

@@ -39,4 +39,4 @@ def status(path: str = paths.MANIFEST) -> dict[str, Any]:
     data = manifest.data
     return {"installed": True, "installed_at": data.get("installed_at"), "updated_at": data.get("updated_at"),
             "options": data.get("options"), "facts": data.get("facts"), "steps": steps, "drift": drift,
-            "notes": notes}
+            "notes": notes, "remote_upgrade": dict(zip(("mode", "why"), manifest.remote_upgrade()))}

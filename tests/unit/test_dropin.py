@@ -109,6 +109,7 @@ def test_a_package_upgrade_of_the_binary_is_a_note_and_uninstall_leaves_the_pack
     shutil.copy2("/bin/sleep", binary)
     os.chmod(binary, 0o755)
     runner.units["deepflow-agent.service"] = Unit(enabled=True)  # the package's service, enabled
+    runner.own("/usr/sbin/deepflow-agent", "deepflow-agent")  # auto: the package's binary stays the one that runs
     before = tree(root)
     engine.install(agent_plan(agent_binary=str(binary)), {"user": "deepflow"}, {})
     assert (root / "etc/systemd/system/deepflow-agent.service.d/hostagent.conf").exists()
@@ -121,7 +122,7 @@ def test_a_package_upgrade_of_the_binary_is_a_note_and_uninstall_leaves_the_pack
     os.utime(binary, (1706745600, 1706745600))
     found = status()
     assert found["drift"] == [], found["drift"]
-    assert any("/usr/sbin/deepflow-agent was replaced since install" in n for n in found["notes"]), found["notes"]
+    assert any("package (deepflow-agent) replaced /usr/sbin/deepflow-agent since install" in n for n in found["notes"]), found["notes"]
 
     engine.uninstall()
     after = tree(root)

@@ -11,7 +11,7 @@ from hostagent.facts import accounts
 from hostagent.facts.cgroups import CgroupLayout, cgroup_layout, cgroup_root, read
 from hostagent.facts.service import agent_processes
 from hostagent.host import paths
-from hostagent.status import status
+from hostagent.status import NOT_YET, status
 
 
 def _limits_for(cgroup_lines: list[str], layout: CgroupLayout) -> dict[str, Optional[str]]:
@@ -111,7 +111,7 @@ def _show(limits: dict[str, Any]) -> str:
 
 def upgrade_mode(manifest: manifest_mod.Manifest) -> dict[str, Any]:
     """Which remote-upgrade mode is in force, and why."""
-    mode, why = manifest.remote_upgrade()
+    mode, why = manifest.remote_upgrade() or NOT_YET
     binary = paths.AGENT_UPGRADABLE if mode == "allow" else paths.AGENT_BINARY
     h = host.current()
     leftovers = [binary + s for s in (".test", ".bak") if os.path.lexists(h.path(binary + s))]

@@ -57,9 +57,9 @@ def remote_upgrade_mode(opts: InstallOptions, manifest_path: str = paths.MANIFES
     from hostagent import manifest
 
     found = manifest.load(manifest_path)
-    if found is not None:
-        mode, why = found.remote_upgrade()
-        return mode, why
+    in_force = found.remote_upgrade() if found is not None else None
+    if in_force is not None:
+        return in_force
     try:
         binary = current_host().logical(opts.agent_binary)
         package = owning_package(binary)

@@ -9,6 +9,8 @@ from hostagent.errors import HostagentError
 from hostagent.host import paths
 from hostagent.steps import Record, Step
 
+NOT_YET = ("deny", "no binary installed yet")
+
 
 def _problems(step: Step, record: Record) -> list[str]:
     """A step that had nothing to do at install is fine while its check holds; otherwise its drift (which
@@ -39,4 +41,4 @@ def status(path: str = paths.MANIFEST) -> dict[str, Any]:
     data = manifest.data
     return {"installed": True, "installed_at": data.get("installed_at"), "updated_at": data.get("updated_at"),
             "options": data.get("options"), "facts": data.get("facts"), "steps": steps, "drift": drift,
-            "notes": notes, "remote_upgrade": dict(zip(("mode", "why"), manifest.remote_upgrade()))}
+            "notes": notes, "remote_upgrade": dict(zip(("mode", "why"), manifest.remote_upgrade() or NOT_YET))}

@@ -77,13 +77,11 @@ def test_lifecycle(host) -> None:
     check_double(host, status)
 
     # The self-upgrade's new file has no capabilities; the next start restores them.
-    host.run("cp -p /usr/sbin/deepflow-agent /usr/sbin/.deepflow-agent.new && "
-             "echo upgraded >> /usr/sbin/.deepflow-agent.new && "
-             "mv /usr/sbin/.deepflow-agent.new /usr/sbin/deepflow-agent").check()
-    assert host.run("getcap /usr/sbin/deepflow-agent").stdout.strip() == ""
+    host.run("cp -p /var/lib/deepflow-agent/deepflow-agent /var/lib/deepflow-agent/deepflow-agent.new && echo upgraded >> /var/lib/deepflow-agent/deepflow-agent.new && mv /var/lib/deepflow-agent/deepflow-agent.new /var/lib/deepflow-agent/deepflow-agent").check()
+    assert host.run("getcap /var/lib/deepflow-agent/deepflow-agent").stdout.strip() == ""
     _restart(host)
     check_double(host, _respawned(host, str(status["pid"])))
-    assert host.run("getcap /usr/sbin/deepflow-agent").stdout.strip()
+    assert host.run("getcap /var/lib/deepflow-agent/deepflow-agent").stdout.strip()
 
     rc, report, err = hostagent(host, UNINSTALL)
     assert (rc, report["ok"]) == (0, True), (report, err)

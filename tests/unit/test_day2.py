@@ -99,9 +99,13 @@ def test_auto_allows_unless_a_package_owns_the_binary_and_keeps_an_installed_hos
                                                       "remote_upgrade": "allow"})) == ("allow", "--remote-upgrade allow")
 
     # Installed: auto keeps the mode in force, where the recorded binary is (another would move it).
-    recorded = manifest.Manifest.new(opts.to_dict(), {"remote_upgrade": {"mode": "allow", "why": "auto: first"}})
+    recorded = manifest.Manifest.new(opts.to_dict(), {})
     recorded.save()
-    assert planner.remote_upgrade_mode(opts)[0] == "deny"  # no binary recorded: none was moved
+    assert planner.remote_upgrade_mode(opts)[0] == "deny"  # nothing recorded says: the package decides
+    # A run killed before its binary: what it recorded (the binary would otherwise move on the next run).
+    recorded.data["facts"] = {"remote_upgrade": {"mode": "allow", "why": "auto: first"}}
+    recorded.save()
+    assert planner.remote_upgrade_mode(opts) == ("allow", "auto: first")
     recorded.put(Binary(path=host.current().path(paths.AGENT_UPGRADABLE), source=str(binary), group="deepflow"), {})
     recorded.save()
     assert planner.remote_upgrade_mode(opts) == ("allow", "auto: first")
@@ -114,7 +118,7 @@ def test_auto_allows_unless_a_package_owns_the_binary_and_keeps_an_installed_hos
         assert planner.remote_upgrade_mode(opts) == ("allow", why)
     recorded.data["steps"] = []
     recorded.save()
-    assert status()["remote_upgrade"] == {"mode": "deny", "why": why}
+    assert status()["remote_upgrade"] == {"mode": "deny", "why": "no binary installed yet"}
 
 
 def test_each_init_runs_the_upgradable_binary_and_the_unit_may_write_its_dir() -> None:

@@ -12,7 +12,7 @@ from hostagent import caps, options
 from hostagent.errors import InputError
 from hostagent.facts import HostFacts, accounts
 from hostagent.facts import host as host_facts
-from hostagent.facts.files import lstat_or_none
+from hostagent.facts.files import FileState, lstat_or_none
 from hostagent.facts.packages import owning_package
 from hostagent.host import current as current_host
 from hostagent.host import paths
@@ -231,6 +231,18 @@ def _recorded_as_created(step_id: str, manifest_path: str = paths.MANIFEST) -> b
     return bool(record and record.get("created"))
 
 
+def _unit_under_ours(where: str, manifest_path: str = paths.MANIFEST) -> Optional[str]:
+    """The package's unit that an earlier hostagent wrote its full unit over (that unit's record keeps it):
+    the drop-in goes over it, put back (the full unit's step hands over to the drop-in's)."""
+    from hostagent import manifest
+
+    found = manifest.load(manifest_path)
+    record = found.record_of(f"service-definition:{where}") if found else None
+    before = (record or {}).get("before")
+    content = FileState(**before).content if before else b""
+    return content.decode(errors="replace") if content and not content.startswith(dropin.MARK.encode()) else None
+
+
 def service_steps(init: str, user: str, caps: tuple[str, ...], cpu_millicores: int, memory_mib: int,
                   cgroup: Any, binary: str = paths.AGENT_BINARY) -> list[Step]:
     """The agent's service definition for this host's init, then the service itself."""
@@ -251,10 +263,11 @@ def service_steps(init: str, user: str, caps: tuple[str, ...], cpu_millicores: i
     else:
         content = unit.render(user, caps, cpu_millicores, memory_mib, cgroup, binary)
         base = dropin.package_unit(os.path.basename(where), h.path)
-        if base is not None:
+        package = read_text(h.path(base)) if base is not None else _unit_under_ours(where)
+        if package is not None:
             # DeepFlow's package owns the unit: leave its file to dpkg/rpm, override it all in a drop-in.
+            base = base or h.logical(where)
             conf = dropin.dropin_path(os.path.basename(where))
-            package = read_text(h.path(base))
             defaults = dropin.limit_defaults(dropin.resets(content, package), lambda argv: h.output(argv) or "")
             definition = [Directory(path=h.path(os.path.dirname(conf)), mode=0o755, owner="root", group="root"),
                           UnitDropIn(path=h.path(conf), content=dropin.render(content, package, defaults),

@@ -72,6 +72,15 @@ class Step:
     def drift(self) -> list[str]:
         return [] if self.check() else [f"{self.title}: not as installed"]
 
+    def supersedes(self, other: Step) -> bool:
+        """True when this step takes the place of an installed one the plan no longer has (an earlier
+        hostagent's way of doing the same thing): install then hands that one over first, not refuses."""
+        return False
+
+    def hand_over(self, record: Record) -> Optional[str]:
+        """Undo this step for the one that supersedes it (by default: revert). Returns a note."""
+        return self.revert(record)
+
     def notes(self, record: Record) -> list[str]:
         """For `status`: what changed since install that is not drift (e.g. a package upgrade)."""
         return []

@@ -15,6 +15,7 @@ from hostagent.facts.files import FileState, file_state, lstat_or_none, read_nof
 from hostagent.facts.packages import owning_package
 from hostagent.host import fs as fsutil
 from hostagent.host import paths
+from hostagent.render.dropin import MARK
 from hostagent.steps.base import Record, Step
 
 SAVE_SUFFIX = ".hostagent-save"
@@ -189,6 +190,12 @@ class ServiceDefinition(File):
 
     def _changed(self) -> None:
         host.current().services.reload()
+
+    def hand_over(self, record: Record) -> Optional[str]:
+        now = read_nofollow(self.path)
+        if now is not None and now != self.data and not now.startswith(MARK.encode()):
+            return None  # the package's own unit is back (an upgrade of it): it stays as the package has it
+        return self.revert(record)  # hostagent's full unit: the package's, from the record, goes back
 
 
 def secret_summary(data: bytes) -> str:

@@ -14,7 +14,7 @@
 4. A single file that cannot use its cache leaves no unpacked copy in /tmp, however often the agent
    restarts.
 5. hostagent's own upgrade by its .deb: the previous release's package, then this one's.
-(The remote upgrade on an OpenRC host: test_nspawn_day2_openrc.py, its own host.)
+(The remote upgrade under SysV init and OpenRC: test_nspawn_sysv_openrc.py, on its lifecycle hosts.)
 """
 from __future__ import annotations
 

@@ -118,7 +118,7 @@ def upgrade_mode(manifest: manifest_mod.Manifest) -> dict[str, Any]:
     what = (f"the server can upgrade the agent: it replaces {binary} (its dir is writable by the agent's group); "
             "each start restores root ownership, mode 0750 and exactly the profile's capabilities"
             if mode == "allow" else
-            f"remote upgrades fail: {binary} is read-only to the agent (install --remote-upgrade allow to permit them)")
+            f"remote upgrades fail: {binary} is read-only to the agent (to permit them: uninstall, then install --remote-upgrade allow)")
     return {"mode": mode, "why": why, "binary": binary, "says": what, "leftovers": leftovers}
 
 

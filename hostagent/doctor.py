@@ -11,7 +11,7 @@ from hostagent.facts import accounts
 from hostagent.facts.cgroups import CgroupLayout, cgroup_layout, cgroup_root, read
 from hostagent.facts.service import agent_processes
 from hostagent.host import paths
-from hostagent.status import status
+from hostagent.status import NOT_YET, status
 
 
 def _limits_for(cgroup_lines: list[str], layout: CgroupLayout) -> dict[str, Optional[str]]:
@@ -151,17 +151,17 @@ def _show(limits: dict[str, Any]) -> str:
     return f"({cpu if cpu is not None else 'unlimited'}m CPU, {mem if mem is not None else 'unlimited'} MiB)"
 
 
-def upgrade_mode(opts: dict[str, Any]) -> dict[str, Any]:
-    """Which remote-upgrade mode is in force (installs from before the option: deny)."""
-    mode = opts.get("remote_upgrade") or "deny"
+def upgrade_mode(manifest: manifest_mod.Manifest) -> dict[str, Any]:
+    """Which remote-upgrade mode is in force, and why."""
+    mode, why = manifest.remote_upgrade() or NOT_YET
     binary = paths.AGENT_UPGRADABLE if mode == "allow" else paths.AGENT_BINARY
     h = host.current()
     leftovers = [binary + s for s in (".test", ".bak") if os.path.lexists(h.path(binary + s))]
     what = (f"the server can upgrade the agent: it replaces {binary} (its dir is writable by the agent's group); "
             "each start restores root ownership, mode 0750 and exactly the profile's capabilities"
             if mode == "allow" else
-            f"remote upgrades fail: {binary} is read-only to the agent (install --remote-upgrade allow to permit them)")
-    return {"mode": mode, "binary": binary, "says": what, "leftovers": leftovers}
+            f"remote upgrades fail: {binary} is read-only to the agent (to permit them: uninstall, then install --remote-upgrade allow)")
+    return {"mode": mode, "why": why, "binary": binary, "says": what, "leftovers": leftovers}
 
 
 def _env_problems(pid: int) -> list[str]:
@@ -263,7 +263,7 @@ def examine(timeout: float = 2.0, config_path: str = paths.CONFIG_FILE) -> dict[
             problems.append(f"controller {ip}:{port} not reachable: {error}")
 
     if manifest is not None:
-        report["remote_upgrade"] = upgrade_mode(opts)
+        report["remote_upgrade"] = upgrade_mode(manifest)
         problems.extend(f"{p} was left by a remote upgrade cut short (the next start removes it)"
                         for p in report["remote_upgrade"]["leftovers"])
         report["limits"], limit_problems = limits_report(layout, opts, timeout)

@@ -69,19 +69,34 @@ def install(plan: list[Step], options: dict[str, Any], facts: dict[str, Any], dr
     """manifest_path: each installed service keeps its own (the agent's, k8s-sync's)."""
     outcome = Outcome("install", dry_run)
     existing = manifest_mod.load(manifest_path)
+    superseded: list[tuple[Step, Record]] = []  # installed steps a planned one takes the place of
     if existing:
         planned_ids = {s.id for s in plan}
-        orphans = [e["id"] for e in existing.entries if e["id"] not in planned_ids]
+        superseded = [(s, r) for s, r in existing.steps() if s.id not in planned_ids and any(p.supersedes(s) for p in plan)]
+        handed = {s.id for s, _ in superseded}
+        orphans = [e["id"] for e in existing.entries if e["id"] not in planned_ids and e["id"] not in handed]
         if orphans:
             raise InputError(f"installed with different settings ({', '.join(orphans)}); run `hostagent uninstall` first")
     if dry_run:
+        for step, _ in superseded:
+            outcome.steps.append(StepResult(step.id, f"{step.title}: handed over", "planned"))
+            progress(outcome.steps[-1])
         return _dry_run(plan, outcome, progress)
 
     manifest = existing or Manifest.new(options, facts, manifest_path)
     manifest.update_run(options, facts)
     previous = existing.copy() if existing else None
     undo: list[tuple[Step, Record]] = []  # this run's changes (the failing one too), for rollback
-    changed = False
+    changed = bool(superseded)
+    for step, record in superseded:
+        # Undone first, then forgotten: a run killed in between finds the package's file back and the
+        # hand-over a no-op; what the plan then writes goes over the package's file.
+        note = step.hand_over(record)
+        manifest.drop(step.id)
+        manifest.save()
+        outcome.steps.append(StepResult(step.id, f"{step.title}: handed over", "reverted"))
+        progress(outcome.steps[-1])
+        outcome.notes.extend([note] if note else [])
     try:
         for step in plan:
             started = time.monotonic()
@@ -115,7 +130,8 @@ def install(plan: list[Step], options: dict[str, Any], facts: dict[str, Any], dr
             outcome.steps.append(result)
             progress(result)
     except Exception as e:  # roll back this run's changes, whatever failed
-        failed = plan[len(outcome.steps)] if len(outcome.steps) < len(plan) else None
+        done = len(outcome.steps) - len(superseded)
+        failed = plan[done] if done < len(plan) else None
         failure = StepResult(failed.id if failed else "?", failed.title if failed else "", "failed")
         outcome.steps.append(failure)
         progress(failure)

@@ -131,6 +131,28 @@ class Manifest:
                 found.add(os.path.basename(str(backup)))
         return found
 
+    def remote_upgrade(self) -> Optional[tuple[str, str]]:
+        """The remote-upgrade mode in force (allow | deny) and why: where the recorded binary (or the upgrade
+        dir) is, else what the run recorded (one killed before either); None while nothing says. Why: as
+        recorded with the facts since --remote-upgrade auto (before: the option as given, or none)."""
+        h = host.current()
+        upgradable = {h.path(paths.AGENT_UPGRADE_DIR), h.path(paths.AGENT_UPGRADABLE)}
+        entries = [(e.get("kind"), (e.get("params") or {}).get("path")) for e in self.entries]
+        found = (self.data.get("facts") or {}).get("remote_upgrade")
+        if any(path in upgradable for _, path in entries):
+            mode = "allow"
+        elif any(kind == "binary" for kind, _ in entries):
+            mode = "deny"
+        elif isinstance(found, dict) and found.get("mode") in ("allow", "deny"):
+            mode = found["mode"]
+        else:
+            return None
+        if isinstance(found, dict) and found.get("mode") == mode:
+            return mode, str(found.get("why") or "")
+        if (self.data.get("options") or {}).get("remote_upgrade") == mode:
+            return mode, f"--remote-upgrade {mode}"
+        return mode, "installed before --remote-upgrade auto (the binary stays where it was installed)"
+
     def update_run(self, options: dict[str, Any], facts: dict[str, Any]) -> None:
         self.data.update(options=options, facts=facts, hostagent=__version__)
 

@@ -58,14 +58,16 @@ INSTALL_SETTINGS: tuple[Setting, ...] = (
             "CPU limit in millicores until the agent has its group config (then global.limits.max_millicpus rules)."),
     Setting("memory_mib", "--memory-mib", "int", 768,
             "Memory limit in MiB until the agent has its group config (then global.limits.max_memory rules)."),
-    Setting("remote_upgrade", "--remote-upgrade", "str", "deny",
+    Setting("remote_upgrade", "--remote-upgrade", "str", "auto",
             f"allow: the server can upgrade the agent (its binary is {paths.AGENT_UPGRADABLE}, in a dir its user may "
-            f"write); deny: the binary stays read-only at {paths.AGENT_BINARY} and remote upgrades fail."),
+            f"write); deny: the binary stays read-only at {paths.AGENT_BINARY} and remote upgrades fail; auto: allow, "
+            "unless a dpkg/rpm package owns --agent-binary (deny: the package's upgrades keep reaching the agent) "
+            "or the host is installed already (its mode)."),
     Setting("metrics_textfile", "--metrics-textfile", "str", None,
             "node_exporter textfile-collector directory: a systemd timer writes hostagent.prom there every minute "
             "(`hostagent doctor --prometheus`)."),
 )
-REMOTE_UPGRADE = ("allow", "deny")
+REMOTE_UPGRADE = ("auto", "allow", "deny")
 SETTINGS = {s.name: s for s in INSTALL_SETTINGS}
 
 
@@ -91,11 +93,6 @@ class InstallOptions:
     domain_timeout: float = default("domain_timeout")
     remote_upgrade: str = default("remote_upgrade")
     metrics_textfile: Optional[str] = None
-
-    @property
-    def running_binary(self) -> str:
-        """Where the service runs the agent from."""
-        return paths.AGENT_UPGRADABLE if self.remote_upgrade == "allow" else paths.AGENT_BINARY
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -264,15 +261,9 @@ def as_str(name: str, value: Any) -> str:
     return one_line(name, str(value))
 
 
-def build(values: dict[str, Any], file_values: Optional[dict[str, Any]] = None,
-          installed: Optional[dict[str, Any]] = None) -> InstallOptions:
-    """Merge file values under flag values (None = flag not given) and validate everything. installed:
-    the options of the install this host has; where the binary lives stays as it was unless asked
-    (a change of mode moves the binary: that takes an uninstall), and before the option it was read-only."""
-    merged = merge(values, file_values, INSTALL_SETTINGS)
-    if installed is not None and "remote_upgrade" not in merged:
-        merged["remote_upgrade"] = installed.get("remote_upgrade") or "deny"
-    return validate(merged)
+def build(values: dict[str, Any], file_values: Optional[dict[str, Any]] = None) -> InstallOptions:
+    """Merge file values under flag values (None = flag not given) and validate everything."""
+    return validate(merge(values, file_values, INSTALL_SETTINGS))
 
 
 def merge(values: dict[str, Any], file_values: Optional[dict[str, Any]], table: tuple[Setting, ...]) -> dict[str, Any]:
@@ -354,7 +345,7 @@ def validate(v: dict[str, Any]) -> InstallOptions:
         raise InputError("--domain-timeout must be between 0 and 3600 seconds")
     remote_upgrade = as_str("--remote-upgrade", v.get("remote_upgrade", default("remote_upgrade")))
     if remote_upgrade not in REMOTE_UPGRADE:
-        raise InputError(f"--remote-upgrade must be allow or deny, got {remote_upgrade!r}")
+        raise InputError(f"--remote-upgrade must be auto, allow or deny, got {remote_upgrade!r}")
     metrics_textfile = v.get("metrics_textfile")
     if metrics_textfile is not None:
         metrics_textfile = as_str("--metrics-textfile", metrics_textfile)

@@ -12,7 +12,8 @@ from hostagent import caps, options
 from hostagent.errors import InputError
 from hostagent.facts import HostFacts, accounts
 from hostagent.facts import host as host_facts
-from hostagent.facts.files import lstat_or_none
+from hostagent.facts.files import FileState, lstat_or_none
+from hostagent.facts.packages import owning_package
 from hostagent.host import current as current_host
 from hostagent.host import paths
 from hostagent.options import InstallOptions
@@ -38,6 +39,35 @@ class Resolved:
     group: str  # the user's primary group name
     warnings: tuple[str, ...] = ()
     agent_group_lcuuid: Optional[str] = None  # with --server: the group this host's agent belongs in
+    remote_upgrade: str = "deny"  # the mode in force (allow | deny): --remote-upgrade auto resolved
+    remote_upgrade_why: str = ""
+
+    @property
+    def binary(self) -> str:
+        """Where the service runs the agent from."""
+        return paths.AGENT_UPGRADABLE if self.remote_upgrade == "allow" else paths.AGENT_BINARY
+
+
+def remote_upgrade_mode(opts: InstallOptions, manifest_path: str = paths.MANIFEST) -> tuple[str, str]:
+    """allow | deny, and why. auto (the default): an installed host keeps its mode (another moves the
+    binary: that takes an uninstall); else allow, unless a package owns the binary: a copy the server may
+    replace would no longer get the package's upgrades, so the package's file stays the one that runs."""
+    if opts.remote_upgrade != "auto":
+        return opts.remote_upgrade, f"--remote-upgrade {opts.remote_upgrade}"
+    from hostagent import manifest
+
+    found = manifest.load(manifest_path)
+    in_force = found.remote_upgrade() if found is not None else None
+    if in_force is not None:
+        return in_force
+    try:
+        binary = current_host().logical(opts.agent_binary)
+        package = owning_package(binary)
+    except ValueError:  # outside a temp root's host (a test's): none of its packages owns it
+        binary, package = opts.agent_binary, None
+    if package:
+        return "deny", f"auto: DeepFlow's package {package} owns {binary}, and its upgrades must keep reaching the agent"
+    return "allow", f"auto: no dpkg/rpm package owns {binary}"
 
 
 def check_binary(path: str, host: HostFacts) -> None:
@@ -153,7 +183,8 @@ def preflight(opts: InstallOptions, host: HostFacts, resolve_remote: bool = True
     target = lstat_or_none(h.path(paths.AGENT_BINARY))
     if target is not None and not stat.S_ISREG(target.st_mode):
         raise InputError(f"{paths.AGENT_BINARY} exists and is not a regular file (symlink?); refusing to replace it")
-    where = os.path.dirname(opts.running_binary)
+    upgrade, upgrade_why = remote_upgrade_mode(opts)
+    where = os.path.dirname(paths.AGENT_UPGRADABLE if upgrade == "allow" else paths.AGENT_BINARY)
     if not os.path.isdir(h.path(where)):  # the upgrade dir, made by install: its parent's mount counts
         where = os.path.dirname(where)
     reason = host_facts.fs_keeps_file_caps(h.path(where))
@@ -191,7 +222,7 @@ def preflight(opts: InstallOptions, host: HostFacts, resolve_remote: bool = True
         if group_id:
             # By name or id: the group must exist, and its lcuuid is what a move of the agent needs.
             group_id, group_lcuuid, _ = server.group_short_id(server.Client.for_server(opts.server, 10.0, org), group_id)
-    return Resolved(cap_names, cluster_id, group_id, group, tuple(warnings), group_lcuuid)
+    return Resolved(cap_names, cluster_id, group_id, group, tuple(warnings), group_lcuuid, upgrade, upgrade_why)
 
 
 def service_group(user: str, what: str, group_is_ours: bool) -> str:
@@ -229,6 +260,18 @@ def _recorded_as_created(step_id: str, manifest_path: str = paths.MANIFEST) -> b
     return bool(record and record.get("created"))
 
 
+def _unit_under_ours(where: str, manifest_path: str = paths.MANIFEST) -> Optional[str]:
+    """The package's unit that an earlier hostagent wrote its full unit over (that unit's record keeps it):
+    the drop-in goes over it, put back (the full unit's step hands over to the drop-in's)."""
+    from hostagent import manifest
+
+    found = manifest.load(manifest_path)
+    record = found.record_of(f"service-definition:{where}") if found else None
+    before = (record or {}).get("before")
+    content = FileState(**before).content if before else b""
+    return content.decode(errors="replace") if content and not content.startswith(dropin.MARK.encode()) else None
+
+
 def service_steps(init: str, user: str, caps: tuple[str, ...], cpu_millicores: int, memory_mib: int,
                   cgroup: Any, binary: str = paths.AGENT_BINARY) -> list[Step]:
     """The agent's service definition for this host's init, then the service itself."""
@@ -249,10 +292,11 @@ def service_steps(init: str, user: str, caps: tuple[str, ...], cpu_millicores: i
     else:
         content = unit.render(user, caps, cpu_millicores, memory_mib, cgroup, binary)
         base = dropin.package_unit(os.path.basename(where), h.path)
-        if base is not None:
+        package = read_text(h.path(base)) if base is not None else _unit_under_ours(where)
+        if package is not None:
             # DeepFlow's package owns the unit: leave its file to dpkg/rpm, override it all in a drop-in.
+            base = base or h.logical(where)
             conf = dropin.dropin_path(os.path.basename(where))
-            package = read_text(h.path(base))
             defaults = dropin.limit_defaults(dropin.resets(content, package), lambda argv: h.output(argv) or "")
             definition = [Directory(path=h.path(os.path.dirname(conf)), mode=0o755, owner="root", group="root"),
                           UnitDropIn(path=h.path(conf), content=dropin.render(content, package, defaults),
@@ -293,7 +337,7 @@ def plan(opts: InstallOptions, host: HostFacts, r: Resolved) -> list[Step]:
     if opts.server and r.agent_group_id and r.agent_group_lcuuid:
         membership.append(AgentGroupMembership(server=opts.server, group_id=r.agent_group_id,
                                                group_lcuuid=r.agent_group_lcuuid, org_id=opts.org_id or 1))
-    binary = opts.running_binary
+    binary = r.binary
     upgradable: list[Step] = []
     if binary == paths.AGENT_UPGRADABLE:
         # The agent's own upgrade replaces its binary here: its group may write the dir, nothing else.

@@ -74,7 +74,7 @@ def install(
             agent_group=agent_group, team_id=team_id, org_id=org_id, user=user, caps=caps,
             cpu_millicores=cpu_millicores, memory_mib=memory_mib, remote_upgrade=remote_upgrade,
             metrics_textfile=metrics_textfile,
-        ), file_values, installed_options())
+        ), file_values)
         host = facts.gather()
         if detect:
             from hostagent.net.detect import detect_layout
@@ -84,29 +84,22 @@ def install(
         for warning in resolved.warnings:
             print(f"hostagent install: warning: {warning}", file=sys.stderr)
         steps = planner.plan(opts, host, resolved)
+        found = {**host.to_dict(), "remote_upgrade": {"mode": resolved.remote_upgrade, "why": resolved.remote_upgrade_why}}
         ask = not (yes or dry_run or as_json) and sys.stdin.isatty()
         preview = lambda: engine.install(steps, {}, {}, dry_run=True, progress=Style().progress)  # noqa: E731
         if ask and not _confirm(Style(), preview, "apply these changes?"):
             return Report("install")
         if dry_run:
-            outcome = engine.install(steps, opts.to_dict(), host.to_dict(), dry_run=True, progress=style.progress)
+            outcome = engine.install(steps, opts.to_dict(), found, dry_run=True, progress=style.progress)
         else:
             with manifest.locked():
-                outcome = engine.install(steps, opts.to_dict(), host.to_dict(), progress=style.progress)
+                outcome = engine.install(steps, opts.to_dict(), found, progress=style.progress)
         outcome.notes.extend(resolved.warnings)
         outcome.notes.extend(line for s in steps for line in getattr(s, "reported", ()))  # agents left alone
         return from_outcome(outcome)
 
     run("install", style, body, lambda r: print(
         ("would change" if r.dry_run else "changed") if r.changed else "nothing to change: the host is already as asked"))
-
-
-def installed_options() -> Optional[dict[str, Any]]:
-    """The options this host's install recorded (None: not installed)."""
-    from hostagent import manifest
-
-    found = manifest.load()
-    return (found.data.get("options") or {}) if found else None
 
 
 def detection_report(layout: Any) -> str:
@@ -198,6 +191,8 @@ def print_status(r: Report, what: str = "") -> None:
         print(f"{what}not installed (no manifest)")
         return
     print(f"{what}installed {d['installed_at']} (updated {d['updated_at']})")
+    if d.get("remote_upgrade"):
+        print(f"remote upgrade: {d['remote_upgrade']['mode']} ({d['remote_upgrade']['why']})")
     for s in d["steps"]:
         print(f"[{'ok' if s['ok'] else 'DRIFT':>5}] {s['title']}")
         for p in s["problems"]:
@@ -253,7 +248,7 @@ def print_doctor(report: dict[str, Any]) -> None:
             print(f"group {lim.get('group_id') or '?'} global.limits: {show(lim['group'])} ({verdict})")
     upgrade = report.get("remote_upgrade")
     if upgrade:
-        print(f"remote upgrade: {upgrade['mode']}: {upgrade['says']}")
+        print(f"remote upgrade: {upgrade['mode']} ({upgrade['why']}): {upgrade['says']}")
     cfg = report["config"]
     state = "parses" if cfg.get("parses") else ("missing" if cfg.get("error") == "No such file or directory" else "DOES NOT PARSE")
     print(f"config {cfg.get('path')}: {state}")

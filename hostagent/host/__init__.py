@@ -44,6 +44,14 @@ class Host:
         """Where a path of the host (/etc/...) is for this process."""
         return logical if self.local else self.root + logical
 
+    def logical(self, path: str) -> str:
+        """The host's own name (/etc/...) for a path of this process: the inverse of path()."""
+        if self.local:
+            return path
+        if path != self.root and not path.startswith(self.root + "/"):
+            raise ValueError(f"{path} is not under this host's root {self.root}")
+        return path[len(self.root):] or "/"
+
     def run(self, argv: Sequence[str], timeout: Optional[float] = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.runner(argv, timeout=timeout, check=check)
 

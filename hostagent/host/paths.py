@@ -38,7 +38,7 @@ LOCK_FILE = RUN_DIR + "/lock"
 CGROUP_ROOT = "/sys/fs/cgroup"
 CGROUP_NAME = "deepflow-agent"  # hard-coded by the agent (cgroups-rs builder name)
 # Where hostagent writes; a killed run's temp files there are removed by the next run.
-WRITTEN_DIRS = (os.path.dirname(AGENT_BINARY), CONFIG_DIR, SYSTEMD_UNIT_DIR, INITD_DIR, "/etc",
+WRITTEN_DIRS = (os.path.dirname(AGENT_BINARY), AGENT_UPGRADE_DIR, CONFIG_DIR, SYSTEMD_UNIT_DIR, INITD_DIR, "/etc",
                 os.path.dirname(STATE_DIR), STATE_DIR, BACKUP_DIR, K8S_SYNC_CONFIG_DIR)
 # What install creates, for a manifest that cannot be read any more.
 INSTALLED_PATHS = (AGENT_BINARY, AGENT_UPGRADE_DIR, CONFIG_FILE, LOG_DIR, SYSTEMD_UNIT_DIR + "/" + SERVICE + ".service",

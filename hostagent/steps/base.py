@@ -72,6 +72,24 @@ class Step:
     def drift(self) -> list[str]:
         return [] if self.check() else [f"{self.title}: not as installed"]
 
+    def supersedes(self, other: Step) -> bool:
+        """True when this step takes the place of an installed one the plan no longer has (an earlier
+        hostagent's way of doing the same thing): install then hands that one over first, not refuses."""
+        return False
+
+    def hand_over(self, record: Record) -> Optional[str]:
+        """Undo this step for the one that supersedes it (by default: revert). Returns a note."""
+        return self.revert(record)
+
+    def notes(self, record: Record) -> list[str]:
+        """For `status`: what changed since install that is not drift (e.g. a package upgrade)."""
+        return []
+
+    def restored_at_start(self, record: Record) -> bool:
+        """True while something else changed this step's path since install and the agent's next start
+        puts it back: `status` then reports no drift for any step on that path."""
+        return False
+
     def params(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
 

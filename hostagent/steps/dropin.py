@@ -8,7 +8,7 @@ from typing import Optional
 
 from hostagent.facts.files import read_nofollow
 from hostagent.render import dropin
-from hostagent.steps.base import Record
+from hostagent.steps.base import Record, Step
 from hostagent.steps.files import ServiceDefinition
 
 
@@ -53,6 +53,10 @@ class UnitDropIn(ServiceDefinition):
             problems.append(f"DeepFlow's package changed {self.base}: it now sets {', '.join(m + '=' for m in missing)} "
                             "which hostagent's drop-in does not override; run `hostagent install` again")
         return problems
+
+    def supersedes(self, other: Step) -> bool:
+        # hostagent's full unit, written over the package's unit by an earlier hostagent.
+        return other.kind == "service-definition" and getattr(other, "path", None) == self.base
 
     def notes(self, record: Record) -> list[str]:
         """Not drift: the package's unit changed (an upgrade) and the drop-in still overrides it all."""

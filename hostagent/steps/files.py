@@ -12,8 +12,10 @@ from hostagent import caps, faults, host
 from hostagent.errors import StepError, SymlinkRefused
 from hostagent.facts import accounts
 from hostagent.facts.files import FileState, file_state, lstat_or_none, read_nofollow
+from hostagent.facts.packages import owning_package
 from hostagent.host import fs as fsutil
 from hostagent.host import paths
+from hostagent.render.dropin import MARK
 from hostagent.steps.base import Record, Step
 
 SAVE_SUFFIX = ".hostagent-save"
@@ -189,6 +191,12 @@ class ServiceDefinition(File):
     def _changed(self) -> None:
         host.current().services.reload()
 
+    def hand_over(self, record: Record) -> Optional[str]:
+        now = read_nofollow(self.path)
+        if now is not None and now != self.data and not now.startswith(MARK.encode()):
+            return None  # the package's own unit is back (an upgrade of it): it stays as the package has it
+        return self.revert(record)  # hostagent's full unit: the package's, from the record, goes back
+
 
 def secret_summary(data: bytes) -> str:
     return f"(secret, {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()})"
@@ -248,6 +256,25 @@ class Binary(Step):
         # A re-run that copies a newer build: the host's original stays the one to restore, but the
         # binary now in place is still hostagent's (not "replaced since install").
         return {**first, "installed": now["installed"]}
+
+    def replaced(self, record: Record) -> bool:
+        """Replaced since install by something else (a package upgrade, the agent's own upgrade)."""
+        st = lstat_or_none(self.path)
+        return bool(record.get("installed")) and st is not None and [st.st_size, st.st_mtime_ns] != record["installed"]
+
+    def restored_at_start(self, record: Record) -> bool:
+        # A replaced binary's owner, mode and capabilities are the replacer's until the launcher
+        # restores them at the agent's next start (and its content is the newer one): not drift.
+        return self.replaced(record)
+
+    def notes(self, record: Record) -> list[str]:
+        if not self.replaced(record):
+            return []
+        shown = host.current().logical(self.path)
+        package = owning_package(shown)
+        what = f"DeepFlow's package ({package}) replaced {shown} since install (a package upgrade)" if package else \
+            f"{shown} was replaced since install (an upgrade)"
+        return [f"{what}: its owner, mode and capabilities are restored at each start of the agent"]
 
     def _copying(self) -> bool:
         return self.source != self.path and not (lstat_or_none(self.path) is not None and self._content_current())

@@ -34,6 +34,8 @@ from tests import hostsnap
 pytestmark = pytest.mark.root
 USER = "dfhatest"
 SNAP_ROOTS = ("/etc", "/usr/sbin", "/var/lib", "/var/log", "/sys/fs/cgroup")
+# Where the default (--remote-upgrade auto; no package owns the test's source) runs the agent from.
+BINARY = paths.AGENT_UPGRADABLE
 
 
 @contextlib.contextmanager
@@ -83,7 +85,7 @@ def _cleanup() -> None:
 
 @pytest.fixture
 def clean_host(cgroup_lock):
-    for path in (paths.AGENT_BINARY, paths.CONFIG_DIR, paths.LOG_DIR, paths.STATE_DIR):
+    for path in (paths.AGENT_BINARY, paths.AGENT_UPGRADE_DIR, paths.CONFIG_DIR, paths.LOG_DIR, paths.STATE_DIR):
         assert not os.path.lexists(path), f"{path} exists before the test; refusing to run on a dirty host"
     before = hostsnap.snapshot(SNAP_ROOTS)
     try:
@@ -115,10 +117,11 @@ def test_install_again_change_and_uninstall(clean_host, double_copy) -> None:
     account = pwd.getpwnam(USER)
     assert account.pw_uid < 1000 and account.pw_shell.endswith("nologin") and not os.path.exists(account.pw_dir)
     gid = grp.getgrnam(USER).gr_gid
-    st = os.stat(paths.AGENT_BINARY)
+    st = os.stat(BINARY)
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, gid, 0o750)
+    assert not os.path.exists(paths.AGENT_BINARY)
     # Set last, after the chown that would clear them; identical to what setcap writes.
-    assert getcap(paths.AGENT_BINARY) == "cap_net_admin,cap_net_raw,cap_ipc_lock,cap_sys_ptrace,cap_sys_admin=eip"
+    assert getcap(BINARY) == "cap_net_admin,cap_net_raw,cap_ipc_lock,cap_sys_ptrace,cap_sys_admin=eip"
     cfg = Path(paths.CONFIG_FILE)
     assert yaml.safe_load(cfg.read_text())["controller-ips"] == ["127.0.0.1"]
     cst = cfg.stat()
@@ -132,7 +135,7 @@ def test_install_again_change_and_uninstall(clean_host, double_copy) -> None:
     assert os.stat("/sys/fs/cgroup/cpu/deepflow-agent/cpu.cfs_quota_us").st_uid == account.pw_uid
     assert Path("/sys/fs/cgroup/memory/deepflow-agent/memory.limit_in_bytes").read_text().strip() == str(768 << 20)
     recorded = json.loads(Path(paths.MANIFEST).read_text())
-    assert [e["kind"] for e in recorded["steps"]] == ["group", "user", "binary", "dir", "dir", "file", "cgroups", "caps"]
+    assert [e["kind"] for e in recorded["steps"]] == ["group", "user", "dir", "binary", "dir", "dir", "file", "cgroups", "caps"]
 
     again = engine.install(make_plan(double_copy), {}, {})
     assert not again.changed and {s.status for s in again.steps} == {"unchanged"}
@@ -142,13 +145,13 @@ def test_install_again_change_and_uninstall(clean_host, double_copy) -> None:
     assert [s.id for s in changed.steps if s.status == "applied"] == []
     assert Path("/sys/fs/cgroup/cpu/deepflow-agent/cpu.cfs_quota_us").read_text().strip() == "100000"
 
-    # An upgrade that rewrites the binary clears its caps; a re-run puts them back.
-    data = Path(paths.AGENT_BINARY).read_bytes()
-    fsutil.atomic_write(paths.AGENT_BINARY, data, 0o755)
-    assert getcap(paths.AGENT_BINARY) == ""
-    fixed = engine.install(make_plan(paths.AGENT_BINARY, memory_mib=512, cpu_millicores=250), {}, {})
-    assert {s.id for s in fixed.steps if s.status == "applied"} == {"binary:/usr/sbin/deepflow-agent", "caps:/usr/sbin/deepflow-agent"}
-    assert getcap(paths.AGENT_BINARY).endswith("=eip")
+    # An upgrade that rewrites the binary clears its caps; a re-run keeps the newer file and puts them back.
+    data = Path(BINARY).read_bytes()
+    fsutil.atomic_write(BINARY, data, 0o755)
+    assert getcap(BINARY) == ""
+    fixed = engine.install(make_plan(double_copy, memory_mib=512, cpu_millicores=250), {}, {})
+    assert {s.id for s in fixed.steps if s.status == "applied"} == {f"binary:{BINARY}", f"caps:{BINARY}"}
+    assert getcap(BINARY).endswith("=eip")
 
     out = engine.uninstall()
     assert out.changed
@@ -180,8 +183,8 @@ def test_failure_in_the_middle_rolls_everything_back(clean_host, double_copy) ->
         engine.install(steps, {}, {})
     assert e.value.exit_code == 1
     statuses = [s.status for s in e.value.outcome.steps]
-    # The 7 applied steps and the failing one itself (it may have been applied in part) are rolled back.
-    assert statuses.count("rolled-back") == 8 and "failed" in statuses
+    # The 8 applied steps and the failing one itself (it may have been applied in part) are rolled back.
+    assert statuses.count("rolled-back") == 9 and "failed" in statuses
     assert not os.path.exists(paths.MANIFEST)
     assert_same(clean_host)
 
@@ -195,7 +198,7 @@ def test_existing_files_are_restored_byte_for_byte(clean_host, double_copy, tmp_
     fsutil.atomic_write(paths.CONFIG_FILE, original, 0o600)
     before = hostsnap.snapshot(SNAP_ROOTS)
     try:
-        engine.install(make_plan(double_copy), {}, {})
+        engine.install(make_plan(double_copy, remote_upgrade="deny"), {}, {})
         assert Path(paths.AGENT_BINARY).read_bytes() == Path(double_copy).read_bytes()
         assert b"127.0.0.1" in Path(paths.CONFIG_FILE).read_bytes()
         engine.uninstall()
@@ -212,7 +215,8 @@ def test_existing_files_are_restored_byte_for_byte(clean_host, double_copy, tmp_
             os.rmdir(paths.CONFIG_DIR)
 
 
-@pytest.mark.parametrize("planted", [paths.CONFIG_FILE, paths.CONFIG_DIR, paths.AGENT_BINARY, paths.LOG_DIR])
+@pytest.mark.parametrize("planted", [paths.CONFIG_FILE, paths.CONFIG_DIR, paths.AGENT_BINARY, paths.AGENT_UPGRADE_DIR,
+                                     paths.LOG_DIR])
 def test_planted_symlink_is_refused_and_nothing_changes(clean_host, double_copy, tmp_path, planted) -> None:
     victim = tmp_path / "victim"
     victim.write_text("do not touch\n")
@@ -327,7 +331,7 @@ def test_uninstall_keep_logs_leaves_only_the_logs(clean_host, double_copy) -> No
     after = os.stat("/etc/passwd")
     assert (after.st_uid, after.st_gid, after.st_mode) == (passwd.st_uid, passwd.st_gid, passwd.st_mode)
     assert f"kept {paths.LOG_DIR}: what {USER}:{USER} owned there now belongs to root:root (modes unchanged)" in out.notes[0]
-    assert not os.path.exists(paths.MANIFEST) and not os.path.exists(paths.AGENT_BINARY)
+    assert not os.path.exists(paths.MANIFEST) and not os.path.exists(BINARY) and not os.path.exists(paths.AGENT_UPGRADE_DIR)
     with pytest.raises(KeyError):
         pwd.getpwnam(USER)
     shutil.rmtree(paths.LOG_DIR)
@@ -421,11 +425,11 @@ def test_upgrade_re_runs_leak_no_backup_and_the_state_dir_goes(clean_host, doubl
     fsutil.atomic_write(paths.AGENT_BINARY, packaged, 0o755)
     before = hostsnap.snapshot(SNAP_ROOTS)
     try:
-        engine.install(make_plan(double_copy), {}, {})
+        engine.install(make_plan(double_copy, remote_upgrade="deny"), {}, {})
         for build in (b"build 2", b"build 3"):
             newer = tmp_path / "newer"
             newer.write_bytes(Path(double_copy).read_bytes() + build)
-            engine.install(make_plan(str(newer)), {}, {})
+            engine.install(make_plan(str(newer), remote_upgrade="deny"), {}, {})
         assert len(os.listdir(paths.BACKUP_DIR)) == 1  # the packaged binary's, nothing of the re-runs
         engine.uninstall()
         assert Path(paths.AGENT_BINARY).read_bytes() == packaged and not os.path.exists(paths.STATE_DIR)
@@ -470,7 +474,7 @@ def test_limits_of_a_pre_existing_cgroup_dir_are_restored(clean_host, double_cop
 
 
 def test_uninstall_force_reverts_what_a_damaged_manifest_proves(clean_host, double_copy) -> None:
-    engine.install(make_plan(double_copy), {}, {})
+    engine.install(make_plan(double_copy, remote_upgrade="deny"), {}, {})
     data = json.loads(Path(paths.MANIFEST).read_text())
     data["steps"][2]["kind"] = "frobnicate"  # the binary's entry can no longer be rebuilt
     Path(paths.MANIFEST).write_text(json.dumps(data))
@@ -495,7 +499,7 @@ def test_uninstall_force_keeps_the_backup_of_a_binary_it_cannot_prove(clean_host
     marker = Marker(path=str(tmp_path / "marker"))
     monkeypatch.setitem(steps.KINDS, Marker.kind, Marker)  # also for the cleanup's uninstall
     try:
-        engine.install([*make_plan(double_copy), marker], {}, {})
+        engine.install([*make_plan(double_copy, remote_upgrade="deny"), marker], {}, {})
         data = json.loads(Path(paths.MANIFEST).read_text())
         (entry,) = [e for e in data["steps"] if e["kind"] == "binary"]
         backup = entry["record"]["backup"]
@@ -514,7 +518,7 @@ def test_uninstall_force_keeps_the_backup_of_a_binary_it_cannot_prove(clean_host
         assert Path(backup).read_bytes() == packaged  # not collected with the others
         assert [e["id"] for e in json.loads(Path(paths.MANIFEST).read_text())["unproven"]] == [entry["id"]]
         with pytest.raises(InputError, match="could not prove .binary:/usr/sbin/deepflow-agent.*--force"):
-            engine.install(make_plan(double_copy), {}, {})
+            engine.install(make_plan(double_copy, remote_upgrade="deny"), {}, {})
         again = engine.uninstall(force=True)  # says it again, keeps it again
         assert note in again.notes and Path(backup).read_bytes() == packaged
         fsutil.atomic_write(paths.AGENT_BINARY, Path(backup).read_bytes(), 0o755)  # as the note says
@@ -536,7 +540,7 @@ def test_uninstall_force_keeps_the_backup_of_a_binary_it_cannot_prove(clean_host
 def test_uninstall_force_leaves_an_unreadable_manifest_and_every_backup(clean_host, double_copy) -> None:
     fsutil.atomic_write(paths.AGENT_BINARY, b"\x7fELF packaged\n", 0o755)
     try:
-        engine.install(make_plan(double_copy), {}, {})
+        engine.install(make_plan(double_copy, remote_upgrade="deny"), {}, {})
         (backup,) = os.listdir(paths.BACKUP_DIR)
         damaged = Path(paths.MANIFEST).read_bytes()[:100]
         Path(paths.MANIFEST).write_bytes(damaged)

@@ -17,7 +17,10 @@ import yaml
 from tests.hostsnap import diff as snapshot_diff
 from tests.system.conftest import CAP_NUMBERS, Expected, comparable
 
-BINARY = "/usr/sbin/deepflow-agent"
+# Where the default (--remote-upgrade auto) runs the agent when no package owns its binary (the tiers'
+# installs: the double, copied from elsewhere); /usr/sbin/deepflow-agent is then never touched.
+BINARY = "/var/lib/deepflow-agent/deepflow-agent"
+READ_ONLY_BINARY = "/usr/sbin/deepflow-agent"
 CONFIG = "/etc/deepflow-agent/deepflow-agent.yaml"
 UNIT = "deepflow-agent.service"
 UNIT_FILE = "/etc/systemd/system/deepflow-agent.service"
@@ -132,6 +135,8 @@ def test_binary_owner_mode_and_exact_file_caps(host, installed):
     caps, flags = parse_getcap(sh(host, f"getcap {BINARY}"))
     assert caps == installed.caps
     assert flags == "eip"
+    upgrade_dir = host.file(BINARY.rsplit("/", 1)[0])  # the agent's own upgrade writes here: its group may
+    assert (upgrade_dir.user, upgrade_dir.group, upgrade_dir.mode) == ("root", installed.user, 0o770)
 
 
 def test_config_file(host, installed):
@@ -220,8 +225,9 @@ def test_nothing_of_the_agent_is_left(host, absent):
 
 
 def test_binary_gone_or_without_caps(host, absent):
-    if host.file(BINARY).exists:  # only when it was there before install
-        assert not host.run(f"getcap {BINARY}").stdout.strip()
+    assert not host.file(BINARY.rsplit("/", 1)[0]).exists
+    if host.file(READ_ONLY_BINARY).exists:  # only when it was there before install
+        assert not host.run(f"getcap {READ_ONLY_BINARY}").stdout.strip()
 
 
 def test_host_equals_pre_install_snapshot(host, absent):

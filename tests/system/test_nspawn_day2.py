@@ -5,16 +5,16 @@
    installs the agent; the new single file replaces it; status is clean and the agent keeps running;
    a restart runs it through the new launcher (clean environment, the watcher opt-out); a re-install
    changes at most the unit and migrates the manifest; uninstall leaves the host as before.
-2. The server's remote upgrade with --remote-upgrade allow: the double does what synchronizer.rs does
+2. The server's remote upgrade with the default (auto: allow, as no package owns the double): the double does what synchronizer.rs does
    (<exe>.test beside /proc/self/exe, rename over <exe>, exit 3); the agent comes back on the new
    version as its user with exactly the profile's caps, nothing left beside it, status clean, doctor
-   says allow; uninstall leaves the host as before.
-3. With the default (deny) the same upgrade fails as it does for DeepFlow's read-only binary, the agent
+   says allow and why; uninstall leaves the host as before.
+3. With --remote-upgrade deny the same upgrade fails as it does for DeepFlow's read-only binary, the agent
    keeps running, doctor says deny.
 4. A single file that cannot use its cache leaves no unpacked copy in /tmp, however often the agent
    restarts.
 5. hostagent's own upgrade by its .deb: the previous release's package, then this one's.
-(The remote upgrade on an OpenRC host: test_nspawn_day2_openrc.py, its own host.)
+(The remote upgrade under SysV init and OpenRC: test_nspawn_sysv_openrc.py, on its lifecycle hosts.)
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import pytest
 
 from tests.hostsnap import diff as snapshot_diff
 from tests.system.conftest import PROFILES, caps_mask, comparable
-from tests.system.hostcmd import INSTALL, UNINSTALL
+from tests.system.hostcmd import DOUBLE, INSTALL, UNINSTALL
 from tests.system.test_nspawn_e2e import DOUBLE_STATUS, check_double, hostagent, wait_agent
 
 pytestmark = [pytest.mark.nspawn, pytest.mark.slow, pytest.mark.root]
@@ -175,7 +175,7 @@ def wait_status(host, done, timeout: float = 40) -> dict:
 
 def test_remote_upgrade_as_the_agents_user(host):
     before = snap(host)
-    rc, report, err = hostagent(host, INSTALL + " --remote-upgrade allow")
+    rc, report, err = hostagent(host, INSTALL)  # the default, auto: no package owns the binary, so allow
     assert (rc, report["ok"]) == (0, True), (report, err)
     first = wait_agent(host)
     check_double(host, first)
@@ -197,8 +197,10 @@ def test_remote_upgrade_as_the_agents_user(host):
     assert status(host)["drift"] == []
     upgrade = doctor(host)["remote_upgrade"]
     assert (upgrade["mode"], upgrade["binary"], upgrade["leftovers"]) == ("allow", UPGRADABLE, [])
+    assert upgrade["why"] == f"auto: no dpkg/rpm package owns {DOUBLE}"
+    assert status(host)["remote_upgrade"] == {"mode": "allow", "why": upgrade["why"]}
     # A re-run keeps the upgraded agent; /usr/sbin/deepflow-agent was never touched.
-    rc, report, err = hostagent(host, INSTALL + " --remote-upgrade allow")
+    rc, report, err = hostagent(host, INSTALL)
     assert (rc, report["changed"]) == (0, False), report["steps"]
     assert host.run("test -e /usr/sbin/deepflow-agent").rc != 0
 
@@ -210,7 +212,7 @@ def test_remote_upgrade_as_the_agents_user(host):
 def test_remote_upgrade_denied_keeps_the_agent_running(host):
     before = snap(host)
     host.run(f"rm -f {TRIGGER_DIR}/upgrade").check()
-    rc, report, err = hostagent(host, INSTALL)
+    rc, report, err = hostagent(host, INSTALL + " --remote-upgrade deny")
     assert (rc, report["ok"]) == (0, True), (report, err)
     first = wait_agent(host)
     trigger_upgrade(host, NEW_VERSION)
@@ -218,7 +220,7 @@ def test_remote_upgrade_denied_keeps_the_agent_running(host):
     assert "/usr/sbin/deepflow-agent.test" in failed["upgrade_error"], failed
     assert failed["state"] == "running" and failed["pid"] == first["pid"]
     assert host.run("ls /usr/sbin/deepflow-agent.test").rc != 0
-    assert doctor(host)["remote_upgrade"]["mode"] == "deny"
+    assert (doctor(host)["remote_upgrade"]["mode"], doctor(host)["remote_upgrade"]["why"]) == ("deny", "--remote-upgrade deny")
     host.run(f"rm -f {TRIGGER_DIR}/upgrade").check()
     rc, report, err = hostagent(host, UNINSTALL)
     assert (rc, report["ok"]) == (0, True), (report, err)

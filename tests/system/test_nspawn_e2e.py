@@ -105,16 +105,15 @@ def reinstall_reboot_upgrade(host, tmp_path: Path, timings: dict, install: str =
     check_double(host, wait_agent(host))
     run_suite(host, tmp_path)
 
-    # Self-upgrade: a new file renamed over the binary has no file capabilities.
+    # Self-upgrade: a new file renamed over the binary (where the default, auto, runs it: no package
+    # owns the double) has no file capabilities.
     # cp -p keeps owner and mode (root:deepflow 0750) but not the security.capability xattr.
-    host.run("cp -p /usr/sbin/deepflow-agent /usr/sbin/.deepflow-agent.new && "
-             "echo upgraded >> /usr/sbin/.deepflow-agent.new && "
-             "mv /usr/sbin/.deepflow-agent.new /usr/sbin/deepflow-agent").check()
-    assert host.run("getcap /usr/sbin/deepflow-agent").stdout.strip() == ""
+    host.run("cp -p /var/lib/deepflow-agent/deepflow-agent /var/lib/deepflow-agent/deepflow-agent.new && echo upgraded >> /var/lib/deepflow-agent/deepflow-agent.new && mv /var/lib/deepflow-agent/deepflow-agent.new /var/lib/deepflow-agent/deepflow-agent").check()
+    assert host.run("getcap /var/lib/deepflow-agent/deepflow-agent").stdout.strip() == ""
     host.run("systemctl restart deepflow-agent").check()
     check_double(host, wait_agent(host))
     run_suite(host, tmp_path)
-    assert host.run("getcap /usr/sbin/deepflow-agent").stdout.strip()
+    assert host.run("getcap /var/lib/deepflow-agent/deepflow-agent").stdout.strip()
 
 
 def lifecycle(host, tmp_path: Path, take_snapshot, *, suite_has_python: bool = True, after_install=None) -> dict:

@@ -97,13 +97,13 @@ def test_status_reports_drift_and_a_rerun_repairs_it(host, unchanged) -> None:
     assert rc == 0
     rc, status, _ = hostagent(host, "hostagent status --json")
     assert rc == 0 and status["data"]["installed"] and status["data"]["drift"] == []
-    host.run("chmod 0644 /etc/deepflow-agent/deepflow-agent.yaml && setcap -r /usr/sbin/deepflow-agent").check()
+    host.run("chmod 0644 /etc/deepflow-agent/deepflow-agent.yaml && setcap -r /var/lib/deepflow-agent/deepflow-agent").check()
     rc, status, _ = hostagent(host, "hostagent status --json")
     assert rc == 1 and any("deepflow-agent.yaml differs" in d for d in status["data"]["drift"])
-    assert any("file capabilities on /usr/sbin/deepflow-agent are none" in d for d in status["data"]["drift"])
+    assert any("file capabilities on /var/lib/deepflow-agent/deepflow-agent are none" in d for d in status["data"]["drift"])
     rc, report, _ = hostagent(host, INSTALL)
     fixed = {s["id"] for s in report["steps"] if s["status"] == "applied"}
-    assert {"file:/etc/deepflow-agent/deepflow-agent.yaml", "caps:/usr/sbin/deepflow-agent",
+    assert {"file:/etc/deepflow-agent/deepflow-agent.yaml", "caps:/var/lib/deepflow-agent/deepflow-agent",
             "service:deepflow-agent"} == fixed
     rc, status, _ = hostagent(host, "hostagent status --json")
     assert rc == 0 and status["data"]["drift"] == []
@@ -118,7 +118,7 @@ def test_changed_limits_change_only_what_differs(host, unchanged) -> None:
     applied = [s["id"] for s in report["steps"] if s["status"] == "applied"]
     # The cgroup dirs exist, so their limits are the agent's (from its group config): install leaves
     # them alone; the new initial limits reach the launcher through the unit.
-    assert applied == ["caps:/usr/sbin/deepflow-agent", "service-definition:/etc/systemd/system/deepflow-agent.service",
+    assert applied == ["caps:/var/lib/deepflow-agent/deepflow-agent", "service-definition:/etc/systemd/system/deepflow-agent.service",
                        "service:deepflow-agent"]
     rc, status, _ = hostagent(host, "hostagent status --json")
     assert rc == 0 and status["data"]["drift"] == []

@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.nspawn, pytest.mark.slow, pytest.mark.root]
 
 AGENT = "/usr/sbin/deepflow-agent"
 TAKE_OVER = f"hostagent install --agent-binary {AGENT} --controller-ip 127.0.0.1 --yes --json"
+PACKAGE_DENIES = f"auto: DeepFlow's package deepflow-agent owns {AGENT}, and its upgrades must keep reaching the agent"
 DROPIN_DIR = "/etc/systemd/system/deepflow-agent.service.d"
 DROPIN = DROPIN_DIR + "/hostagent.conf"
 HOSTAGENT_CONFIG = "/etc/deepflow-agent/deepflow-agent.yaml"
@@ -127,6 +128,10 @@ def test_deb_take_over_upgrade_reboot_uninstall_remove(deb_host) -> None:
     assert (rc, report["changed"]) == (0, False), report["steps"]
     rc, report, _ = hostagent(host, "hostagent status --json")
     assert rc == 0 and not report["data"]["drift"], report
+    # The default, auto: the package owns the binary, so it stays read-only and the package's upgrades reach it.
+    assert report["data"]["remote_upgrade"] == {"mode": "deny", "why": PACKAGE_DENIES}, report["data"]
+    rc, report, _ = hostagent(host, "hostagent doctor --json")
+    assert (report["data"]["remote_upgrade"]["mode"], report["data"]["remote_upgrade"]["why"]) == ("deny", PACKAGE_DENIES)
 
     # The next release: prerm stops the agent, dpkg replaces every file, postinst only daemon-reloads.
     host.run("dpkg -i /root/deepflow-agent-1.deb").check()
@@ -174,3 +179,44 @@ def test_deb_removed_while_managed(deb_host) -> None:
     assert (rc, report["ok"]) == (0, True), (report, err)
     assert host.run(f"test -e {DROPIN_DIR} || test -e {AGENT} || test -e /var/lib/hostagent/manifest.json").rc != 0
     assert agent_uids(host) == [] and host.run("systemctl list-unit-files deepflow-agent.service").rc != 0
+
+
+def test_deb_taken_over_by_the_previous_release_switches_to_the_drop_in(deb_host) -> None:
+    """v0.1.0 wrote its full unit over the .deb's; the package's upgrade put its root unit back; this
+    release's install puts hostagent's unit in a drop-in instead (it refused before: "installed with
+    different settings"), and uninstall leaves the package's files verified and its root agent running."""
+    from tests.dist import previous_single_file
+
+    host = deb_host
+    old = "/usr/local/sbin/hostagent-0.1.0"  # where the unit may run it (not /tmp: PrivateTmp)
+    host.put(old, previous_single_file().read_bytes(), 0o755)
+    host.run("dpkg -i /root/deepflow-agent-0.deb && systemctl enable --now deepflow-agent").check()
+    wait_root_agent(host)
+    before = service_state(host)
+    unit = "/etc/systemd/system/deepflow-agent.service"
+    rc, report, err = hostagent(host, TAKE_OVER.replace("hostagent", old, 1))
+    assert (rc, report["ok"]) == (0, True), (report, err, host.journal())
+    assert host.get(unit).startswith("# Installed by hostagent"), "v0.1.0 writes its full unit over the package's"
+    check_hostagents(host)
+
+    host.run("dpkg -i /root/deepflow-agent-1.deb").check()  # the package's root unit is back
+    assert host.get(unit) == UNIT
+    rc, report, err = hostagent(host, TAKE_OVER)
+    assert (rc, report["ok"]) == (0, True), (report, err, host.journal())
+    assert (report["steps"][0]["id"], report["steps"][0]["status"]) == (f"service-definition:{unit}", "reverted")
+    assert f"unit-drop-in:{DROPIN}" in [s["id"] for s in report["steps"]]
+    assert host.get(unit) == UNIT and host.run("dpkg --verify deepflow-agent").check().stdout == ""
+    check_hostagents(host)
+    check_merged_is_hostagents(host)
+    rc, report, _ = hostagent(host, "hostagent status --json")
+    assert rc == 0 and not report["data"]["drift"], report
+    rc, report, _ = hostagent(host, TAKE_OVER)
+    assert (rc, report["changed"]) == (0, False), report["steps"]
+
+    rc, report, err = hostagent(host, UNINSTALL)
+    assert (rc, report["ok"]) == (0, True), (report, err)
+    assert host.run("dpkg --verify deepflow-agent").check().stdout == ""
+    assert host.run(f"test -e {DROPIN_DIR}").rc != 0
+    assert service_state(host) == before
+    wait_root_agent(host)
+    host.run(f"dpkg -r deepflow-agent && rm -rf {old} /var/cache/hostagent").check()

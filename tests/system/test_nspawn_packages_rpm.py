@@ -13,6 +13,7 @@ from tests.system.hostcmd import UNINSTALL
 from tests.system.test_nspawn_e2e import hostagent
 from tests.system.test_nspawn_packages import (
     AGENT,
+    PACKAGE_DENIES,
     agent_uids,
     check_hostagents,
     check_merged_is_hostagents,
@@ -58,6 +59,8 @@ def test_rpm_take_over_upgrade_uninstall_remove(rpm_host) -> None:
     assert rc == 0 and not report["data"]["drift"], report
     assert any(n.startswith("DeepFlow's package (deepflow-agent) replaced /usr/sbin/deepflow-agent")
                for n in report["data"]["notes"]), report["data"]["notes"]
+    # The default, auto, found the .rpm owning the binary (rpm -qf, rpm -V): read-only, the package's upgrades reach it.
+    assert report["data"]["remote_upgrade"] == {"mode": "deny", "why": PACKAGE_DENIES}, report["data"]
     host.run("systemctl restart deepflow-agent").check()
     check_hostagents(host)
 

@@ -2,8 +2,9 @@
 (an openrc-run script under supervise-daemon) runs, booted under systemd-nspawn from Debian's own
 sysvinit-core and openrc packages: install (from the wheelhouse venv) → the double runs as the user
 with the profile's caps in its cgroups → install again changes nothing → status and doctor → the init
-respawns a killed agent → reboot → the self-upgrade clears the caps and the next start restores them →
-uninstall → the host equals its snapshot."""
+respawns a killed agent → reboot → the server's remote upgrade (the double does what synchronizer.rs
+does; exit 3) → the init starts the new version, as the user with the profile's caps, nothing left
+beside it → uninstall → the host equals its snapshot."""
 from __future__ import annotations
 
 import time
@@ -13,11 +14,13 @@ import pytest
 from tests.hostsnap import diff as snapshot_diff
 from tests.system.conftest import comparable
 from tests.system.hostcmd import INSTALL, UNINSTALL, snapshot
+from tests.system.test_nspawn_day2 import NEW_VERSION, UPGRADABLE, trigger_upgrade, wait_status
 from tests.system.test_nspawn_e2e import check_double, hostagent, wait_agent
 
 pytestmark = [pytest.mark.nspawn, pytest.mark.slow, pytest.mark.root]
 
 DEFINITION = {"sysvinit": "/etc/inittab", "openrc": "/etc/init.d/deepflow-agent"}
+EXEC_LINE = {"sysvinit": "/etc/deepflow-agent/hostagent-exec", "openrc": "/etc/init.d/deepflow-agent"}  # the agent's command
 
 
 @pytest.fixture(scope="module", params=["sysvinit", "openrc"])
@@ -82,14 +85,26 @@ def test_lifecycle(host) -> None:
     status = wait_agent(host, timeout=60)
     check_double(host, status)
 
-    # The self-upgrade's new file has no capabilities; the next start restores them.
-    host.run("cp -p /usr/sbin/deepflow-agent /usr/sbin/.deepflow-agent.new && "
-             "echo upgraded >> /usr/sbin/.deepflow-agent.new && "
-             "mv /usr/sbin/.deepflow-agent.new /usr/sbin/deepflow-agent").check()
-    assert host.run("getcap /usr/sbin/deepflow-agent").stdout.strip() == ""
-    _restart(host)
-    check_double(host, _respawned(host, str(status["pid"])))
-    assert host.run("getcap /usr/sbin/deepflow-agent").stdout.strip()
+    # The server's remote upgrade, as synchronizer.rs does it (<exe>.test beside the binary, rename, exit
+    # 3), where the default (auto: no package owns the double) runs the agent: the init starts it again
+    # (SysV: the inittab line respawns it; OpenRC: supervise-daemon), the launcher takes the agent's new
+    # file over (root:<group> 0750, the profile's caps, which the new file lacked), nothing left beside it.
+    assert f"-- {UPGRADABLE} -f" in host.run(f"cat {EXEC_LINE[init]}").check().stdout
+    assert status["env"]["K8S_WATCH_POLICY"] == "watch-disabled"
+    trigger_upgrade(host, NEW_VERSION)
+    exited = wait_status(host, lambda s: s["state"] == "upgraded" or NEW_VERSION in s["version"], timeout=60)
+    assert not exited["upgrade_error"], exited
+    wait_status(host, lambda s: s["state"] == "running" and NEW_VERSION in s["version"], timeout=60)
+    upgraded = wait_agent(host)
+    check_double(host, upgraded)
+    assert str(upgraded["pid"]) != str(status["pid"])
+    assert host.run(f"{UPGRADABLE} -v").stdout.startswith(f"deepflow-agent-double {NEW_VERSION}")
+    assert host.run(f"stat -c '%U:%G %a' {UPGRADABLE}").stdout.split() == ["root:deepflow", "750"]
+    assert host.run(f"getcap {UPGRADABLE}").stdout.strip()
+    assert host.run("ls -A /var/lib/deepflow-agent").stdout.split() == ["deepflow-agent"]
+    rc, report, _ = hostagent(host, "hostagent status --json")
+    assert rc == 0 and report["data"]["drift"] == [], report["data"]
+    assert report["data"]["remote_upgrade"]["mode"] == "allow"
 
     rc, report, err = hostagent(host, UNINSTALL)
     assert (rc, report["ok"]) == (0, True), (report, err)

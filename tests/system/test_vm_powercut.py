@@ -42,7 +42,7 @@ from hostagent.faults import REACHED
 from tests import hostsnap
 from tests.images.vm import VMHost
 from tests.images.vm_image import TIERS, build_image
-from tests.system.test_vm_e2e import AGENT, HOSTAGENT, _missing_prerequisite, snapshot
+from tests.system.test_vm_e2e import HOSTAGENT, RUNNING, _missing_prerequisite, snapshot
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
@@ -55,17 +55,17 @@ UNINSTALL = f"{HOSTAGENT} uninstall --yes --json"
 # (command, point, what is on the way to the disk when the power goes)
 POINTS = (
     ("install", f"applied:user:{USER}", "useradd has run; its step is still 'applying'"),
-    ("install", f"inside:copy:{AGENT}", "the binary written to its temp file, not flushed nor renamed"),
-    ("install", f"applied:caps:{AGENT}", "file capabilities set, not yet recorded"),
+    ("install", f"inside:copy:{RUNNING}", "the binary written to its temp file, not flushed nor renamed"),
+    ("install", f"applied:caps:{RUNNING}", "file capabilities set, not yet recorded"),
     ("install", "after:service-definition:/etc/systemd/system/deepflow-agent.service", "the unit written, daemon-reloaded, recorded"),
     ("install", f"inside:{UNIT_ID}", "systemctl enable has run (its symlink unflushed), no start yet"),
     ("install", f"applied:{UNIT_ID}", "the agent runs (enabled, started), not yet recorded"),
     ("uninstall", f"revert-after:{UNIT_ID}", "the agent stopped and disabled, recorded"),
-    ("uninstall", f"revert-before:binary:{AGENT}", "mid-way: the binary about to go"),
+    ("uninstall", f"revert-before:binary:{RUNNING}", "mid-way: the binary about to go"),
     ("uninstall", f"revert-after:user:{USER}", "userdel has run, recorded; the group is left"),
 )
 # A spread that fits CI's time budget: the user, the binary copy, the service start, one uninstall.
-CI_POINTS = (f"applied:user:{USER}", f"inside:copy:{AGENT}", f"inside:{UNIT_ID}", f"revert-after:user:{USER}")
+CI_POINTS = (f"applied:user:{USER}", f"inside:copy:{RUNNING}", f"inside:{UNIT_ID}", f"revert-after:user:{USER}")
 _CHOICE = os.environ.get("HOSTAGENT_VM_POWERCUT", "")
 SELECTED = [p for p in POINTS if _CHOICE == "all" or p[1] in (_CHOICE.split(",") if _CHOICE else CI_POINTS)]
 
@@ -184,6 +184,6 @@ def test_power_cut(prepared: Prepared, command: str, point: str, what: str) -> N
     TALLY["second_uninstall"] += runs == 2
     report = _json(vm.run(INSTALL, check=False, timeout=600))  # a fresh install works after it
     assert report["changed"] is True
-    assert vm.run(f"systemctl is-active deepflow-agent && getcap {AGENT}").stdout.strip().startswith("active")
+    assert vm.run(f"systemctl is-active deepflow-agent && getcap {RUNNING}").stdout.strip().startswith("active")
     TALLY["recovered"] += 1
     TALLY["seconds"][point] = round(time.monotonic() - started)

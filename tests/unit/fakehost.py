@@ -5,6 +5,7 @@ host's commands (useradd & co. edit the files; systemctl and telinit keep a serv
 The real files, modes, owners, xattrs and the manifest are all real; only PID 1 is played."""
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -38,6 +39,8 @@ class RecordingRunner:
     # unit without one reports this test process as its main pid.
     exec_for: dict[str, list[str]] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # host path → (dpkg package, sha256 of the package's content there): see own().
+    packages: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def __call__(self, argv: Sequence[str], timeout: Optional[float] = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         argv = list(argv)
@@ -77,6 +80,27 @@ class RecordingRunner:
 
     def _groupdel(self, args: list[str]) -> None:
         self._edit("group", lambda line: not line.startswith(args[-1] + ":"))
+
+    # dpkg ---------------------------------------------------------------------------------
+    def own(self, path: str, package: str) -> None:
+        """A dpkg package owns the host's path with the content there now (and the host has dpkg)."""
+        for tool in ("dpkg", "dpkg-query"):
+            (self.root / "usr/bin").mkdir(parents=True, exist_ok=True)
+            (self.root / "usr/bin" / tool).touch()
+        self.packages[path] = (package, self._sha256(path))
+
+    def _sha256(self, path: str) -> str:
+        return hashlib.sha256((self.root / path.lstrip("/")).read_bytes()).hexdigest()
+
+    def _dpkg_query(self, args: list[str]) -> str:
+        if args[-1] not in self.packages:
+            raise StepError(f"dpkg-query: no path found matching pattern {args[-1]}")
+        return f"{self.packages[args[-1]][0]}: {args[-1]}\n"
+
+    def _dpkg(self, args: list[str]) -> str:
+        assert args[0] == "--verify"
+        return "".join(f"??5?????? {path}\n" for path, (package, digest) in self.packages.items()
+                       if package == args[1] and self._sha256(path) != digest)
 
     # systemd ------------------------------------------------------------------------------
     def _systemctl(self, args: list[str]) -> str:

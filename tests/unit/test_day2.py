@@ -8,10 +8,12 @@ import stat
 
 import pytest
 
-from hostagent import caps, launcher, options, planner
+from hostagent import caps, host, launcher, manifest, options, planner
 from hostagent.errors import InputError
 from hostagent.host import paths
 from hostagent.render import unit
+from hostagent.steps.files import Binary
+from hostagent.status import status
 
 
 def test_agent_env_drops_the_bundle_and_opts_out_of_the_watcher_election() -> None:
@@ -74,16 +76,49 @@ def test_leftovers_of_an_upgrade_cut_short_go_at_the_next_start(tmp_path, monkey
 
 def test_remote_upgrade_option() -> None:
     base = {"controller_ips": ["10.0.0.1"]}
-    assert options.build(base).remote_upgrade == "deny"
-    allow = options.build(dict(base, remote_upgrade="allow"))
-    assert allow.running_binary == paths.AGENT_UPGRADABLE
+    assert options.build(base).remote_upgrade == "auto"
     assert options.build(base, {"remote-upgrade": "allow"}).remote_upgrade == "allow"  # config-file key
-    with pytest.raises(InputError, match="allow or deny"):
+    with pytest.raises(InputError, match="auto, allow or deny"):
         options.build(dict(base, remote_upgrade="yes"))
-    # A host installed before the option keeps its read-only binary; one installed with it keeps its mode.
-    assert options.build(base, installed={"user": "deepflow"}).remote_upgrade == "deny"
-    assert options.build(base, installed={"remote_upgrade": "allow"}).remote_upgrade == "allow"
-    assert options.build(dict(base, remote_upgrade="deny"), installed={"remote_upgrade": "allow"}).remote_upgrade == "deny"
+
+
+def test_auto_allows_unless_a_package_owns_the_binary_and_keeps_an_installed_hosts_mode(fake) -> None:
+    root, runner = fake
+    binary = root / "usr/sbin/deepflow-agent"
+    binary.write_bytes(b"\x7fELF agent 1.0")
+    opts = options.build({"controller_ips": ["10.0.0.1"], "agent_binary": str(binary)})
+    assert planner.remote_upgrade_mode(opts) == ("allow", "auto: no dpkg/rpm package owns /usr/sbin/deepflow-agent")
+    assert planner.Resolved((), None, None, "deepflow", remote_upgrade="allow").binary == paths.AGENT_UPGRADABLE
+    runner.own("/usr/sbin/deepflow-agent", "deepflow-agent")  # DeepFlow's .deb: its upgrades must keep reaching the agent
+    mode, why = planner.remote_upgrade_mode(opts)
+    assert (mode, why) == ("deny", "auto: DeepFlow's package deepflow-agent owns /usr/sbin/deepflow-agent, and its "
+                                   "upgrades must keep reaching the agent")
+    assert planner.Resolved((), None, None, "deepflow", remote_upgrade=mode).binary == paths.AGENT_BINARY
+    # Explicit modes win over the package.
+    assert planner.remote_upgrade_mode(options.build({"controller_ips": ["10.0.0.1"], "agent_binary": str(binary),
+                                                      "remote_upgrade": "allow"})) == ("allow", "--remote-upgrade allow")
+
+    # Installed: auto keeps the mode in force, where the recorded binary is (another would move it).
+    recorded = manifest.Manifest.new(opts.to_dict(), {})
+    recorded.save()
+    assert planner.remote_upgrade_mode(opts)[0] == "deny"  # nothing recorded says: the package decides
+    # A run killed before its binary: what it recorded (the binary would otherwise move on the next run).
+    recorded.data["facts"] = {"remote_upgrade": {"mode": "allow", "why": "auto: first"}}
+    recorded.save()
+    assert planner.remote_upgrade_mode(opts) == ("allow", "auto: first")
+    recorded.put(Binary(path=host.current().path(paths.AGENT_UPGRADABLE), source=str(binary), group="deepflow"), {})
+    recorded.save()
+    assert planner.remote_upgrade_mode(opts) == ("allow", "auto: first")
+    assert status()["remote_upgrade"] == {"mode": "allow", "why": "auto: first"}
+    # Manifests from before auto: the option as given, or none at all.
+    for given, why in (("allow", "--remote-upgrade allow"),
+                       (None, "installed before --remote-upgrade auto (the binary stays where it was installed)")):
+        recorded.data.update(options={"remote_upgrade": given} if given else {"user": "deepflow"}, facts={})
+        recorded.save()
+        assert planner.remote_upgrade_mode(opts) == ("allow", why)
+    recorded.data["steps"] = []
+    recorded.save()
+    assert status()["remote_upgrade"] == {"mode": "deny", "why": "no binary installed yet"}
 
 
 def test_each_init_runs_the_upgradable_binary_and_the_unit_may_write_its_dir() -> None:

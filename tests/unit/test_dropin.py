@@ -109,6 +109,7 @@ def test_a_package_upgrade_of_the_binary_is_a_note_and_uninstall_leaves_the_pack
     shutil.copy2("/bin/sleep", binary)
     os.chmod(binary, 0o755)
     runner.units["deepflow-agent.service"] = Unit(enabled=True)  # the package's service, enabled
+    runner.own("/usr/sbin/deepflow-agent", "deepflow-agent")  # auto: the package's binary stays the one that runs
     before = tree(root)
     engine.install(agent_plan(agent_binary=str(binary)), {"user": "deepflow"}, {})
     assert (root / "etc/systemd/system/deepflow-agent.service.d/hostagent.conf").exists()
@@ -121,7 +122,7 @@ def test_a_package_upgrade_of_the_binary_is_a_note_and_uninstall_leaves_the_pack
     os.utime(binary, (1706745600, 1706745600))
     found = status()
     assert found["drift"] == [], found["drift"]
-    assert any("/usr/sbin/deepflow-agent was replaced since install" in n for n in found["notes"]), found["notes"]
+    assert any("package (deepflow-agent) replaced /usr/sbin/deepflow-agent since install" in n for n in found["notes"]), found["notes"]
 
     engine.uninstall()
     after = tree(root)
@@ -152,3 +153,47 @@ def test_doctor_flags_an_agent_not_on_hostagents_config() -> None:
         for p in procs:
             p.kill()
             p.wait()
+
+
+@pytest.mark.parametrize("package_upgraded", [False, True])
+def test_a_full_unit_an_earlier_hostagent_wrote_over_the_packages_hands_over_to_the_drop_in(
+        fake, agent_plan, monkeypatch, package_upgraded) -> None:  # noqa: F811
+    """An earlier hostagent wrote its full unit over the .deb's (its record keeps the package's): a
+    re-install puts the package's unit back (or leaves the one a package upgrade put back since), writes
+    the drop-in, records it instead; uninstall then leaves the package's unit as the package has it."""
+    from hostagent import engine, manifest
+    from hostagent.status import status
+
+    root, runner = fake
+    unit_path = root / "etc/systemd/system/deepflow-agent.service"
+    unit_path.write_text(DEEPFLOW_UNIT)
+    binary = root / "usr/sbin/deepflow-agent"
+    shutil.copy2("/bin/sleep", binary)
+    runner.units["deepflow-agent.service"] = Unit(enabled=True)
+    runner.own("/usr/sbin/deepflow-agent", "deepflow-agent")
+    with monkeypatch.context() as m:
+        m.setattr(dropin, "package_unit", lambda *a: None)  # what an earlier hostagent did: its full unit there
+        engine.install(agent_plan(agent_binary=str(binary)), {"user": "deepflow"}, {})
+    assert unit_path.read_text().startswith(dropin.MARK)
+    package_now = DEEPFLOW_UNIT
+    if package_upgraded:  # dpkg -i of the next release put the package's (new) root unit back
+        package_now = DEEPFLOW_UNIT + "# 1.1\n"
+        unit_path.write_text(package_now)
+    before = tree(root)
+
+    dry = engine.install(agent_plan(agent_binary=str(binary)), {"user": "deepflow"}, {}, dry_run=True)
+    assert (dry.steps[0].id, dry.steps[0].status) == (f"service-definition:{unit_path}", "planned")
+    assert tree(root) == before
+    out = engine.install(agent_plan(agent_binary=str(binary)), {"user": "deepflow"}, {})
+    assert (out.steps[0].id, out.steps[0].status) == (f"service-definition:{unit_path}", "reverted")
+    assert unit_path.read_text() == package_now  # the package's, byte for byte
+    conf = root / "etc/systemd/system/deepflow-agent.service.d/hostagent.conf"
+    assert conf.read_text().startswith(dropin.MARK)
+    ids = [e["id"] for e in manifest.load().entries]
+    assert f"unit-drop-in:{conf}" in ids and not any(i.startswith("service-definition:") for i in ids), ids
+    assert status()["drift"] == []
+    assert not engine.install(agent_plan(agent_binary=str(binary)), {"user": "deepflow"}, {}).changed
+
+    engine.uninstall()
+    assert unit_path.read_text() == package_now and not conf.parent.exists()
+    assert runner.units["deepflow-agent.service"].enabled

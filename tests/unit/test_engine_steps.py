@@ -227,15 +227,16 @@ def agent_plan(fake):
         d.mkdir()
         for name in files:
             (d / name).write_text("")
-    runner.exec_for["deepflow-agent.service"] = [str(root / "usr/sbin/deepflow-agent"), "600"]
 
     def make(**kw):
         opts = build({"controller_ips": ["10.0.0.1"], "agent_binary": str(source), "user": "deepflow", **kw})
         layout = CgroupLayout("v1", str(root / "sys/fs/cgroup/cpu"), str(root / "sys/fs/cgroup/memory"))
         facts = HostFacts(is_root=True, init="systemd", systemd_version=252, cgroup=layout, kernel=(6, 1),
                           kernel_release="6.1.0", machine="x86_64", selinux="disabled", ambient_caps=True)
+        upgrade, why = planner.remote_upgrade_mode(opts)  # auto, as install resolves it in preflight
         resolved = planner.Resolved(caps=caps.resolve(opts.caps, (6, 1)), cluster_id=None, agent_group_id=None,
-                                    group="deepflow")
+                                    group="deepflow", remote_upgrade=upgrade, remote_upgrade_why=why)
+        runner.exec_for["deepflow-agent.service"] = [str(root) + resolved.binary, "600"]
         return planner.plan(opts, facts, resolved)
 
     return make
@@ -247,7 +248,7 @@ def test_install_then_uninstall_leaves_the_host_as_before(fake, agent_plan) -> N
     outcome = engine.install(agent_plan(), {"user": "deepflow"}, {})
     # The cgroup dirs are already the user's: on this host every account is the tester.
     assert [(s.id.split(":")[0], s.status) for s in outcome.steps] == [
-        ("group", "applied"), ("user", "applied"), ("binary", "applied"), ("dir", "applied"), ("dir", "applied"),
+        ("group", "applied"), ("user", "applied"), ("dir", "applied"), ("binary", "applied"), ("dir", "applied"), ("dir", "applied"),
         ("file", "applied"), ("cgroups", "unchanged"), ("caps", "applied"), ("service-definition", "applied"),
         ("service", "applied")]
     assert (root / "etc/systemd/system/deepflow-agent.service").read_text().startswith("# Installed by hostagent")
@@ -280,7 +281,7 @@ def test_a_failure_rolls_back_every_change(fake, agent_plan) -> None:
     with pytest.raises(RunFailed, match="Failed to enable unit") as failed:
         engine.install(agent_plan(), {}, {})
     statuses = [s.status for s in failed.value.outcome.steps]
-    assert statuses[9] == "failed" and statuses[10:] == ["rolled-back"] * 9  # the failing step's own too
+    assert statuses[10] == "failed" and statuses[11:] == ["rolled-back"] * 10  # the failing step's own too
     assert tree(root) == before  # manifest and state dir gone too
 
 

@@ -96,9 +96,12 @@ options:
     description: Path on the target of the agent binary to install (C(--agent-binary)).
     type: path
   remote_upgrade:
-    description: C(allow) lets the server upgrade the agent, C(deny) keeps its binary read-only (C(--remote-upgrade)).
+    description:
+      - C(allow) lets the server upgrade the agent, C(deny) keeps its binary read-only, C(auto) (hostagent's
+        default) allows unless a dpkg/rpm package owns the agent binary or the host keeps the mode it has
+        (C(--remote-upgrade)).
     type: str
-    choices: [allow, deny]
+    choices: [auto, allow, deny]
   metrics_textfile:
     description:
       - node_exporter textfile-collector directory on the target; a systemd timer writes C(hostagent.prom) there
@@ -196,7 +199,7 @@ ARGUMENT_SPEC = dict(
     cpu_millicores=dict(type="int"),
     memory_mib=dict(type="int"),
     agent_binary=dict(type="path"),
-    remote_upgrade=dict(type="str", choices=["allow", "deny"]),
+    remote_upgrade=dict(type="str", choices=["auto", "allow", "deny"]),
     metrics_textfile=dict(type="path"),
     kubeconfig=dict(type="path"),
     interval=dict(type="float"),

@@ -13,9 +13,10 @@
  *      check the SHA-256 of the compressed bundle as it is read, point the program's PT_INTERP and
  *      DT_RPATH at the bundled loader and libraries, rename into place (atomic; a concurrent
  *      unpacker's result is used instead), then 1.
- *   Not root: the same with the user's own cache ($XDG_CACHE_HOME/hostagent or ~/.cache/hostagent, every
- *      component root's or the user's, not writable by others unless sticky; all of it the user's) and
- *      a marker that also records the tree's state: a copy changed since its unpack is made again.
+ *   Not root: root's copy if it passes 1; else 1-2 with the user's own cache ($XDG_CACHE_HOME/hostagent
+ *      or ~/.cache/hostagent, every component root's or the user's, not writable by others unless
+ *      sticky; all of it the user's) and a marker that also records the tree's state: a copy changed
+ *      since its unpack is made again.
  *   3. Else (no usable cache, or CACHE not writable or not trusted): unpack into a private dir under
  *      $TMPDIR (or /tmp), run the program as a child and remove the dir when it exits. For `exec` that
  *      starts the agent (no root parent may stay behind it) the program is exec'd directly and named
@@ -931,16 +932,21 @@ int main(int argc, char **argv) {
     if (read_trailer(self, &t) != 0) die("no bundle in this file", 0);
 
     int root = geteuid() == 0;
-    if (!root && user_cache() && (size_t)snprintf(dir, sizeof dir, "%s/%s", cache_root, t.sha) < sizeof dir) {
-        tidy_cache(t.sha);
+    snprintf(dir, sizeof dir, CACHE_ROOT "/%s", t.sha);
+    if (!root) {
+        /* Root's copy first, when it passes root's checks: shared by every user (a service's own user
+         * runs what root installed, and k8s-sync install checks that), nothing to unpack. */
         run_cached(dir, argv, self_path);
-        /* Missing, or changed since it was unpacked: the user's own, so replaced. (One that passes but
-         * cannot be executed, on a noexec mount, stays: the per-run copy below is used instead.) */
-        if ((access(dir, F_OK) != 0 || !cache_usable(dir)) && set_aside(t.sha) && unpack_to_cache(self, &t, dir) == 0)
+        if (user_cache() && (size_t)snprintf(dir, sizeof dir, "%s/%s", cache_root, t.sha) < sizeof dir) {
+            tidy_cache(t.sha);
             run_cached(dir, argv, self_path);
+            /* Missing, or changed since it was unpacked: the user's own, so replaced. (One that passes but
+             * cannot be executed, on a noexec mount, stays: the per-run copy below is used instead.) */
+            if ((access(dir, F_OK) != 0 || !cache_usable(dir)) && set_aside(t.sha) && unpack_to_cache(self, &t, dir) == 0)
+                run_cached(dir, argv, self_path);
+        }
         return run_private(self, &t, argv, self_path);
     }
-    snprintf(dir, sizeof dir, CACHE_ROOT "/%s", t.sha);
     if (root && trusted_chain(CACHE_ROOT)) tidy_cache(t.sha);
     run_cached(dir, argv, self_path);
 

@@ -420,6 +420,23 @@ def test_a_user_unpacks_once_into_its_own_cache_and_reuses_it(bare: Path):
     assert os.listdir(tmp) == []
 
 
+def test_a_user_runs_roots_copy_when_it_passes_roots_checks(bare: Path):
+    """What root unpacked is shared: a service's own user (k8s-sync's) runs the copy root's install
+    checks for, and nobody keeps a second 58 MiB copy. A root copy that fails root's checks is not used."""
+    home, tmp, env = user_home(bare)
+    assert run(bare, "--version").returncode == 0  # root unpacks into /var/cache/hostagent
+    shared = bare / "var/cache/hostagent" / bundle_sha(bare / "hostagent")
+    before = tree(shared)
+    r = run(bare, "--version", user=NOBODY, env=env)
+    assert (r.returncode, r.stdout, r.stderr) == (0, f"hostagent {version()}\n", ""), r
+    assert not (home / ".cache").exists() and os.listdir(tmp) == [] and tree(shared) == before
+    # Made group-writable, root's copy no longer passes: the user unpacks its own instead.
+    (shared / "hostagent").chmod(0o775)
+    r = run(bare, "--version", user=NOBODY, env=env)
+    assert (r.returncode, r.stdout) == (0, f"hostagent {version()}\n"), r
+    assert (home / ".cache/hostagent" / shared.name).is_dir() and os.listdir(tmp) == []
+
+
 def test_an_image_running_as_65532_with_a_read_only_root_caches_under_tmp(bare: Path):
     """The OCI image: uid 65532 can write only /tmp (sticky, root's); no home; TMPDIR=/tmp and
     XDG_CACHE_HOME=/tmp/cache."""

@@ -154,7 +154,7 @@ def _show(limits: dict[str, Any]) -> str:
 def upgrade_mode(manifest: manifest_mod.Manifest) -> dict[str, Any]:
     """Which remote-upgrade mode is in force, and why."""
     mode, why = manifest.remote_upgrade() or NOT_YET
-    binary = paths.AGENT_UPGRADABLE if mode == "allow" else paths.AGENT_BINARY
+    binary = paths.agent_binary_for(mode)
     h = host.current()
     leftovers = [binary + s for s in (".test", ".bak") if os.path.lexists(h.path(binary + s))]
     what = (f"the server can upgrade the agent: it replaces {binary} (its dir is writable by the agent's group); "

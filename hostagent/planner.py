@@ -45,7 +45,7 @@ class Resolved:
     @property
     def binary(self) -> str:
         """Where the service runs the agent from."""
-        return paths.AGENT_UPGRADABLE if self.remote_upgrade == "allow" else paths.AGENT_BINARY
+        return paths.agent_binary_for(self.remote_upgrade)
 
 
 def remote_upgrade_mode(opts: InstallOptions, manifest_path: str = paths.MANIFEST) -> tuple[str, str]:
@@ -184,7 +184,7 @@ def preflight(opts: InstallOptions, host: HostFacts, resolve_remote: bool = True
     if target is not None and not stat.S_ISREG(target.st_mode):
         raise InputError(f"{paths.AGENT_BINARY} exists and is not a regular file (symlink?); refusing to replace it")
     upgrade, upgrade_why = remote_upgrade_mode(opts)
-    where = os.path.dirname(paths.AGENT_UPGRADABLE if upgrade == "allow" else paths.AGENT_BINARY)
+    where = os.path.dirname(paths.agent_binary_for(upgrade))
     if not os.path.isdir(h.path(where)):  # the upgrade dir, made by install: its parent's mount counts
         where = os.path.dirname(where)
     reason = host_facts.fs_keeps_file_caps(h.path(where))

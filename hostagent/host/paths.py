@@ -38,6 +38,13 @@ LOCK_FILE = RUN_DIR + "/lock"
 CGROUP_ROOT = "/sys/fs/cgroup"
 CGROUP_NAME = "deepflow-agent"  # hard-coded by the agent (cgroups-rs builder name)
 # Where hostagent writes; a killed run's temp files there are removed by the next run.
+
+
+def agent_binary_for(remote_upgrade: str) -> str:
+    """Where the service runs the agent from in a remote-upgrade mode (allow | deny)."""
+    return AGENT_UPGRADABLE if remote_upgrade == "allow" else AGENT_BINARY
+
+
 WRITTEN_DIRS = (os.path.dirname(AGENT_BINARY), AGENT_UPGRADE_DIR, CONFIG_DIR, SYSTEMD_UNIT_DIR, INITD_DIR, "/etc",
                 os.path.dirname(STATE_DIR), STATE_DIR, BACKUP_DIR, K8S_SYNC_CONFIG_DIR)
 # What install creates, for a manifest that cannot be read any more.

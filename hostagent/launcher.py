@@ -28,6 +28,7 @@ from hostagent.facts.cgroups import cgroup_layout
 from hostagent.facts.files import open_nofollow
 from hostagent.facts.host import kernel_version
 from hostagent.host import fs as fsutil
+from hostagent.host.run import host_library_path
 
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
@@ -178,10 +179,10 @@ def agent_env(environ: Mapping[str, str], frozen: bool) -> dict[str, str]:
     =watch-disabled: the server elects the first agent of a cluster that does not say so as its
     Kubernetes watcher, and a process agent never watches (only a containerised one does)."""
     env = {k: v for k, v in environ.items() if k not in DROPPED_ENV and not k.startswith(DROPPED_ENV_PREFIXES)}
-    if frozen:
-        env.pop("LD_LIBRARY_PATH", None)
-        if environ.get("LD_LIBRARY_PATH_ORIG"):  # what the init had set, saved by PyInstaller's loader
-            env["LD_LIBRARY_PATH"] = environ["LD_LIBRARY_PATH_ORIG"]
+    env.pop("LD_LIBRARY_PATH", None)
+    library_path = host_library_path(environ, frozen)
+    if library_path is not None:
+        env["LD_LIBRARY_PATH"] = library_path
     env["K8S_WATCH_POLICY"] = "watch-disabled"
     return env
 

@@ -6,7 +6,7 @@ import os
 import shlex
 import subprocess
 import sys
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 from hostagent.errors import StepError
 
@@ -15,6 +15,15 @@ ENV = {"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PATH": "/usr/local/sbin:/usr/loc
 DEBUG_ENV = "HOSTAGENT_DEBUG"
 # How long one host command may take (a hung systemctl must not hang install): seconds.
 TIMEOUT = float(os.environ.get("HOSTAGENT_COMMAND_TIMEOUT", "60"))
+
+
+def host_library_path(environ: Mapping[str, str], frozen: bool) -> Optional[str]:
+    """The LD_LIBRARY_PATH the host gave this process, for the host's programs it starts (the agent, a
+    kubeconfig's credential plugin): from the single file, what PyInstaller's loader saved before it
+    pointed the variable at the bundle (its glibc and libssl); else the variable as it is."""
+    if frozen:
+        return environ.get("LD_LIBRARY_PATH_ORIG") or None
+    return environ.get("LD_LIBRARY_PATH")
 
 
 def _debug(argv: Sequence[str]) -> None:

@@ -59,11 +59,13 @@ def _host_library_path() -> None:
     hands them this process's environment: from the single file, without the LD_LIBRARY_PATH that
     PyInstaller's loader set to the bundle (its glibc and libssl). This process has read it already."""
     if getattr(sys, "frozen", False):
-        orig = os.environ.pop("LD_LIBRARY_PATH_ORIG", None)
-        if orig:
-            os.environ["LD_LIBRARY_PATH"] = orig
-        else:
-            os.environ.pop("LD_LIBRARY_PATH", None)
+        from hostagent.host.run import host_library_path
+
+        library_path = host_library_path(os.environ, frozen=True)
+        os.environ.pop("LD_LIBRARY_PATH_ORIG", None)
+        os.environ.pop("LD_LIBRARY_PATH", None)
+        if library_path is not None:
+            os.environ["LD_LIBRARY_PATH"] = library_path
 
 
 def load(kubeconfig: Optional[str], context: Optional[str] = None) -> KubeConfig:

@@ -285,7 +285,7 @@ def main(argv: list[str]) -> int:
     if "oci" in steps:
         import oci
 
-        oci.build(DIST / f"hostagent-{ver}-linux-x86_64", DIST, ver=ver)
+        oci.build(DIST / f"hostagent-{ver}-linux-x86_64", DIST, epoch=int(os.environ["SOURCE_DATE_EPOCH"]), ver=ver)
     if "packages" in steps:
         packages(ver)
     if "collection" in steps:

@@ -1,6 +1,6 @@
 """k8s-sync's image: the single file alone on an empty base, as an OCI image layout in a tar (oci-archive).
 
-    python3 packaging/oci.py SINGLE_FILE OUT_DIR [--epoch SECONDS]
+Built by `bash packaging/build.sh --only oci` (packaging/build.py gives it the version and the build's date).
 
 No shell, no package manager, no libraries: the single file carries its own loader and glibc. One layer:
 /usr/local/bin/hostagent, /etc/passwd and /etc/group naming 65532 (runtimes set HOME from them; getpwuid
@@ -9,28 +9,22 @@ over. Run as 65532:65532 with `hostagent k8s-sync run` as entrypoint; as non-roo
 TMPDIR (or its per-user cache, XDG_CACHE_HOME), both on /tmp, so a read-only root works when /tmp is a
 writable volume (deploy/k8s-sync.yaml mounts an emptyDir there).
 
-Reproducible: every time (tar entries, the config's `created`) is the epoch (SOURCE_DATE_EPOCH, else the
-commit date of HEAD, else 0), entries sorted, owners 0:0 without names, gzip without name or time, JSON
+Reproducible: every time (tar entries, the config's `created`) is the build's epoch (build.py's
+source_date_epoch: SOURCE_DATE_EPOCH, else the commit's date), entries sorted, owners 0:0 without names, gzip without name or time, JSON
 with sorted keys. Writes OUT_DIR/hostagent-k8s-sync-V.oci.tar and OUT_DIR/hostagent-k8s-sync-V.oci.digest
 (the image manifest's digest, what `image: NAME@sha256:...` pins after a push).
 """
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import io
 import json
-import os
-import re
-import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
 from typing import Any, Optional
 
-REPO = Path(__file__).resolve().parents[1]
 NAME = "localhost/hostagent-k8s-sync"  # the name loaders give it (ctr, podman, docker); deploy/k8s-sync.yaml uses it
 BINARY = "/usr/local/bin/hostagent"
 UID = GID = 65532  # distroless's "nonroot"
@@ -45,22 +39,8 @@ MT_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 MT_INDEX = "application/vnd.oci.image.index.v1+json"
 
 
-def version() -> str:
-    m = re.search(r'^__version__ = "([^"]+)"', (REPO / "hostagent" / "__init__.py").read_text(), re.M)
-    if not m:
-        raise SystemExit("no __version__ in hostagent/__init__.py")
-    return m.group(1)
-
-
 def archive_name(ver: str) -> str:
     return f"hostagent-k8s-sync-{ver}.oci.tar"
-
-
-def default_epoch() -> int:
-    if os.environ.get("SOURCE_DATE_EPOCH"):
-        return int(os.environ["SOURCE_DATE_EPOCH"])
-    head = subprocess.run(["git", "log", "-1", "--format=%ct"], cwd=REPO, capture_output=True, text=True, check=False)
-    return int(head.stdout.strip()) if head.returncode == 0 and head.stdout.strip().isdigit() else 0
 
 
 def _tar(entries: list[tuple[str, int, Optional[bytes]]], epoch: int) -> bytes:
@@ -97,12 +77,10 @@ def layer(single: bytes, epoch: int) -> bytes:
                  ("usr/local", 0o755, None), ("usr/local/bin", 0o755, None), (BINARY.lstrip("/"), 0o755, single)], epoch)
 
 
-def build(single_file: Path, out_dir: Path, epoch: Optional[int] = None, ver: Optional[str] = None) -> Path:
+def build(single_file: Path, out_dir: Path, epoch: int, ver: str) -> Path:
     """Write the oci-archive and its .digest into out_dir; returns the archive's path."""
     if not single_file.is_file():
         raise SystemExit(f"oci: no single file at {single_file}: build it first (build.sh --only single)")
-    ver = ver or version()
-    epoch = default_epoch() if epoch is None else epoch
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
     raw = layer(single_file.read_bytes(), epoch)
     gz = io.BytesIO()
@@ -160,17 +138,3 @@ def read_layout(archive: Path) -> dict[str, Any]:
                 raise ValueError(f"{archive.name}: a layer does not match its diff_id")
         return {"index": index, "manifest_digest": manifest_desc["digest"], "manifest": manifest, "config": config,
                 "layers": layers, "members": tar.getmembers()}
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("single_file", type=Path)
-    parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--epoch", type=int, help="time of every entry [SOURCE_DATE_EPOCH, else HEAD's commit date]")
-    args = parser.parse_args(argv)
-    print(build(args.single_file, args.out_dir, args.epoch))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

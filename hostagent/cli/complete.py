@@ -136,7 +136,9 @@ def generate() -> str:
             if isinstance(p, click.Option):
                 params.append({"name": p.name, "opts": list(p.opts), "names": [*p.opts, *p.secondary_opts],
                                "help": p.help, "value": not (p.is_flag or p.count), "multiple": p.multiple,
-                               "eager": p.is_eager, "hidden": p.hidden, "choices": _choices(p.type, ctx)})
+                               "eager": p.is_eager, "hidden": p.hidden, "choices": _choices(p.type, ctx),
+                               # for hostagent/cli/direct.py: how click converts it, and its default
+                               "type": p.type.name, **_direct(p)})
                 assert p.nargs == 1 and p._custom_shell_complete is None, p.name  # not modelled
             else:
                 assert isinstance(p, click.Argument) and p.nargs == 1, p.name  # not modelled
@@ -165,6 +167,25 @@ def generate() -> str:
             "# flake8: noqa\n# fmt: off\nfrom typing import Any\n\n"
             "PARAMS: list[dict[str, Any]] = [\n" + "".join(f"    {p},\n" for p in params_seen) + "]\n\n"
             "TREE: dict[str, Any] = {\n" + "".join(lines) + "}\n")
+
+
+def _direct(param: Any) -> dict[str, Any]:
+    """The default, and for a flag the value its primary names store (click's parser: a boolean flag with
+    off-switches stores True, other flags their flag_value); each only where a plain value, which
+    direct.py models alone."""
+    out = {}
+    if _plain(param.default):
+        out["default"] = param.default
+    if param.is_flag:
+        on = True if param.is_bool_flag and param.secondary_opts else \
+            getattr(param, "flag_activation_value", param.flag_value)  # click 8.5 resolves an unset flag_value there
+        if _plain(on):
+            out["on"] = on
+    return out
+
+
+def _plain(value: Any) -> bool:
+    return value is None or type(value) in (bool, int, float, str)
 
 
 def _choices(kind: Any, ctx: Any) -> list[str]:

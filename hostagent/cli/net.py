@@ -29,22 +29,11 @@ def detect(
     as_json: bool = JSON, quiet: bool = QUIET, verbose: bool = VERBOSE, debug: bool = DEBUG,
 ) -> None:
     """Classify the host's NIC layout (CNI) from one netlink dump and recommend capture settings."""
-    style = options(as_json, quiet, verbose, debug)
-    found: list[Any] = []
+    from hostagent.cli import direct
 
-    def body() -> Report:
-        from hostagent.net.detect import detect_layout
-
-        found.append(detect_layout(netns, scan_other_netns=other_netns, inner=inner, ring_blocks=ring_blocks))
-        # The JSON form only when printed: at 10k links it costs as much as the dump.
-        return Report("detect", data=found[0].to_dict() if style.as_json else None)
-
-    def human(r: Report) -> None:
-        from hostagent.net.report import render_layout
-
-        print(render_layout(found[0]))
-
-    run("detect", style, body, human)
+    code = direct.detect(netns, inner, ring_blocks, other_netns, as_json, quiet, verbose, debug)
+    if code:
+        raise typer.Exit(code)
 
 
 def group_config(

@@ -8,12 +8,13 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, NoReturn, Optional
-
-import click
-import typer
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional
 
 from hostagent.errors import HostagentError, RunFailed
+
+# click and typer are imported where they are used: hostagent/cli/direct.py runs commands without them.
+if TYPE_CHECKING:
+    import click
 
 STATUS_MARK = {"applied": "changed", "unchanged": "ok", "planned": "would change", "reverted": "undone",
                "kept": "kept", "failed": "FAILED", "rolled-back": "rolled back"}
@@ -71,7 +72,8 @@ def options(as_json: bool, quiet: bool, verbose: bool, debug: bool) -> Style:
     return Style(as_json, quiet, verbose)
 
 
-def fail(command: str, err: BaseException, style: Style) -> NoReturn:
+def failed(command: str, err: BaseException, style: Style) -> int:
+    """Print a failure (one line; the envelope with --json) and return its exit code."""
     if isinstance(err, HostagentError):
         message, code = (str(err.args[0]) if err.args else type(err).__name__), err.exit_code
     else:  # a bug: still one line, and still JSON for callers such as Ansible
@@ -85,23 +87,39 @@ def fail(command: str, err: BaseException, style: Style) -> NoReturn:
     print(f"hostagent {command}: error: {first}", file=sys.stderr)
     if rest and style.verbose:
         print("\n".join(rest), file=sys.stderr)
-    raise typer.Exit(code)
+    return code
 
 
-def run(command: str, style: Style, body: Callable[[], Report], human: Callable[[Report], None]) -> None:
-    """Run a command's body and print its Report; every error goes through fail()."""
+def fail(command: str, err: BaseException, style: Style) -> NoReturn:
+    import typer
+
+    raise typer.Exit(failed(command, err, style))
+
+
+def execute(command: str, style: Style, body: Callable[[], Report], human: Callable[[Report], None],
+            passthrough: tuple[type[BaseException], ...] = ()) -> int:
+    """Run a command's body, print its Report or its failure, and return the exit code."""
     try:
         report = body()
-    except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+    except passthrough:
         raise
     except Exception as e:
-        fail(command, e, style)
+        return failed(command, e, style)
     if style.as_json:
         print(json.dumps(report.to_dict(), indent=2))
     elif not style.quiet:
         human(report)
-    if report.exit_code:
-        raise typer.Exit(report.exit_code)
+    return report.exit_code
+
+
+def run(command: str, style: Style, body: Callable[[], Report], human: Callable[[Report], None]) -> None:
+    """execute() for a typer command: click's own exits pass through, a failure exits with its code."""
+    import click
+    import typer
+
+    code = execute(command, style, body, human, (click.exceptions.Exit, click.exceptions.Abort, click.ClickException))
+    if code:
+        raise typer.Exit(code)
 
 
 def usage_error(argv: list[str], err: click.UsageError) -> int:

@@ -10,6 +10,7 @@ pyroute2 is imported inside functions, and without its package ``__init__`` (``_
 from __future__ import annotations
 
 import importlib.util
+import operator
 import os
 import socket
 import struct
@@ -131,10 +132,17 @@ def parse_link(data: Any, offset: int, length: int) -> Link:
     return _link_from(data, offset, _walk(data, offset, length)[0])
 
 
-class _AttrLayout(NamedTuple):
-    headers: struct.Struct  # reads every attribute header of a message in one call
-    expected: tuple[int, ...]  # their (length, type) pairs
-    found: dict[int, tuple[int, int]]  # wanted attribute -> payload (start, end), message-relative
+class _Compiled(NamedTuple):
+    reader: struct.Struct  # reads ifinfomsg, every attribute header and the wanted payloads in one call
+    headers: Any  # itemgetter of the headers' places in the reader's tuple
+    expected: tuple[int, ...]  # those headers' (length, type) pairs as first seen
+    places: tuple[int | None, ...]  # where each of _FIELDS sits in the reader's tuple (None: absent)
+
+
+# The payloads a compiled chain reads, in _link_from's order, and each one's struct code by its length.
+_FIELDS = (IFLA_IFNAME, IFLA_LINKINFO, IFLA_MASTER, IFLA_LINK, IFLA_LINK_NETNSID, IFLA_ADDRESS, IFLA_OPERSTATE)
+_CODES = {IFLA_MASTER: "I", IFLA_LINK: "I", IFLA_LINK_NETNSID: "i", IFLA_OPERSTATE: "B"}
+_SIZES = {"I": 4, "i": 4, "B": 1}
 
 
 class LinkParser:
@@ -142,40 +150,83 @@ class LinkParser:
 
     Links of one kind and name length come with identical attribute chains (same
     lengths and types in the same order; only values differ). Once a chain has been
-    walked, one struct.unpack_from of all its headers, compared with the remembered
-    ones, proves a new message has that very chain, so the ~40-step Python walk is
-    skipped. The comparison covers every header, so a match is exact, not a guess.
+    walked, it is compiled into one struct that reads every header and the wanted
+    payloads of a message in one call; the headers read are compared with the
+    remembered ones, so a match proves the very chain and is exact, not a guess.
     """
 
     MAX_LAYOUTS = 256
+    MAX_KINDS = 1024
 
     def __init__(self) -> None:
-        self.layouts: dict[int, list[_AttrLayout]] = {}
+        self.layouts: dict[int, list[_Compiled]] = {}
         self.remembered = 0
+        self.kinds: dict[bytes, tuple[str | None, str | None]] = {}  # IFLA_LINKINFO payload -> kind, detail
 
     def __call__(self, data: Any, offset: int, length: int) -> Link:
         for layout in self.layouts.get(length, ()):
-            if layout.headers.unpack_from(data, offset + 32) == layout.expected:
-                return _link_from(data, offset, layout.found)
+            values = layout.reader.unpack_from(data, offset + 16)
+            if layout.headers(values) == layout.expected:
+                return self._from_values(values, layout.places)
         headers: list[int] = []
         found, complete = _walk(data, offset, length, headers)
         if complete and headers and self.remembered < self.MAX_LAYOUTS:
-            self.layouts.setdefault(length, []).append(_remember(found, headers))
-            self.remembered += 1
+            compiled = _compile(found, headers)
+            if compiled is not None:
+                self.layouts.setdefault(length, []).append(compiled)
+                self.remembered += 1
         return _link_from(data, offset, found)
 
+    def _from_values(self, values: tuple[Any, ...], places: tuple[int | None, ...]) -> Link:
+        name, info, master, lower, netnsid, mac, state = (None if i is None else values[i] for i in places)
+        kind = detail = None
+        if info is not None:
+            known = self.kinds.get(info)
+            if known is None:
+                known = _kind_details(info, 0, len(info))
+                if len(self.kinds) < self.MAX_KINDS:
+                    self.kinds[info] = known
+            kind, detail = known
+        return _make_link(
+            values[1], values[2], name.rstrip(b"\0").decode("utf-8", "replace") if name is not None else "",
+            kind, detail, master, lower, netnsid, mac.hex(":") if mac is not None else None, state,
+        )
 
-def _remember(found: dict[int, tuple[int, int]], headers: list[int]) -> _AttrLayout:
-    """A struct that reads every header of this chain (the first sits right after ifinfomsg)."""
-    fmt = "="
+
+def _compile(found: dict[int, tuple[int, int]], headers: list[int]) -> _Compiled | None:
+    """The struct for one walked chain: from ifinfomsg on, each header, then its payload read
+    (a wanted one, where _walk found it: the last of its type) or skipped, then its padding.
+    None for a malformed chain (a header or a number shorter than its kind): the walk reads those."""
+    wanted_at = {span[0] - 4: attr for attr, span in found.items()}  # header offset -> attribute
+    fmt = "=BxHiII"
+    count = 5
+    header_places: list[int] = []
     expected: list[int] = []
-    previous_end = 32
+    places: dict[int, int] = {}
     for i in range(0, len(headers), 3):
         rel, nla_len, nla_type = headers[i : i + 3]
-        fmt += f"{rel - previous_end}xHH" if rel > previous_end else "HH"
-        previous_end = rel + 4
+        fmt += "HH"
+        header_places += (count, count + 1)
         expected += (nla_len, nla_type)
-    return _AttrLayout(struct.Struct(fmt), tuple(expected), dict(found))
+        count += 2
+        size = nla_len - 4
+        attr = wanted_at.get(rel)
+        if size < 0:
+            return None
+        if attr is not None:
+            code = _CODES.get(attr, f"{size}s")
+            used = _SIZES.get(code, size)
+            if used > size:
+                return None
+            places[attr] = count
+            count += 1
+            fmt += code + (f"{size - used}x" if size > used else "")
+        elif size:
+            fmt += f"{size}x"
+        pad = ((nla_len + 3) & ~3) - nla_len
+        fmt += f"{pad}x" if pad else ""
+    return _Compiled(struct.Struct(fmt), operator.itemgetter(*header_places), tuple(expected),
+                     tuple(places.get(attr) for attr in _FIELDS))
 
 
 def _link_from(data: Any, offset: int, found: dict[int, tuple[int, int]]) -> Link:
@@ -199,10 +250,14 @@ def _link_from(data: Any, offset: int, found: dict[int, tuple[int, int]]) -> Lin
     if IFLA_ADDRESS in found:
         a0, a1 = found[IFLA_ADDRESS]
         mac = bytes(data[offset + a0 : offset + a1]).hex(":")
-    operstate = "unknown"
-    if IFLA_OPERSTATE in found:
-        state = data[offset + found[IFLA_OPERSTATE][0]]
-        operstate = OPERSTATES[state] if state < len(OPERSTATES) else "unknown"
+    state = data[offset + found[IFLA_OPERSTATE][0]] if IFLA_OPERSTATE in found else None
+    return _make_link(ifi_type, index, name, kind, detail, master, lower, netnsid, mac, state)
+
+
+def _make_link(ifi_type: int, index: int, name: str, kind: str | None, detail: str | None, master: int | None,
+               lower: int | None, netnsid: int | None, mac: str | None, state: int | None) -> Link:
+    """The Link from decoded values: the rules both the walk and a compiled chain share."""
+    operstate = OPERSTATES[state] if state is not None and state < len(OPERSTATES) else "unknown"
     if kind is None:
         kind = "loopback" if ifi_type == ARPHRD_LOOPBACK else "physical"
     elif kind == "tun" and detail == "tap":
@@ -211,17 +266,8 @@ def _link_from(data: Any, offset: int, found: dict[int, tuple[int, int]]) -> Lin
     # unless it names a device in another netns, where the same number is another device.
     if lower == 0 or (lower == index and netnsid is None):
         lower = None
-    return Link(
-        index=index,
-        name=name,
-        kind=kind,
-        mode=detail,
-        master=master or None,
-        lower=lower,
-        link_netnsid=netnsid if netnsid is not None and netnsid >= 0 else None,
-        mac=mac,
-        operstate=operstate,
-    )
+    return Link(index, name, kind, detail, master or None, lower,
+                netnsid if netnsid is not None and netnsid >= 0 else None, mac, operstate)
 
 
 def _light_pyroute2() -> None:
@@ -258,15 +304,12 @@ def _route_socket() -> socket.socket:
 def open_route_socket(netns_path: str | None = None) -> socket.socket:
     """A NETLINK_ROUTE socket bound in the netns at ``netns_path`` (None: the caller's).
 
-    A socket keeps the netns it was made in, so this thread enters the target with
-    pyroute2's setns, makes the socket and returns home; no child process is needed.
-    Both namespaces are given as open fds, so pyroute2 never creates one.
+    A socket keeps the netns it was made in, so this thread enters the target, makes the
+    socket and returns home; no child process is needed. Both namespaces are given as
+    open fds, so none is ever created.
     """
     if netns_path is None:
         return _route_socket()
-    _light_pyroute2()
-    from pyroute2.netns import setns
-
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         target = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
@@ -274,14 +317,32 @@ def open_route_socket(netns_path: str | None = None) -> socket.socket:
         os.close(home)
         raise OSError(f"cannot open netns {netns_path}: {exc.strerror}") from None
     try:
-        setns(target, flags=0)
+        _setns(target)
         try:
             return _route_socket()
         finally:
-            setns(home, flags=0)
+            _setns(home)
     finally:
         os.close(target)
         os.close(home)
+
+
+CLONE_NEWNET = 0x40000000
+
+
+def _setns(fd: int) -> None:
+    """setns(2) into the network namespace open at ``fd``: os.setns from Python 3.12, before it
+    libc's through ctypes (pyroute2.netns wraps the same call, but importing it pulls in
+    multiprocessing and logging: ~12 ms of detect's start)."""
+    if hasattr(os, "setns"):
+        os.setns(fd, CLONE_NEWNET)
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno))
 
 
 def _request(sock: socket.socket, msg: Any, msg_type: int, flags: int, seq: int) -> None:

@@ -208,3 +208,38 @@ def test_layout_memory_on_the_recorded_dump() -> None:
                 for _ in range(2):  # the second time from memory
                     assert parser(chunk, offset, length) == rtdump.parse_link(chunk, offset, length)
             offset += length
+
+
+def _raw_message(index: int, attrs: list[tuple[int, bytes]]) -> bytes:
+    """An RTM_NEWLINK built byte by byte, for chains pyroute2 would not encode."""
+    body = b"".join(struct.pack("=HH", 4 + len(p), t) + p + b"\0" * (-len(p) % 4) for t, p in attrs)
+    ifi = struct.pack("=BxHiII", 0, 1, index, 0, 0)
+    return struct.pack("=IHHII", 32 + len(body), rtdump.RTM_NEWLINK, 0, 0, 0) + ifi + body
+
+
+def test_compiled_chain_reads_what_the_walk_reads() -> None:
+    """A remembered chain read in one struct call gives the walk's Link, duplicates and odd sizes too."""
+    name, master, link = rtdump.IFLA_IFNAME, rtdump.IFLA_MASTER, rtdump.IFLA_LINK
+    info = struct.pack("=HH", 9, rtdump.IFLA_INFO_KIND) + b"veth\0" + b"\0" * 3
+    cases = [
+        # the last of two IFLA_MASTERs wins, as in the walk
+        [(name, b"v1\0"), (master, struct.pack("=I", 4)), (master, struct.pack("=I", 7))],
+        # a nested-flagged IFLA_LINKINFO, a MAC, an operstate past the known ones
+        [(name, b"veth0\0"), (rtdump.IFLA_LINKINFO | rtdump.NLA_F_NESTED, info),
+         (rtdump.IFLA_ADDRESS, bytes(range(6))), (rtdump.IFLA_OPERSTATE, b"\x09")],
+        # an IFLA_LINK of 8 bytes: the first 4 are the index
+        [(name, b"x\0"), (link, struct.pack("=II", 3, 99))],
+        # a 2-byte IFLA_MASTER is malformed: never compiled, the walk reads it every time
+        [(name, b"y\0"), (master, b"\x05\x00")],
+    ]
+    parser = rtdump.LinkParser()
+    for attrs in cases:
+        for index in (10, 11):  # the second message of a chain is read by its compiled struct
+            data = _raw_message(index, attrs)
+            assert parser(data, 0, len(data)) == rtdump.parse_link(data, 0, len(data))
+    assert parser.remembered == 3
+    data = _raw_message(12, cases[0])
+    assert parser(data, 0, len(data)).master == 7
+    data = _raw_message(13, cases[1])
+    got = parser(data, 0, len(data))
+    assert (got.kind, got.mac, got.operstate) == ("veth", "00:01:02:03:04:05", "unknown")

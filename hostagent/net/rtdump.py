@@ -133,16 +133,17 @@ def parse_link(data: Any, offset: int, length: int) -> Link:
 
 
 class _Compiled(NamedTuple):
-    reader: struct.Struct  # reads ifinfomsg, every attribute header and the wanted payloads in one call
-    headers: Any  # itemgetter of the headers' places in the reader's tuple
-    expected: tuple[int, ...]  # those headers' (length, type) pairs as first seen
-    places: tuple[int | None, ...]  # where each of _FIELDS sits in the reader's tuple (None: absent)
+    headers: struct.Struct  # reads every attribute header of a message, payloads skipped
+    expected: tuple[int, ...]  # their (length, type) pairs as first seen
+    values: struct.Struct  # reads ifinfomsg's type and index and the wanted payloads
+    pick: Any  # itemgetter: (type, index, *_FIELDS) from values' tuple + (None,), None for an absent one
 
 
-# The payloads a compiled chain reads, in _link_from's order, and each one's struct code by its length.
+# The payloads a compiled chain reads, in _make_link's order, and the struct code of the fixed-size ones.
 _FIELDS = (IFLA_IFNAME, IFLA_LINKINFO, IFLA_MASTER, IFLA_LINK, IFLA_LINK_NETNSID, IFLA_ADDRESS, IFLA_OPERSTATE)
 _CODES = {IFLA_MASTER: "I", IFLA_LINK: "I", IFLA_LINK_NETNSID: "i", IFLA_OPERSTATE: "B"}
 _SIZES = {"I": 4, "i": 4, "B": 1}
+_ABSENT = (None,)
 
 
 class LinkParser:
@@ -150,9 +151,10 @@ class LinkParser:
 
     Links of one kind and name length come with identical attribute chains (same
     lengths and types in the same order; only values differ). Once a chain has been
-    walked, it is compiled into one struct that reads every header and the wanted
-    payloads of a message in one call; the headers read are compared with the
-    remembered ones, so a match proves the very chain and is exact, not a guess.
+    walked, it is compiled into two structs: one reads every header of a message,
+    compared with the remembered ones, so a match proves the very chain (exact, not a
+    guess); the other reads the wanted payloads at their now known places. Either is
+    one C call where the walk is ~40 Python steps.
     """
 
     MAX_LAYOUTS = 256
@@ -164,10 +166,13 @@ class LinkParser:
         self.kinds: dict[bytes, tuple[str | None, str | None]] = {}  # IFLA_LINKINFO payload -> kind, detail
 
     def __call__(self, data: Any, offset: int, length: int) -> Link:
-        for layout in self.layouts.get(length, ()):
-            values = layout.reader.unpack_from(data, offset + 16)
-            if layout.headers(values) == layout.expected:
-                return self._from_values(values, layout.places)
+        layouts = self.layouts.get(length)
+        if layouts:
+            for i, layout in enumerate(layouts):
+                if layout.headers.unpack_from(data, offset + 32) == layout.expected:
+                    if i:  # links come in runs of one chain: keep the last one met first
+                        layouts.insert(0, layouts.pop(i))
+                    return self._read(layout, data, offset)
         headers: list[int] = []
         found, complete = _walk(data, offset, length, headers)
         if complete and headers and self.remembered < self.MAX_LAYOUTS:
@@ -177,8 +182,9 @@ class LinkParser:
                 self.remembered += 1
         return _link_from(data, offset, found)
 
-    def _from_values(self, values: tuple[Any, ...], places: tuple[int | None, ...]) -> Link:
-        name, info, master, lower, netnsid, mac, state = (None if i is None else values[i] for i in places)
+    def _read(self, layout: _Compiled, data: Any, offset: int) -> Link:
+        ifi_type, index, name, info, master, lower, netnsid, mac, state = layout.pick(
+            layout.values.unpack_from(data, offset + 16) + _ABSENT)
         kind = detail = None
         if info is not None:
             known = self.kinds.get(info)
@@ -187,46 +193,39 @@ class LinkParser:
                 if len(self.kinds) < self.MAX_KINDS:
                     self.kinds[info] = known
             kind, detail = known
-        return _make_link(
-            values[1], values[2], name.rstrip(b"\0").decode("utf-8", "replace") if name is not None else "",
-            kind, detail, master, lower, netnsid, mac.hex(":") if mac is not None else None, state,
-        )
+        return _make_link(ifi_type, index, name.rstrip(b"\0").decode("utf-8", "replace") if name is not None else "",
+                          kind, detail, master, lower, netnsid, mac.hex(":") if mac is not None else None, state)
 
 
 def _compile(found: dict[int, tuple[int, int]], headers: list[int]) -> _Compiled | None:
-    """The struct for one walked chain: from ifinfomsg on, each header, then its payload read
-    (a wanted one, where _walk found it: the last of its type) or skipped, then its padding.
-    None for a malformed chain (a header or a number shorter than its kind): the walk reads those."""
-    wanted_at = {span[0] - 4: attr for attr, span in found.items()}  # header offset -> attribute
-    fmt = "=BxHiII"
-    count = 5
-    header_places: list[int] = []
+    """The two structs for one walked chain; None for a malformed one (a header, or a number,
+    shorter than its kind), which the walk reads every time. A wanted payload is read where
+    _walk found it: the last of its type, as there."""
+    header_fmt = "="
+    values_fmt = "=2xHi"  # ifinfomsg's type and index (from offset 16)
+    position = 24  # the message-relative offset values_fmt has reached
+    previous_end = 32
     expected: list[int] = []
-    places: dict[int, int] = {}
     for i in range(0, len(headers), 3):
         rel, nla_len, nla_type = headers[i : i + 3]
-        fmt += "HH"
-        header_places += (count, count + 1)
-        expected += (nla_len, nla_type)
-        count += 2
-        size = nla_len - 4
-        attr = wanted_at.get(rel)
-        if size < 0:
+        if nla_len < 4:
             return None
-        if attr is not None:
-            code = _CODES.get(attr, f"{size}s")
-            used = _SIZES.get(code, size)
-            if used > size:
-                return None
-            places[attr] = count
-            count += 1
-            fmt += code + (f"{size - used}x" if size > used else "")
-        elif size:
-            fmt += f"{size}x"
-        pad = ((nla_len + 3) & ~3) - nla_len
-        fmt += f"{pad}x" if pad else ""
-    return _Compiled(struct.Struct(fmt), operator.itemgetter(*header_places), tuple(expected),
-                     tuple(places.get(attr) for attr in _FIELDS))
+        header_fmt += f"{rel - previous_end}xHH" if rel > previous_end else "HH"
+        previous_end = rel + 4
+        expected += (nla_len, nla_type)
+    spans = sorted((span, attr) for attr, span in found.items())
+    order: list[int] = []
+    for (start, end), attr in spans:
+        code = _CODES.get(attr, f"{end - start}s")
+        if _SIZES.get(code, 0) > end - start:
+            return None
+        values_fmt += (f"{start - position}x" if start > position else "") + code
+        position = start + _SIZES.get(code, end - start)
+        order.append(attr)
+    values = struct.Struct(values_fmt)
+    absent = 2 + len(order)  # the index of the None appended to values' tuple
+    pick = operator.itemgetter(0, 1, *(2 + order.index(attr) if attr in order else absent for attr in _FIELDS))
+    return _Compiled(struct.Struct(header_fmt), tuple(expected), values, pick)
 
 
 def _link_from(data: Any, offset: int, found: dict[int, tuple[int, int]]) -> Link:

@@ -5,8 +5,9 @@ import ipaddress
 import os
 import socket
 import stat
-from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from hostagent import caps, options
 from hostagent.errors import InputError
@@ -26,12 +27,42 @@ from hostagent.steps.files import Binary, Directory, File, FileCaps, ServiceDefi
 from hostagent.steps.server import AgentGroupMembership
 from hostagent.steps.service import InittabLine, Service
 
+if TYPE_CHECKING:
+    from hostagent.manifest import Manifest
+    from hostagent.steps.base import Record
+
 INITS = ("systemd", "sysvinit", "openrc")
+
+
+class Installed:
+    """The manifest an earlier install (or a run that was killed) left, as one planning run sees it: read
+    once, when first asked (a damaged one is refused there, as before), then shared by every question."""
+
+    def __init__(self, path: str = paths.MANIFEST) -> None:
+        self.path = path
+
+    @cached_property
+    def manifest(self) -> Optional[Manifest]:
+        from hostagent import manifest
+
+        return manifest.load(self.path)
+
+    def record_of(self, step_id: str) -> Optional[Record]:
+        found = self.manifest
+        return found.record_of(step_id) if found else None
+
+    def recorded(self, step_id: str) -> bool:
+        return self.record_of(step_id) is not None
+
+    def created(self, step_id: str) -> bool:
+        """Whether it records this as hostagent's own creation."""
+        record = self.record_of(step_id)
+        return bool(record and record.get("created"))
 
 
 @dataclass(frozen=True)
 class Resolved:
-    """Inputs looked up during preflight (server lookups), so planning itself is pure."""
+    """Inputs looked up during preflight (server lookups, the manifest), so planning itself is pure."""
 
     caps: tuple[str, ...]
     cluster_id: Optional[str]
@@ -41,6 +72,8 @@ class Resolved:
     agent_group_lcuuid: Optional[str] = None  # with --server: the group this host's agent belongs in
     remote_upgrade: str = "deny"  # the mode in force (allow | deny): --remote-upgrade auto resolved
     remote_upgrade_why: str = ""
+    # The manifest as preflight read it; plan asks it too (a full unit handed over to a drop-in).
+    installed: Installed = field(default_factory=Installed, compare=False, repr=False)
 
     @property
     def binary(self) -> str:
@@ -48,15 +81,13 @@ class Resolved:
         return paths.agent_binary_for(self.remote_upgrade)
 
 
-def remote_upgrade_mode(opts: InstallOptions, manifest_path: str = paths.MANIFEST) -> tuple[str, str]:
+def remote_upgrade_mode(opts: InstallOptions, installed: Optional[Installed] = None) -> tuple[str, str]:
     """allow | deny, and why. auto (the default): an installed host keeps its mode (another moves the
     binary: that takes an uninstall); else allow, unless a package owns the binary: a copy the server may
     replace would no longer get the package's upgrades, so the package's file stays the one that runs."""
     if opts.remote_upgrade != "auto":
         return opts.remote_upgrade, f"--remote-upgrade {opts.remote_upgrade}"
-    from hostagent import manifest
-
-    found = manifest.load(manifest_path)
+    found = (installed or Installed()).manifest
     in_force = found.remote_upgrade() if found is not None else None
     if in_force is not None:
         return in_force
@@ -145,7 +176,7 @@ def check_service_paths(init: str, service: str) -> None:
                              "would merge into hostagent's unit; move them away first")
 
 
-def check_metrics_textfile(init: str, directory: str) -> None:
+def check_metrics_textfile(init: str, directory: str, installed: Optional[Installed] = None) -> None:
     """Only where a systemd timer can run doctor: SysV init has no timers, and a cron.d entry would need
     a cron that reads /etc/cron.d (busybox's crond does not), outside any service manager's view. The
     dir must be a real directory, and its hostagent.prom nobody else's."""
@@ -159,7 +190,7 @@ def check_metrics_textfile(init: str, directory: str) -> None:
     for name in (paths.METRICS_SERVICE, paths.METRICS_TIMER):
         check_service_paths(init, name)
     target = f"{directory.rstrip('/')}/{FILE_NAME}"
-    if lstat_or_none(h.path(target)) is not None and not _recorded(f"textfile:{h.path(target)}"):
+    if lstat_or_none(h.path(target)) is not None and not (installed or Installed()).recorded(f"textfile:{h.path(target)}"):
         raise InputError(f"{target} exists and hostagent did not install it; move it away first")
 
 
@@ -183,7 +214,8 @@ def preflight(opts: InstallOptions, host: HostFacts, resolve_remote: bool = True
     target = lstat_or_none(h.path(paths.AGENT_BINARY))
     if target is not None and not stat.S_ISREG(target.st_mode):
         raise InputError(f"{paths.AGENT_BINARY} exists and is not a regular file (symlink?); refusing to replace it")
-    upgrade, upgrade_why = remote_upgrade_mode(opts)
+    installed = Installed()
+    upgrade, upgrade_why = remote_upgrade_mode(opts, installed)
     where = os.path.dirname(paths.agent_binary_for(upgrade))
     if not os.path.isdir(h.path(where)):  # the upgrade dir, made by install: its parent's mount counts
         where = os.path.dirname(where)
@@ -199,9 +231,9 @@ def preflight(opts: InstallOptions, host: HostFacts, resolve_remote: bool = True
         raise InputError(f"{paths.CONFIG_FILE} exists and is not a regular file (symlink?); refusing to replace it")
     check_service_paths(host.init, paths.SERVICE)
     if opts.metrics_textfile:
-        check_metrics_textfile(host.init, opts.metrics_textfile)
+        check_metrics_textfile(host.init, opts.metrics_textfile, installed)
 
-    group = service_group(opts.user, "the agent", _recorded_as_created(f"group:{opts.user}"))
+    group = service_group(opts.user, "the agent", installed.created(f"group:{opts.user}"))
 
     cap_names = caps.resolve(opts.caps, host.kernel)
     warnings = []
@@ -222,7 +254,8 @@ def preflight(opts: InstallOptions, host: HostFacts, resolve_remote: bool = True
         if group_id:
             # By name or id: the group must exist, and its lcuuid is what a move of the agent needs.
             group_id, group_lcuuid, _ = server.group_short_id(server.Client.for_server(opts.server, 10.0, org), group_id)
-    return Resolved(cap_names, cluster_id, group_id, group, tuple(warnings), group_lcuuid, upgrade, upgrade_why)
+    return Resolved(cap_names, cluster_id, group_id, group, tuple(warnings), group_lcuuid, upgrade, upgrade_why,
+                    installed)
 
 
 def service_group(user: str, what: str, group_is_ours: bool) -> str:
@@ -242,38 +275,17 @@ def service_group(user: str, what: str, group_is_ours: bool) -> str:
     return user
 
 
-def _record_of(step_id: str, manifest_path: str = paths.MANIFEST) -> Optional[dict[str, Any]]:
-    """What the manifest (of a run that was killed, say) records for a step, None when nothing."""
-    from hostagent import manifest
-
-    found = manifest.load(manifest_path)
-    return found.record_of(step_id) if found else None
-
-
-def _recorded(step_id: str) -> bool:
-    return _record_of(step_id) is not None
-
-
-def _recorded_as_created(step_id: str, manifest_path: str = paths.MANIFEST) -> bool:
-    """Whether the manifest (of a run that was killed, say) records this as hostagent's own creation."""
-    record = _record_of(step_id, manifest_path)
-    return bool(record and record.get("created"))
-
-
-def _unit_under_ours(where: str, manifest_path: str = paths.MANIFEST) -> Optional[str]:
+def _unit_under_ours(where: str, installed: Installed) -> Optional[str]:
     """The package's unit that an earlier hostagent wrote its full unit over (that unit's record keeps it):
     the drop-in goes over it, put back (the full unit's step hands over to the drop-in's)."""
-    from hostagent import manifest
-
-    found = manifest.load(manifest_path)
-    record = found.record_of(f"service-definition:{where}") if found else None
+    record = installed.record_of(f"service-definition:{where}")
     before = (record or {}).get("before")
     content = FileState(**before).content if before else b""
     return content.decode(errors="replace") if content and not content.startswith(dropin.MARK.encode()) else None
 
 
 def service_steps(init: str, user: str, caps: tuple[str, ...], cpu_millicores: int, memory_mib: int,
-                  cgroup: Any, binary: str = paths.AGENT_BINARY) -> list[Step]:
+                  cgroup: Any, binary: str = paths.AGENT_BINARY, installed: Optional[Installed] = None) -> list[Step]:
     """The agent's service definition for this host's init, then the service itself."""
     h = current_host()
     where = h.path(h.services.definition_path(paths.SERVICE))
@@ -292,7 +304,7 @@ def service_steps(init: str, user: str, caps: tuple[str, ...], cpu_millicores: i
     else:
         content = unit.render(user, caps, cpu_millicores, memory_mib, cgroup, binary)
         base = dropin.package_unit(os.path.basename(where), h.path)
-        package = read_text(h.path(base)) if base is not None else _unit_under_ours(where)
+        package = read_text(h.path(base)) if base is not None else _unit_under_ours(where, installed or Installed())
         if package is not None:
             # DeepFlow's package owns the unit: leave its file to dpkg/rpm, override it all in a drop-in.
             base = base or h.logical(where)
@@ -354,6 +366,6 @@ def plan(opts: InstallOptions, host: HostFacts, r: Resolved) -> list[Step]:
                      cpu_millicores=opts.cpu_millicores, memory_mib=opts.memory_mib),
         # Last change to the binary: chown clears capabilities.
         FileCaps(path=h.path(binary), caps=list(r.caps)),
-        *service_steps(host.init, user, r.caps, opts.cpu_millicores, opts.memory_mib, cg, binary),
+        *service_steps(host.init, user, r.caps, opts.cpu_millicores, opts.memory_mib, cg, binary, r.installed),
         *(metrics_steps(opts.metrics_textfile) if opts.metrics_textfile else []),
     ] + membership

@@ -9,13 +9,15 @@ elsewhere the tests skip and say how to build them.
 from __future__ import annotations
 
 import fcntl
+import functools
 import importlib.util
 import os
-import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Callable
 
 import pytest
 
@@ -24,16 +26,19 @@ CACHE_DIR = Path(os.environ.get("HOSTAGENT_TEST_CACHE", "/var/cache/hostagent-te
 BUILT = ("single", "oci", "packages", "collection", "python")
 
 
-def _build_module():
+@functools.cache
+def _build_module() -> ModuleType:
+    """packaging/build.py, by path (as tests/oci/conftest.py loads oci.py): loaded once per session."""
     spec = importlib.util.spec_from_file_location("hostagent_build", REPO / "packaging" / "build.py")
+    assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
 def version() -> str:
-    text = (REPO / "hostagent" / "__init__.py").read_text()
-    return re.search(r'^__version__ = "([^"]+)"', text, re.M).group(1)
+    """The release's version, as the build names the artifacts by it."""
+    return str(_build_module().version())
 
 
 def _complete(d: Path, digest: str) -> bool:
@@ -91,7 +96,7 @@ def _commit_of(tag: str) -> str:
     pytest.skip(f"neither git tag {tag} nor its commit is in this checkout (fetch tags, or a deeper clone)")
 
 
-def _build_tag(tag: str, out: Path, complete, steps: tuple[str, ...]) -> None:
+def _build_tag(tag: str, out: Path, complete: Callable[[], bool], steps: tuple[str, ...]) -> None:
     """git archive of the tag → its own build.py --only <steps>, in a temp dir; the files into out."""
     if os.environ.get("CI") != "true":
         pytest.skip(f"no release artifacts of {tag}: run with CI=true to build them")

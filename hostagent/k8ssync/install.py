@@ -150,12 +150,12 @@ def preflight(opts: K8sSyncOptions, host: HostFacts) -> tuple[str, str]:
         st = lstat_or_none(h.path(path))
         if st is not None and not stat.S_ISREG(st.st_mode):
             raise InputError(f"{path} exists and is not a regular file (symlink?); refusing to replace it")
-    from hostagent.planner import _recorded_as_created, check_service_paths, service_group
+    from hostagent.planner import Installed, check_service_paths, service_group
 
     check_service_paths(host.init, paths.K8S_SYNC_SERVICE)
     if opts.user == "deepflow":
         raise InputError("--user deepflow is the agent's user; k8s-sync runs as a user of its own")
-    group = service_group(opts.user, "k8s-sync", _recorded_as_created(f"group:{opts.user}", paths.K8S_SYNC_MANIFEST))
+    group = service_group(opts.user, "k8s-sync", Installed(paths.K8S_SYNC_MANIFEST).created(f"group:{opts.user}"))
     return group, kubeconfig
 
 

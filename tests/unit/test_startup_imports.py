@@ -15,17 +15,24 @@ def _modules_after(code: str) -> list[str]:
     return json.loads(out.splitlines()[-1])
 
 
-def test_a_link_dump_loads_pyroute2s_netlink_modules_only():
-    mods = _modules_after("from hostagent.net.rtdump import open_route_socket, dump_links\n"
-                          "print(len(list(dump_links(open_route_socket()))))")
-    assert "pyroute2.netlink.rtnl.ifinfmsg" in mods
+def test_a_link_and_route_dump_imports_no_pyroute2():
+    mods = _modules_after("from hostagent.net.rtdump import open_route_socket, dump_links, default_route_ifindexes\n"
+                          "sock = open_route_socket()\n"
+                          "print(len(list(dump_links(sock))), default_route_ifindexes(sock))")
+    assert [m for m in mods if m.startswith("pyroute2")] == []
+
+
+def test_a_netns_id_lookup_loads_pyroute2s_netlink_modules_only():
+    mods = _modules_after("from hostagent.net.rtdump import open_route_socket, peer_nsid\n"
+                          "print(peer_nsid(open_route_socket(), '/proc/self/ns/net'))")
+    assert "pyroute2.netlink.rtnl.nsidmsg" in mods
     assert [m for m in mods if m.startswith(HEAVY_PYROUTE2)] == []
 
 
 def test_pyroute2s_package_names_still_load_on_first_use():
     """Whatever else in the process imports pyroute2 the usual way gets the whole package."""
-    mods = _modules_after("from hostagent.net.rtdump import open_route_socket, dump_links\n"
-                          "list(dump_links(open_route_socket()))\n"
+    mods = _modules_after("from hostagent.net.rtdump import open_route_socket, peer_nsid\n"
+                          "peer_nsid(open_route_socket(), '/proc/self/ns/net')\n"
                           "import pyroute2\nfrom pyroute2 import IPRoute\n"
                           "with IPRoute() as ip: assert ip.get_links()\n"
                           "assert pyroute2.__version__ != 'unknown'")

@@ -37,6 +37,7 @@ def test_rpm_metadata(dist: Path):
     assert info["Name"] == "hostagent" and info["Version"] == version() and info["Release"] == "1", info
     assert info["Architecture"] == "x86_64" and info["License"] == "Apache-2.0", info
     assert "DeepFlow agent" in info["Summary"], info
+    assert info["Build Host"] == "reproducible", info  # not the build machine's name
     assert _rpm(dist, "-qlp").split() == RPM_FILES
     # Nothing but rpm's own features and the shell for the scriptlets: the file brings its libraries.
     requires = _rpm(dist, "-qp", "--requires").splitlines()
@@ -47,8 +48,8 @@ def test_rpm_metadata(dist: Path):
 
 def test_rpm_scriptlets_require_their_interpreter(dist: Path):
     # Each scriptlet's interpreter is a Requires with that scriptlet's flag (Requires(preun): /bin/sh,
-    # ...), as rpmbuild declares it: rpm then orders the shell's package before hostagent's install and
-    # after its erase in one transaction, and rpmlint's check passes.
+    # ...), as rpmbuild declares it: in one transaction rpm installs the shell before hostagent's %post
+    # and erases it only after hostagent's %preun and %postun ran.
     tags = {"pre": "PREIN", "post": "POSTIN", "preun": "PREUN", "postun": "POSTUN"}
     shipped = {kind: _rpm(dist, "-qp", "--qf", f"%{{{tag}PROG}}") for kind, tag in tags.items()
                if _rpm(dist, "-qp", "--qf", f"%{{{tag}}}") != "(none)"}

@@ -3,7 +3,7 @@
     python3 packaging/build.py [--variants runstub,staticx,...] [--only single|packages|collection|wheels]
 
 dist/hostagent-V-linux-x86_64         the single file (frozen in the bookworm build chroot)
-dist/hostagent_V_amd64.deb, dist/hostagent-V-1.x86_64.rpm   it, as /usr/sbin/hostagent (nfpm)
+dist/hostagent_V_amd64.deb, dist/hostagent-V-1.x86_64.rpm   it, as /usr/sbin/hostagent (nfpm; rpmbuild)
 dist/hostagent-k8s-sync-V.oci.tar     k8s-sync's image (oci-archive; packaging/oci.py), .oci.digest its manifest digest
 dist/hostagent-deepflow-V.tar.gz      the Ansible role as a collection
 dist/hostagent-V.tar.gz, dist/hostagent-V-py3-none-any.whl   the sdist and hostagent's wheel
@@ -17,6 +17,7 @@ import gzip
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -147,8 +148,19 @@ def package_docs(stage: Path, ver: str) -> None:
     shutil.copy2(REPO / "packaging" / "debian" / "lintian-overrides", stage / "lintian-overrides")
 
 
+# rpmbuild's settings for the .rpm (packages()): dated by the commit and the same on every machine (the
+# header's build time and host, every file's mtime); payload and file digests fixed here, as nfpm wrote
+# them, not left to the rpm version's defaults; nothing is compiled, so no compiler flags in the header.
+RPMBUILD_MACROS = {"_topdir": "/pkg/rpmbuild", "use_source_date_epoch_as_buildtime": "1",
+                   "clamp_mtime_to_source_date_epoch": "1", "_buildhost": "reproducible",
+                   "_binary_payload": "w9.gzdio", "_binary_filedigest_algorithm": "8", "optflags": "%{nil}"}
+
+
 def packages(ver: str) -> list[Path]:
-    """.deb and .rpm of the single file, made by nfpm (from the build chroot's pinned venv)."""
+    """.deb and .rpm of the single file, from packaging/nfpm.yaml (nfpm from the build chroot's pinned venv).
+    The .rpm is nfpm's source rpm rebuilt by rpmbuild (Debian's rpm in the chroot): the same spec, files and
+    scriptlets, and rpmbuild declares each scriptlet's /bin/sh with its flag (Requires(preun): /bin/sh, ...),
+    which nfpm 2.48 can do for %post only."""
     single = DIST / f"hostagent-{ver}-linux-x86_64"
     epoch = int(os.environ["SOURCE_DATE_EPOCH"])
     config = ((REPO / "packaging" / "nfpm.yaml").read_text().replace("@VERSION@", ver)
@@ -161,15 +173,16 @@ def packages(ver: str) -> list[Path]:
             shutil.copy2(script, root / "pkg" / script.name)
         package_docs(root / "pkg", ver)
         (root / "pkg" / "nfpm.yaml").write_text(config)
-        names = {"deb": f"hostagent_{ver}_amd64.deb", "rpm": f"hostagent-{ver}-1.x86_64.rpm"}
-        buildenv.run(root, " && ".join(f"nfpm package -f /pkg/nfpm.yaml -p {kind} -t /pkg/{name} >/dev/null"
-                                       for kind, name in names.items()), cwd="/pkg",
-                     env={"SOURCE_DATE_EPOCH": str(epoch)})
-        out = []
-        for name in names.values():
-            shutil.copy2(root / "pkg" / name, DIST / name)
-            out.append(DIST / name)
-    return out
+        deb, rpm = f"hostagent_{ver}_amd64.deb", f"hostagent-{ver}-1.x86_64.rpm"
+        defines = " ".join(f"--define {shlex.quote(f'{k} {v}')}" for k, v in RPMBUILD_MACROS.items())
+        buildenv.run(root, f"nfpm package -f nfpm.yaml -p deb -t {deb} >/dev/null"
+                           f" && nfpm package -f nfpm.yaml -p srpm -t hostagent.src.rpm >/dev/null"
+                           f" && {{ rpmbuild --rebuild {defines} hostagent.src.rpm >rpmbuild.log 2>&1"
+                           f" || {{ cat rpmbuild.log >&2; exit 1; }}; }}",
+                     cwd="/pkg", env={"SOURCE_DATE_EPOCH": str(epoch)})
+        shutil.copy2(root / "pkg" / deb, DIST / deb)
+        shutil.copy2(root / "pkg" / "rpmbuild" / "RPMS" / "x86_64" / rpm, DIST / rpm)
+    return [DIST / deb, DIST / rpm]
 
 
 def normalize_tarball(path: Path, epoch: int) -> None:

@@ -28,6 +28,8 @@ PACKAGES = (
     "python3", "python3-venv", "python3-dev",
     # python-prctl is compiled here; the single file's stub is linked statically (zlib included).
     "gcc", "libc6-dev", "libcap-dev", "zlib1g-dev", "binutils", "ca-certificates",
+    # rpmbuild: the .rpm is nfpm's source rpm rebuilt (packaging/build.py, packages()).
+    "rpm",
 )
 BUILD_VENV = "/opt/build"
 BUILD_CA = "/opt/build-ca.crt"

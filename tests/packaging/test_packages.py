@@ -37,12 +37,26 @@ def test_rpm_metadata(dist: Path):
     assert info["Name"] == "hostagent" and info["Version"] == version() and info["Release"] == "1", info
     assert info["Architecture"] == "x86_64" and info["License"] == "Apache-2.0", info
     assert "DeepFlow agent" in info["Summary"], info
+    assert info["Build Host"] == "reproducible", info  # not the build machine's name
     assert _rpm(dist, "-qlp").split() == RPM_FILES
-    # Nothing but rpm's own features and the shell for %post: the file brings its libraries.
+    # Nothing but rpm's own features and the shell for the scriptlets: the file brings its libraries.
     requires = _rpm(dist, "-qp", "--requires").splitlines()
     assert all(r.startswith("rpmlib(") or r == "/bin/sh" for r in requires), requires
     modes = _rpm(dist, "-qp", "--queryformat", "[%{FILENAMES} %{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME}\n]")
     assert "/usr/sbin/hostagent -rwxr-xr-x root root" in modes.splitlines(), modes
+
+
+def test_rpm_scriptlets_require_their_interpreter(dist: Path):
+    # Each scriptlet's interpreter is a Requires with that scriptlet's flag (Requires(preun): /bin/sh,
+    # ...), as rpmbuild declares it: in one transaction rpm installs the shell before hostagent's %post
+    # and erases it only after hostagent's %preun and %postun ran.
+    tags = {"pre": "PREIN", "post": "POSTIN", "preun": "PREUN", "postun": "POSTUN"}
+    shipped = {kind: _rpm(dist, "-qp", "--qf", f"%{{{tag}PROG}}") for kind, tag in tags.items()
+               if _rpm(dist, "-qp", "--qf", f"%{{{tag}}}") != "(none)"}
+    assert set(shipped) == {"post", "preun", "postun"} and set(shipped.values()) == {"/bin/sh"}, shipped
+    lines = _rpm(dist, "-qp", "--qf", "[%{REQUIREFLAGS:deptype} %{REQUIRENAME}\n]").splitlines()
+    required = {(flag, name) for deptype, name in (line.split(" ", 1) for line in lines) for flag in deptype.split(",")}
+    assert set(shipped.items()) <= required, lines
 
 
 # The files, and the dirs the .rpm owns (its own, and zsh's completion dir: packaging/nfpm.yaml).

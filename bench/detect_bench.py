@@ -6,7 +6,8 @@ setup only) and is deleted afterwards. Figures are the best of --repeat runs, ea
 fresh process so peak RSS (ru_maxrss) is per run:
   detect: hostagent.net.detect.detect_layout(netns=..., scan_other_netns=False) inside the
           process (interpreter start and imports are reported separately as "cli")
-  cli:    the whole `python -m hostagent.cli_net_bench` style process, imports included
+  process: that whole child process, interpreter start and imports included (`hostagent detect`
+          itself, typer-free, is in bench/startup_bench.py)
   ip:     `ip -n NS -d -j link show` > /dev/null
 """
 
@@ -29,8 +30,7 @@ import json, resource, sys, time
 sys.path.insert(0, {root!r})
 t0 = time.perf_counter()
 from hostagent.net.detect import detect_layout
-import hostagent.net.classify, hostagent.net.recommend, hostagent.net.scan  # imports outside the timing
-import pyroute2.netns, pyroute2.netlink.marshal, pyroute2.netlink.rtnl.ifinfmsg, pyroute2.netlink.rtnl.rtmsg
+import hostagent.net.classify, hostagent.net.recommend, hostagent.net.scan, hostagent.net.rtdump  # imports outside the timing
 t1 = time.perf_counter()
 c1 = time.process_time()
 layout = detect_layout(netns={ns!r}, scan_other_netns=False)

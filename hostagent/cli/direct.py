@@ -10,6 +10,8 @@ the typer path's.
 """
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any, Callable, Optional
 
 from hostagent.cli.output import Report, execute, options
@@ -79,4 +81,13 @@ def run(argv: list[str]) -> Optional[int]:
     if command is None:
         return None
     values = parse(argv[0], argv[1:])
-    return None if values is None else command(**values)
+    if values is None:
+        return None
+    try:
+        return command(**values)
+    except BrokenPipeError:  # as click: exit 1 quietly; stdout to /dev/null so the exit's flush cannot fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:  # as click's Abort and the app's main()
+        print("\nhostagent: aborted", file=sys.stderr)
+        return 1

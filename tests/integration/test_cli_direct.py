@@ -85,11 +85,12 @@ def netns(root: None) -> Iterator[str]:
             subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
-def _run(path: str, args: list[str]) -> subprocess.CompletedProcess[str]:
+def _run(path: str, args: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
     code = {"direct": "from hostagent.cli import main",
             "typer": "from hostagent.cli.app import main"}[path]
     script = f"import sys\n{code}\nsys.argv = ['hostagent', *sys.argv[1:]]\nmain()"
-    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=False)
+    kw.setdefault("stdout", subprocess.PIPE)
+    return subprocess.run([sys.executable, "-c", script, *args], stderr=subprocess.PIPE, text=True, check=False, **kw)
 
 
 @pytest.mark.parametrize("extra", [[], ["--json"], ["-q"], ["--inner"], ["--ring-blocks", "4"], ["--json", "--ring-blocks", "4"]],
@@ -115,3 +116,20 @@ def test_detect_imports_neither_typer_nor_click(netns: str) -> None:
     assert "veth1a" in out.stdout
     imported = {line.split("|")[-1].strip() for line in out.stderr.splitlines()}
     assert not imported & {"typer", "click", "hostagent.cli.app", "pyroute2.netns"}, sorted(imported & {"typer", "click"})
+
+
+def test_a_closed_stdout_ends_as_in_the_typer_app(netns: str) -> None:
+    """`hostagent detect | head -1`: exit 1 without a traceback, as click does on EPIPE."""
+    import os
+
+    for extra in ([], ["--json"]):
+        results = []
+        for path in ("direct", "typer"):
+            read_end, write_end = os.pipe()
+            os.close(read_end)  # every write fails with EPIPE
+            try:
+                results.append(_run(path, ["detect", "--netns", netns, *extra], stdout=write_end))
+            finally:
+                os.close(write_end)
+        fast, slow = results
+        assert (fast.returncode, fast.stderr) == (slow.returncode, slow.stderr) == (1, "")

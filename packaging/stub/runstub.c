@@ -438,22 +438,57 @@ static int trusted_stat(const struct stat *st) {
     return st->st_uid == owner && (S_ISLNK(st->st_mode) || !(st->st_mode & (S_IWGRP | S_IWOTH)));
 }
 
-/* Every component of the absolute `path` is a real dir, root-owned, not group/other writable. */
-static int trusted_chain(const char *path) {
+/* Where a dir is on a cache's chain: "/" itself, one between, or the last (the cache or copy dir). */
+enum link { SLASH, BETWEEN, LAST };
+
+/* Root's chain: every dir, "/" included, is root's and not group/other writable, sticky or not. */
+static int root_link(const struct stat *st, enum link at) {
+    (void)at;
+    return S_ISDIR(st->st_mode) && trusted_stat(st);
+}
+
+/* The user's chain: "/" is root's and not group/other writable; a dir between is root's or the user's
+ * and not writable by others unless sticky (in /tmp only its owner can rename or remove the user's
+ * dir); the last is the user's and writable by nobody else. */
+static int user_link(const struct stat *st, enum link at) {
+    int others_write = (st->st_mode & (S_IWGRP | S_IWOTH)) != 0;
+    if (!S_ISDIR(st->st_mode)) return 0;
+    if (at == SLASH) return st->st_uid == 0 && !others_write;
+    if (at == LAST) return st->st_uid == owner && !others_write;
+    return (st->st_uid == 0 || st->st_uid == owner) && (!others_write || (st->st_mode & S_ISVTX));
+}
+
+/* "/" and then every component of the absolute `path`, lstat'ed (a symlink is not a dir: none is
+ * followed), passes `ok` at its place. With `create`, a missing component is made (0700) once all
+ * above it passed: nothing is made through a symlink or in a dir that fails. */
+static int walk_chain(const char *path, int (*ok)(const struct stat *, enum link), int create) {
     char buf[PATH_MAX];
     struct stat st;
     if (strlen(path) >= sizeof buf || path[0] != '/') return 0;
     strcpy(buf, path);
+    if (lstat("/", &st) != 0 || !ok(&st, SLASH)) return 0;
     for (char *p = buf + 1;; p++) {
         if (*p == '/' || *p == 0) {
             char saved = *p;
             *p = 0;
-            if (lstat(buf, &st) != 0 || !S_ISDIR(st.st_mode) || !trusted_stat(&st)) return 0;
+            if (lstat(buf, &st) != 0 && !(create && errno == ENOENT && mkdir(buf, 0700) == 0 && lstat(buf, &st) == 0))
+                return 0;
+            if (!ok(&st, saved ? BETWEEN : LAST)) return 0;
             *p = saved;
             if (!saved) break;
         }
     }
-    return lstat("/", &st) == 0 && trusted_stat(&st);
+    return 1;
+}
+
+/* Root's cache, and a copy in it. */
+static int trusted_chain(const char *path) {
+    return walk_chain(path, root_link, 0);
+}
+
+/* The user's cache (made where missing with `create`), and a copy in it. */
+static int user_chain(const char *path, int create) {
+    return walk_chain(path, user_link, create);
 }
 
 /* The user's cache records the state of its tree in its marker: a digest of every entry's name, type,
@@ -521,33 +556,6 @@ static int tree_state(int dirfd, char out[65]) {
     if (ok) state_hex(&s, out);
     free(s.entry);
     return ok;
-}
-
-/* Root's cache: every component from / down is root's (trusted_chain). The user's: every component
- * is a real dir owned by root or the user, not writable by others unless sticky (in /tmp only its
- * owner can rename or remove the user's dir), and the cache dir itself is the user's. With `create`,
- * a missing component is made (0700) once all above it passed: nothing is made through a symlink or
- * in a dir that fails. */
-static int user_chain(const char *path, int create) {
-    char buf[PATH_MAX];
-    struct stat st;
-    if (strlen(path) >= sizeof buf || path[0] != '/') return 0;
-    strcpy(buf, path);
-    if (lstat("/", &st) != 0 || st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH))) return 0;
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == 0) {
-            char saved = *p;
-            *p = 0;
-            if (lstat(buf, &st) != 0 && !(create && errno == ENOENT && mkdir(buf, 0700) == 0 && lstat(buf, &st) == 0))
-                return 0;
-            if (!S_ISDIR(st.st_mode) || (st.st_uid != 0 && st.st_uid != owner) ||
-                ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)))
-                return 0;
-            *p = saved;
-            if (!saved) break;
-        }
-    }
-    return st.st_uid == owner && !(st.st_mode & (S_IWGRP | S_IWOTH));
 }
 
 static int chain_trusted(const char *path) {

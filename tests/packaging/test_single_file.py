@@ -59,8 +59,11 @@ def _break(cache: Path) -> Path:
 
 
 @pytest.mark.parametrize("how", ["group-writable file", "foreign-owned file", "world-writable dir",
-                                 "foreign-owned cache root"])
+                                 "foreign-owned cache root", "group-writable copy dir",
+                                 "sticky world-writable dir above", "symlink above", "sticky world-writable /"])
 def test_an_untrusted_cache_is_never_run(bare: Path, how: str):
+    """The copy's tree and every dir from / down to it: root's, writable by nobody else (sticky is no
+    excuse: anyone could put a dir of their own in its place before root made it), no symlink."""
     cache = _cached(bare)
     lib = _break(cache)
     if how == "group-writable file":
@@ -69,8 +72,17 @@ def test_an_untrusted_cache_is_never_run(bare: Path, how: str):
         os.chown(lib, 1000, 1000)
     elif how == "world-writable dir":
         (cache / "_internal").chmod(0o777)
-    else:
+    elif how == "foreign-owned cache root":
         os.chown(bare / CACHE, 1000, 1000)
+    elif how == "group-writable copy dir":
+        cache.chmod(0o775)
+    elif how == "sticky world-writable dir above":
+        (bare / "var/cache").chmod(0o1777)
+    elif how == "symlink above":
+        (bare / "var/cache").rename(bare / "var/cache.real")
+        (bare / "var/cache").symlink_to("cache.real")
+    else:
+        bare.chmod(0o1777)  # the private copy's /tmp accepts a sticky /: only the cache's chain refuses it
     (bare / "tmp").mkdir(mode=0o1777)
     os.chmod(bare / "tmp", 0o1777)
     r = run(bare, "--version")

@@ -497,10 +497,12 @@ def test_a_changed_cache_is_rejected_and_made_again(bare: Path, how: str):
 
 
 @pytest.mark.parametrize("case", ["another user's cache dir", "cache dir is a symlink", "~/.cache is a symlink",
-                                  "home writable by others", "no HOME", "read-only home"])
+                                  "home writable by others", "no HOME", "read-only home",
+                                  "cache dir is root's sticky one", "cache dir is the user's, sticky and world-writable",
+                                  "a dir above is another user's", "/ writable by others, sticky"])
 def test_no_usable_cache_unpacks_per_run_and_leaves_nothing(bare: Path, case: str):
     """Never someone else's dir or a path through a symlink; without a usable place the copy is per
-    run and removed when it ends."""
+    run and removed when it ends. Sticky excuses a dir above the cache (/tmp), not / or the cache dir."""
     home, tmp, env = user_home(bare)
     other = user_dir(bare, "home/u/elsewhere", owner=NOBODY, mode=0o700)
     if case == "another user's cache dir":
@@ -517,8 +519,19 @@ def test_no_usable_cache_unpacks_per_run_and_leaves_nothing(bare: Path, case: st
         home.chmod(0o777)
     elif case == "no HOME":
         del env["HOME"]
-    else:
+    elif case == "read-only home":
         os.chown(home, 0, 0)
+    elif case == "cache dir is root's sticky one":
+        user_dir(bare, "home/u/.cache", mode=0o700)
+        user_dir(bare, "home/u/.cache/hostagent", owner=0, mode=0o1777)
+    elif case == "cache dir is the user's, sticky and world-writable":
+        user_dir(bare, "home/u/.cache", mode=0o700)
+        user_dir(bare, "home/u/.cache/hostagent", mode=0o1777)
+    elif case == "a dir above is another user's":
+        user_dir(bare, "home/u/.cache", mode=0o700)
+        os.chown(home, 1234, 1234)  # 0755: the user can reach its own dirs in it, 1234 can swap them
+    else:
+        bare.chmod(0o1777)  # with ~/.cache missing: nothing is made under a / that fails
     before = tree(bare / "home")
     del before["u/tmp"]  # its mtime: the per-run copy came and went
     r = run(bare, "--version", user=NOBODY, env=env)

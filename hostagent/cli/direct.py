@@ -5,7 +5,7 @@ Their arguments are parsed by click's rules from the command tree generated from
 (hostagent/cli/complete_tree.py, the one completion uses). Whatever the rules here do not model
 (--help, `--opt=value`, `--`, short-option clusters, an unknown option, a missing value or one its
 type refuses, extra arguments) returns None and the typer app answers, with click's own messages.
-tests/unit/test_cli_direct.py checks every parse against click's and the command's output against
+tests/integration/test_cli_direct.py checks every parse against click's and the command's output against
 the typer path's.
 """
 from __future__ import annotations

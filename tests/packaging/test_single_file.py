@@ -5,8 +5,10 @@ stub must only ever run the unpacked bundle from a cache that nobody but root ca
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,39 @@ def test_install_dry_run_is_a_clean_refusal(bare: Path):
 def test_status_reports_nothing_installed(bare: Path):
     r = run(bare, "status")
     assert r.returncode == 0 and "not installed" in r.stdout, r
+
+
+def test_detect_reads_a_netns_and_help_is_typers(bare: Path):
+    """`detect` in the frozen build: the typer-free path (setns through libc, the dump's requests
+    packed with struct, the parse from the bundled command tree) and the typer app for the rest."""
+    name = f"hatest-file-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "add", "br0", "type", "bridge"], check=True)
+        (bare / "proc").mkdir()
+        (bare / "run" / "netns").mkdir(parents=True)
+        (bare / "run" / "netns" / name).touch()
+        # proc and the netns only in this mount namespace: nothing to unmount after.
+        script = (f"mount -t proc proc {bare}/proc && mount --bind /run/netns/{name} {bare}/run/netns/{name}"
+                  f' && exec chroot {bare} /hostagent "$@"')
+
+        def hostagent(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *args],
+                                  capture_output=True, text=True, timeout=120, check=False,
+                                  env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"})
+
+        r = hostagent("detect", "--netns", name, "--no-other-netns", "--json")
+        assert r.returncode == 0, r.stderr
+        data = json.loads(r.stdout)["data"]
+        assert {link["name"]: link["kind"] for link in data["links"]} == {"lo": "loopback", "br0": "bridge"}
+        r = hostagent("detect", "--help")
+        assert r.returncode == 0 and "--ring-blocks" in r.stdout, r.stderr
+        r = hostagent("detect", "--ring-blocks", "x")
+        assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and "--ring-blocks" in r.stderr, r.stderr
+        r = hostagent("detect", "--netns", "no-such-netns-here")
+        assert (r.returncode, r.stdout) == (2, "") and r.stderr.startswith("hostagent detect: error: no network"), r
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 def _cached(bare: Path) -> Path:

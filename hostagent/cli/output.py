@@ -8,7 +8,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from hostagent.errors import HostagentError, RunFailed
 
@@ -88,12 +88,6 @@ def failed(command: str, err: BaseException, style: Style) -> int:
     if rest and style.verbose:
         print("\n".join(rest), file=sys.stderr)
     return code
-
-
-def fail(command: str, err: BaseException, style: Style) -> NoReturn:
-    import typer
-
-    raise typer.Exit(failed(command, err, style))
 
 
 def execute(command: str, style: Style, body: Callable[[], Report], human: Callable[[Report], None],

@@ -346,26 +346,29 @@ def _setns(fd: int) -> None:
         raise OSError(errno, os.strerror(errno))
 
 
-def _request(sock: socket.socket, msg: Any, msg_type: int, flags: int, seq: int) -> None:
-    """Send a pyroute2 message."""
+def pyroute2_encoded(msg: Any, msg_type: int, flags: int, seq: int) -> bytes:
+    """A pyroute2 message as sent: its header filled in, then encoded."""
     msg["header"]["type"] = msg_type
     msg["header"]["flags"] = flags
     msg["header"]["sequence_number"] = seq
     msg["header"]["pid"] = 0
     msg.encode()
-    sock.send(msg.data)
+    return bytes(msg.data)
+
+
+def _dump_request(msg_type: int, body: bytes, seq: int) -> bytes:
+    return _NLMSGHDR.pack(16 + len(body), msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
 
 
 def getlink_request(seq: int) -> bytes:
     """RTM_GETLINK dump of every link, per-VF stats left out (ifinfomsg + IFLA_EXT_MASK)."""
     body = _IFI.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _NLA.pack(8, IFLA_EXT_MASK) + _U32.pack(RTEXT_FILTER_SKIP_STATS)
-    return _NLMSGHDR.pack(16 + len(body), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
+    return _dump_request(RTM_GETLINK, body, seq)
 
 
 def getroute_request(family: int, seq: int) -> bytes:
     """RTM_GETROUTE dump of one address family (an all-zero rtmsg but the family)."""
-    body = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
-    return _NLMSGHDR.pack(16 + len(body), RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
+    return _dump_request(RTM_GETROUTE, _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0), seq)
 
 
 def _stream(sock: socket.socket, handlers: dict[int, Any], seq: int) -> Iterator[Any]:
@@ -439,7 +442,7 @@ def peer_nsid(sock: socket.socket, target_ns_path: str, seq: int = 9) -> int | N
     try:
         msg = nsidmsg()
         msg["attrs"] = [("NETNSA_FD", fd)]
-        _request(sock, msg, RTM_GETNSID, NLM_F_REQUEST, seq)
+        sock.send(pyroute2_encoded(msg, RTM_GETNSID, NLM_F_REQUEST, seq))
         data = sock.recv(RECV_BUFSIZE)
     finally:
         os.close(fd)

@@ -245,15 +245,6 @@ def test_compiled_chain_reads_what_the_walk_reads() -> None:
     assert (got.kind, got.mac, got.operstate) == ("veth", "00:01:02:03:04:05", "unknown")
 
 
-def _pyroute2_encoding(msg: Any, msg_type: int, flags: int, seq: int) -> bytes:
-    msg["header"]["type"] = msg_type
-    msg["header"]["flags"] = flags
-    msg["header"]["sequence_number"] = seq
-    msg["header"]["pid"] = 0
-    msg.encode()
-    return bytes(msg.data)
-
-
 def test_dump_requests_are_pyroute2s_encoding() -> None:
     """The two requests packed with struct are byte for byte what pyroute2 sends for them."""
     import socket
@@ -265,8 +256,8 @@ def test_dump_requests_are_pyroute2s_encoding() -> None:
     link["family"] = socket.AF_UNSPEC
     link["attrs"] = [("IFLA_EXT_MASK", rtdump.RTEXT_FILTER_SKIP_STATS)]
     dump = rtdump.NLM_F_REQUEST | rtdump.NLM_F_DUMP
-    assert rtdump.getlink_request(7) == _pyroute2_encoding(link, rtdump.RTM_GETLINK, dump, 7)
+    assert rtdump.getlink_request(7) == rtdump.pyroute2_encoded(link, rtdump.RTM_GETLINK, dump, 7)
     for family in (socket.AF_INET, socket.AF_INET6):
         route = rtmsg()
         route["family"] = family
-        assert rtdump.getroute_request(family, 3) == _pyroute2_encoding(route, rtdump.RTM_GETROUTE, dump, 3)
+        assert rtdump.getroute_request(family, 3) == rtdump.pyroute2_encoded(route, rtdump.RTM_GETROUTE, dump, 3)

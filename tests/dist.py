@@ -27,9 +27,10 @@ BUILT = ("single", "oci", "packages", "collection", "python")
 
 
 @functools.cache
-def _build_module() -> ModuleType:
-    """packaging/build.py, by path (as tests/oci/conftest.py loads oci.py): loaded once per session."""
-    spec = importlib.util.spec_from_file_location("hostagent_build", REPO / "packaging" / "build.py")
+def packaging_module(name: str) -> ModuleType:
+    """packaging/<name>.py, by path (packaging/ is not a package, and `oci` alone is another project's
+    name on PyPI): loaded once per session."""
+    spec = importlib.util.spec_from_file_location(f"hostagent_packaging_{name}", REPO / "packaging" / f"{name}.py")
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -38,7 +39,7 @@ def _build_module() -> ModuleType:
 
 def version() -> str:
     """The release's version, as the build names the artifacts by it."""
-    return str(_build_module().version())
+    return str(packaging_module("build").version())
 
 
 def _complete(d: Path, digest: str) -> bool:
@@ -51,7 +52,7 @@ def _complete(d: Path, digest: str) -> bool:
 
 
 def find_or_build_dist() -> Path:
-    digest = _build_module().inputs_digest()
+    digest = packaging_module("build").inputs_digest()
     for d in (REPO / "dist", CACHE_DIR / f"dist-{digest}"):
         if _complete(d, digest):
             return d

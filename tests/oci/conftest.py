@@ -6,7 +6,6 @@ the pod spec adds args, securityContext, volumes, the service-account files and 
 and runs it with crun, in the host's network namespace so it reaches the fakes on loopback."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -21,21 +20,14 @@ from typing import Any, Iterator, Optional
 import pytest
 import yaml
 
+from tests.dist import packaging_module, version
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
-def _packaging_oci() -> Any:
-    """packaging/oci.py (the image build), by path: `oci` alone is another project's name on PyPI."""
-    spec = importlib.util.spec_from_file_location("hostagent_packaging_oci", REPO / "packaging" / "oci.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-oci = _packaging_oci()
+oci = packaging_module("oci")  # packaging/oci.py, the image build
 
 
 def docs(name: str) -> list[dict[str, Any]]:
@@ -51,8 +43,6 @@ def find(documents: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def oci_archive(dist: Path) -> Path:
-    from tests.dist import version
-
     return dist / f"hostagent-k8s-sync-{version()}.oci.tar"
 
 
